@@ -1,0 +1,104 @@
+{#- One row per segment and charged metric: the period quantity of the events whose
+    timestamp falls in the segment, by the metric's aggregation over the whole segment
+    (a unique_count is distinct over the segment, not a sum of daily counts). -#}
+with segments as (
+    select * from {{ ref('int_subscription_segments') }}
+),
+
+charges as (
+    select * from {{ ref('stg_app__plan_charges') }}
+),
+
+metrics as (
+    select * from {{ ref('stg_app__metrics') }}
+),
+
+events as (
+    select * from {{ ref('int_events_deduplicated') }}
+    where event_ts >= cast('{{ var("min_month") }}' as timestamptz)
+      and event_ts < cast('{{ var("max_month") }}' as timestamptz)
+),
+
+segment_charges as (
+    select
+        segments.segment_id,
+        segments.tenant_id,
+        segments.segment_start,
+        segments.segment_end,
+        charges.metric,
+        metrics.aggregation,
+        metrics.property
+    from segments
+    inner join charges
+        on charges.plan_key = segments.plan_key
+       and charges.plan_version = segments.plan_version
+    inner join metrics on metrics.metric = charges.metric
+),
+
+segment_events as (
+    select
+        segment_charges.segment_id,
+        segment_charges.metric,
+        segment_charges.aggregation,
+        events.amount,
+        events.event_ts,
+        events.event_seq,
+        {{ json_text('events.metadata', 'segment_charges.property') }} as property_value
+    from segment_charges
+    inner join events
+        on events.tenant_id = segment_charges.tenant_id
+       and events.metric = segment_charges.metric
+       and events.event_ts >= segment_charges.segment_start
+       and events.event_ts < segment_charges.segment_end
+),
+
+additive as (
+    select
+        segment_id,
+        metric,
+        case max(aggregation)
+            when 'sum' then sum(amount)
+            when 'count' then cast(count(*) as numeric)
+            when 'max' then max(amount)
+            when 'unique_count' then cast(count(distinct property_value) as numeric)
+        end as quantity,
+        count(*) as event_count
+    from segment_events
+    where aggregation <> 'latest'
+    group by segment_id, metric
+),
+
+latest_ranked as (
+    select
+        segment_id,
+        metric,
+        amount,
+        count(*) over (partition by segment_id, metric) as event_count,
+        row_number() over (
+            partition by segment_id, metric order by event_ts desc, event_seq desc
+        ) as recency
+    from segment_events
+    where aggregation = 'latest'
+),
+
+quantities as (
+    select segment_id, metric, quantity, event_count from additive
+    union all
+    select segment_id, metric, amount as quantity, event_count
+    from latest_ranked
+    where recency = 1
+),
+
+final as (
+    select
+        segment_charges.segment_id,
+        segment_charges.metric,
+        coalesce(quantities.quantity, 0) as quantity,
+        coalesce(quantities.event_count, 0) as event_count
+    from segment_charges
+    left join quantities
+        on quantities.segment_id = segment_charges.segment_id
+       and quantities.metric = segment_charges.metric
+)
+
+select * from final

@@ -1,0 +1,86 @@
+{#- One row per tenant, metric and UTC day. Incremental by day: a run replaces the days in
+    [min_date, max_date) whole, so re-running a day gives the same rows. -#}
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='usage_date',
+        on_schema_change='fail',
+    )
+}}
+
+with events as (
+    select * from {{ ref('int_events_deduplicated') }}
+    where event_ts >= cast('{{ var("min_date") }}' as timestamptz)
+      and event_ts < cast('{{ var("max_date") }}' as timestamptz)
+),
+
+metrics as (
+    select * from {{ ref('stg_app__metrics') }}
+),
+
+day_events as (
+    select
+        events.tenant_id,
+        events.metric,
+        metrics.aggregation,
+        cast({{ dbt.date_trunc('day', 'events.event_ts') }} as date) as usage_date,
+        events.amount,
+        events.event_ts,
+        events.event_seq,
+        {{ json_text('events.metadata', 'metrics.property') }} as property_value
+    from events
+    inner join metrics on metrics.metric = events.metric
+),
+
+additive as (
+    select
+        tenant_id,
+        metric,
+        usage_date,
+        case max(aggregation)
+            when 'sum' then sum(amount)
+            when 'count' then cast(count(*) as numeric)
+            when 'max' then max(amount)
+            when 'unique_count' then cast(count(distinct property_value) as numeric)
+        end as quantity,
+        count(*) as event_count
+    from day_events
+    where aggregation <> 'latest'
+    group by tenant_id, metric, usage_date
+),
+
+latest_ranked as (
+    select
+        tenant_id,
+        metric,
+        usage_date,
+        amount,
+        count(*) over (partition by tenant_id, metric, usage_date) as event_count,
+        row_number() over (
+            partition by tenant_id, metric, usage_date order by event_ts desc, event_seq desc
+        ) as recency
+    from day_events
+    where aggregation = 'latest'
+),
+
+final as (
+    select
+        tenant_id,
+        metric,
+        usage_date,
+        cast(quantity as numeric) as quantity,
+        cast(event_count as bigint) as event_count
+    from additive
+    union all
+    select
+        tenant_id,
+        metric,
+        usage_date,
+        cast(amount as numeric) as quantity,
+        cast(event_count as bigint) as event_count
+    from latest_ranked
+    where recency = 1
+)
+
+select tenant_id, metric, usage_date, quantity, event_count from final

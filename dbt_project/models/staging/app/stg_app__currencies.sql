@@ -1,0 +1,6 @@
+with source as (
+    select * from {{ source('app', 'currencies') }}
+)
+
+select currency, minor_unit
+from source

@@ -1,0 +1,18 @@
+with source as (
+    select * from {{ source('app', 'plan_tiers') }}
+)
+
+select
+    plan_key,
+    version as plan_version,
+    metric,
+    tier_index,
+    cast(up_to as numeric) as up_to,
+    coalesce(
+        lag(cast(up_to as numeric)) over (
+            partition by plan_key, version, metric order by tier_index),
+        0
+    ) as lower_bound,
+    cast(unit_price as numeric) as unit_price,
+    cast(flat_fee as numeric) as flat_fee
+from source

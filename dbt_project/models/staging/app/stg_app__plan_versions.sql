@@ -1,0 +1,17 @@
+with source as (
+    select * from {{ source('app', 'plan_versions') }}
+)
+
+select
+    plan_key,
+    version as plan_version,
+    name as plan_name,
+    billing_interval,
+    currency,
+    cast(base_price as numeric) as base_price,
+    effective_from,
+    coalesce(
+        lead(effective_from) over (partition by plan_key order by version),
+        cast('infinity' as timestamptz)
+    ) as effective_to
+from source

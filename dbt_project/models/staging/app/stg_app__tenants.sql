@@ -1,0 +1,11 @@
+with source as (
+    select * from {{ source('app', 'tenants') }}
+)
+
+select
+    tenant_id,
+    name as tenant_name,
+    currency,
+    cast(tax_rate as numeric) as tax_rate,
+    stripe_customer_id
+from source

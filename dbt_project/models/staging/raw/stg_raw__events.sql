@@ -1,0 +1,18 @@
+with source as (
+    select * from {{ source('raw', 'events') }}
+),
+
+final as (
+    select
+        event_seq,
+        tenant_id,
+        metric,
+        cast(amount as numeric) as amount,
+        event_ts,
+        idempotency_key,
+        metadata,
+        received_at
+    from source
+)
+
+select * from final

@@ -1,0 +1,199 @@
+"""The `billing` command line. Exit 0 when all went well, 2 for bad input, 1 otherwise."""
+
+from __future__ import annotations
+
+import sys
+from datetime import date
+from pathlib import Path
+from typing import NoReturn
+
+import click
+from rich.console import Console
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    sys.exit(code)
+
+
+@click.group()
+def main() -> None:
+    """Usage-based billing warehouse: ingest, rate, invoice, sync."""
+
+
+# -- db ---------------------------------------------------------------------------------------
+
+
+@main.group()
+def db() -> None:
+    """Start, locate or stop the warehouse."""
+
+
+@db.command("up")
+def db_up() -> None:
+    """Start the warehouse if embedded and apply migrations (idempotent)."""
+    from warehouse.db import connect
+    from warehouse.migrate import apply_migrations
+
+    with connect() as conn:
+        applied = apply_migrations(conn)
+    console.print(f"warehouse up; migrations applied now: {', '.join(applied) or 'none'}")
+
+
+@db.command("url")
+def db_url() -> None:
+    """Print the warehouse URL."""
+    from warehouse.db import database_url
+
+    click.echo(database_url())
+
+
+@db.command("down")
+def db_down() -> None:
+    """Stop the embedded server."""
+    from warehouse import embedded
+    from warehouse.settings import get_settings
+
+    settings = get_settings()
+    if not settings.embedded:
+        fail("BILLING_DATABASE_URL points at an external warehouse; it is not ours to stop", 2)
+    stopped = embedded.stop(settings.pgdata)
+    console.print("warehouse stopped" if stopped else "warehouse was not running")
+
+
+# -- catalog ----------------------------------------------------------------------------------
+
+
+@main.group()
+def catalog() -> None:
+    """Metrics, plans, tenants and subscriptions."""
+
+
+@catalog.command("apply")
+@click.argument("file", type=click.Path(path_type=Path))
+def catalog_apply(file: Path) -> None:
+    """Validate a catalog YAML and load it; an invalid file writes nothing."""
+    from warehouse.catalog import CatalogError, apply_catalog, load_catalog_file
+    from warehouse.db import connect
+    from warehouse.migrate import apply_migrations
+
+    try:
+        parsed = load_catalog_file(file)
+        with connect() as conn:
+            apply_migrations(conn)
+            result = apply_catalog(conn, parsed, str(file))
+    except CatalogError as exc:
+        fail(f"invalid catalog\n{exc}", 2)
+    console.print(result.summary())
+
+
+# -- run --------------------------------------------------------------------------------------
+
+
+def _parse_day(value: str, name: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        fail(f"{name} {value!r} is not a date like 2026-10-01", 2)
+
+
+@main.group()
+def run() -> None:
+    """Build usage (daily) or invoices (monthly) with dbt."""
+
+
+@run.command("daily")
+@click.option("--date", "day", help="One UTC day, YYYY-MM-DD.")
+@click.option("--from", "first", help="First UTC day, YYYY-MM-DD.")
+@click.option("--to", "last", help="Last UTC day, included, YYYY-MM-DD.")
+def run_daily_cmd(day: str | None, first: str | None, last: str | None) -> None:
+    """Build daily usage for one day or a range of days."""
+    from orchestration.pipeline import PipelineError, run_daily
+
+    if day and (first or last):
+        fail("give --date, or --from and --to, not both", 2)
+    if day:
+        first_day = last_day = _parse_day(day, "--date")
+    elif first and last:
+        first_day, last_day = _parse_day(first, "--from"), _parse_day(last, "--to")
+    else:
+        fail("give --date D, or --from D --to D", 2)
+    if last_day < first_day:
+        fail(f"--to {last_day} is before --from {first_day}", 2)
+    try:
+        run_daily(first_day, last_day)
+    except PipelineError as exc:
+        fail(str(exc))
+    console.print(f"daily usage built for {first_day} .. {last_day}")
+
+
+@run.command("monthly")
+@click.option("--month", required=True, help="Calendar month, YYYY-MM.")
+def run_monthly_cmd(month: str) -> None:
+    """Compute a calendar month's invoices."""
+    from orchestration.dbt_vars import parse_month
+    from orchestration.pipeline import PipelineError, run_monthly
+
+    try:
+        first = parse_month(month)
+    except ValueError as exc:
+        fail(f"--month: {exc}", 2)
+    try:
+        run_monthly(first)
+    except PipelineError as exc:
+        fail(str(exc))
+    console.print(f"invoices built for {month}")
+
+
+# -- invoices ---------------------------------------------------------------------------------
+
+
+@main.group()
+def invoices() -> None:
+    """Read invoices and their lines."""
+
+
+@invoices.command("list")
+@click.option("--month", help="YYYY-MM")
+@click.option("--tenant", help="Tenant id")
+def invoices_list(month: str | None, tenant: str | None) -> None:
+    """List invoices."""
+    from orchestration.dbt_vars import parse_month
+    from orchestration.reports import invoice_table, list_invoices
+
+    try:
+        first = parse_month(month) if month else None
+    except ValueError as exc:
+        fail(f"--month: {exc}", 2)
+    console.print(invoice_table(list_invoices(month=first, tenant=tenant)))
+
+
+@invoices.command("show")
+@click.argument("invoice_id")
+def invoices_show(invoice_id: str) -> None:
+    """Show one invoice with its lines."""
+    from orchestration.reports import InvoiceNotFound, render_invoice
+
+    try:
+        console.print(render_invoice(invoice_id))
+    except InvoiceNotFound:
+        fail(f"no invoice {invoice_id!r}", 2)
+
+
+# -- demo -------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--seed", default=7, show_default=True, help="Random seed of the usage.")
+def demo(seed: int) -> None:
+    """Load the demo catalog, generate a month of usage, invoice it and print the invoices."""
+    from orchestration.demo import run_demo
+
+    run_demo(console, seed=seed)
+
+
+if __name__ == "__main__":
+    main()

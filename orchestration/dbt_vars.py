@@ -1,0 +1,60 @@
+"""Pure mapping from a time window to the dbt vars of the billing models (half-open)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+
+@dataclass(frozen=True)
+class Window:
+    """A half-open window of UTC days [start, end)."""
+
+    start: date
+    end: date
+
+    def __post_init__(self) -> None:
+        if self.end <= self.start:
+            raise ValueError(f"empty window: {self.start} .. {self.end}")
+
+
+def _as_date(value: date | datetime) -> date:
+    return value.date() if isinstance(value, datetime) else value
+
+
+def days_window(first_day: date, last_day: date) -> Window:
+    """The window covering the days first_day..last_day, both included."""
+    return Window(first_day, last_day + timedelta(days=1))
+
+
+def month_window(month: date) -> Window:
+    """The window of the calendar month containing ``month``."""
+    start = month.replace(day=1)
+    end = date(start.year + (start.month == 12), start.month % 12 + 1, 1)
+    return Window(start, end)
+
+
+def parse_month(text: str) -> date:
+    """``YYYY-MM`` to the first day of that month."""
+    try:
+        return datetime.strptime(text, "%Y-%m").date()
+    except ValueError:
+        raise ValueError(f"{text!r} is not a month like 2026-10") from None
+
+
+def daily_vars(start: date | datetime, end: date | datetime) -> dict[str, str]:
+    """dbt vars for the daily usage models over [start, end)."""
+    window = Window(_as_date(start), _as_date(end))
+    return {"min_date": window.start.isoformat(), "max_date": window.end.isoformat()}
+
+
+def monthly_vars(start: date | datetime, end: date | datetime) -> dict[str, str]:
+    """dbt vars for the invoice models over the months in [start, end).
+
+    A window that does not start on the 1st is widened to whole months: an invoice is
+    always computed for its whole month.
+    """
+    window = Window(_as_date(start), _as_date(end))
+    first = window.start.replace(day=1)
+    last = month_window(window.end - timedelta(days=1)).end
+    return {"min_month": first.isoformat(), "max_month": last.isoformat()}

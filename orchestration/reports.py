@@ -1,0 +1,117 @@
+"""Reading invoices from the marts and rendering them for people."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from warehouse.currencies import MINOR_UNITS
+from warehouse.db import connect
+
+
+class InvoiceNotFound(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class InvoiceRow:
+    invoice_id: str
+    tenant_id: str
+    currency: str
+    period_start: datetime
+    status: str
+    subtotal_minor: int
+    tax_minor: int
+    total_minor: int
+
+
+def money(amount_minor: int, currency: str) -> str:
+    """Minor units to a display string in major units: 123456 usd -> '1,234.56 USD'."""
+    exponent = MINOR_UNITS[currency]
+    major = Decimal(amount_minor).scaleb(-exponent)
+    return f"{major:,.{exponent}f} {currency.upper()}"
+
+
+def list_invoices(month: date | None = None, tenant: str | None = None) -> list[InvoiceRow]:
+    sql = """select invoice_id, tenant_id, currency, period_start, status, subtotal_minor,
+                    tax_minor, total_minor
+             from marts.fct_invoices
+             where (%(month)s::date is null or period_start = %(month)s::date::timestamptz)
+               and (%(tenant)s::text is null or tenant_id = %(tenant)s::text)
+             order by period_start, tenant_id, currency"""
+    with connect() as conn:
+        rows = conn.execute(sql, {"month": month, "tenant": tenant}).fetchall()
+    return [InvoiceRow(*row) for row in rows]
+
+
+def invoice_table(rows: list[InvoiceRow]) -> Table:
+    table = Table(title="Invoices")
+    for column in ("invoice", "tenant", "month", "status", "subtotal", "tax", "total"):
+        table.add_column(
+            column, justify="right" if column in {"subtotal", "tax", "total"} else "left"
+        )
+    for row in rows:
+        table.add_row(
+            row.invoice_id,
+            row.tenant_id,
+            row.period_start.strftime("%Y-%m"),
+            row.status,
+            money(row.subtotal_minor, row.currency),
+            money(row.tax_minor, row.currency),
+            money(row.total_minor, row.currency),
+        )
+    return table
+
+
+def render_invoice(invoice_id: str) -> Group:
+    with connect() as conn:
+        head = conn.execute(
+            """select i.invoice_id, i.tenant_id, t.tenant_name, i.currency, i.period_start,
+                      i.status, i.subtotal_minor, i.tax_minor, i.total_minor
+               from marts.fct_invoices i
+               left join marts.dim_tenants t on t.tenant_id = i.tenant_id
+               where i.invoice_id = %s""",
+            (invoice_id,),
+        ).fetchone()
+        if head is None:
+            raise InvoiceNotFound(invoice_id)
+        lines = conn.execute(
+            """select line_type, description, quantity, billable_quantity, amount_minor
+               from marts.fct_invoice_lines where invoice_id = %s
+               order by line_type, service_start, metric nulls first""",
+            (invoice_id,),
+        ).fetchall()
+    (inv_id, tenant_id, tenant_name, currency, period_start, status, subtotal, tax, total) = head
+    table = Table(
+        title=f"{inv_id}  {tenant_name or tenant_id} ({tenant_id})  "
+        f"{period_start:%Y-%m}  [{status}]",
+        title_justify="left",
+    )
+    table.add_column("line")
+    table.add_column("quantity", justify="right")
+    table.add_column("billable", justify="right")
+    table.add_column("amount", justify="right")
+    for line_type, description, quantity, billable, amount in lines:
+        table.add_row(
+            f"{description}" if line_type != "adjustment" else f"adjustment: {description}",
+            _qty(quantity),
+            _qty(billable),
+            money(amount, currency),
+        )
+    table.add_section()
+    table.add_row("subtotal", "", "", money(subtotal, currency))
+    table.add_row("tax", "", "", money(tax, currency))
+    table.add_row(Text("total", style="bold"), "", "", Text(money(total, currency), style="bold"))
+    return Group(table)
+
+
+def _qty(value: Decimal | None) -> str:
+    if value is None:
+        return ""
+    normalized = value.quantize(Decimal("0.0001")).normalize()
+    return f"{normalized:,f}"

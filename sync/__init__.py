@@ -1,0 +1,1 @@
+"""Pushes finalized invoices to Stripe and maps their payment status back."""

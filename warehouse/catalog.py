@@ -1,0 +1,542 @@
+"""The catalog YAML (metrics, plans, tenants, subscriptions): validation and loading.
+
+Validation is all-or-nothing: every problem is reported with the file, the path inside it
+and what would be accepted, and nothing is written unless the whole catalog is valid.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import psycopg
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+)
+
+from warehouse.currencies import MINOR_UNITS
+
+MAX_PRICE_DECIMALS = 12
+KEY_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
+TENANT_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+
+
+def _decimal(value: Any) -> Decimal:
+    """A non-negative decimal from a string or an integer; floats are refused as inexact."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise ValueError(f'must be a decimal string like "0.0004" or an integer, not {value!r}')
+    try:
+        number = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise ValueError(f"{value!r} is not a decimal number") from None
+    if not number.is_finite():
+        raise ValueError(f"{value!r} is not a finite decimal")
+    if number < 0:
+        raise ValueError(f"{value!r} is negative; prices and amounts must be >= 0")
+    exponent = number.as_tuple().exponent
+    assert isinstance(exponent, int)
+    if -exponent > MAX_PRICE_DECIMALS:
+        raise ValueError(f"{value!r} has more than {MAX_PRICE_DECIMALS} decimal places")
+    return number
+
+
+def _currency(value: str) -> str:
+    if value not in MINOR_UNITS:
+        raise ValueError(
+            f"{value!r} is not a supported ISO 4217 code in lower case (e.g. usd, eur, jpy)"
+        )
+    return value
+
+
+def _timestamp(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"{value!r} is not an RFC 3339 timestamp") from None
+    else:
+        raise ValueError(f"{value!r} is not an RFC 3339 timestamp")
+    if parsed.tzinfo is None:
+        raise ValueError(f"{value!r} has no UTC offset; write it like 2026-01-01T00:00:00Z")
+    return parsed
+
+
+Money = Annotated[Decimal, BeforeValidator(_decimal)]
+Currency = Annotated[str, AfterValidator(_currency)]
+Timestamp = Annotated[datetime, BeforeValidator(_timestamp)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Metric(_Strict):
+    key: str = Field(pattern=KEY_PATTERN)
+    aggregation: Literal["sum", "count", "max", "unique_count", "latest"]
+    property: str | None = Field(default=None, min_length=1, max_length=128)
+    allow_negative: bool = False
+
+
+class Tier(_Strict):
+    up_to: Money | None
+    unit_price: Money
+    flat_fee: Money = Decimal(0)
+
+
+class Quota(_Strict):
+    limit: Money
+    policy: Literal["hard", "soft"]
+
+
+class Charge(_Strict):
+    metric: str
+    model: Literal["per_unit", "package", "graduated", "volume"]
+    unit_price: Money | None = None
+    included: Money = Decimal(0)
+    package_size: Annotated[int, Field(gt=0)] | None = None
+    package_price: Money | None = None
+    tiers: list[Tier] | None = None
+    quota: Quota | None = None
+
+
+class Plan(_Strict):
+    key: str = Field(pattern=KEY_PATTERN)
+    name: str = Field(min_length=1, max_length=200)
+    interval: Literal["month", "year"]
+    currency: Currency
+    base_price: Money = Decimal(0)
+    charges: list[Charge] = []
+
+
+class Tenant(_Strict):
+    id: str = Field(pattern=TENANT_PATTERN)
+    name: str = Field(min_length=1, max_length=200)
+    currency: Currency
+    tax_rate: Money = Decimal(0)
+    stripe_customer_id: str | None = Field(default=None, min_length=1, max_length=255)
+
+
+class Subscription(_Strict):
+    id: str = Field(pattern=TENANT_PATTERN)
+    tenant_id: str
+    plan: str
+    start: Timestamp
+
+
+class Catalog(_Strict):
+    metrics: list[Metric]
+    plans: list[Plan]
+    tenants: list[Tenant] = []
+    subscriptions: list[Subscription] = []
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str
+    message: str
+
+
+@dataclass
+class CatalogError(Exception):
+    """The catalog file is invalid; ``problems`` lists every problem found."""
+
+    source: str
+    problems: list[Problem] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        lines = [f"{self.source}: {p.path}: {p.message}" for p in self.problems]
+        return "\n".join(lines)
+
+
+def _path(loc: tuple[Any, ...] | list[Any]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses a mapping with the same key twice (PyYAML keeps the last)."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"duplicate key {key!r} (first on line {seen[key] + 1})",
+                key_node.start_mark,
+            )
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node)
+
+
+_UniqueKeyLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+    _construct_mapping,
+)
+# Timestamps stay strings so that their offsets are checked by our own parser.
+_UniqueKeyLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def parse_catalog(text: str, source: str) -> Catalog:
+    """Parse and validate a catalog document; raise CatalogError naming every problem."""
+    try:
+        document = yaml.load(text, Loader=_UniqueKeyLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(unknown)"
+        raise CatalogError(source, [Problem(where, str(exc.problem))]) from None
+    except yaml.YAMLError as exc:
+        raise CatalogError(source, [Problem("(document)", str(exc))]) from None
+    if not isinstance(document, dict):
+        raise CatalogError(
+            source, [Problem("(top level)", "must be a mapping with metrics, plans, ...")]
+        )
+    try:
+        catalog = Catalog.model_validate(document)
+    except ValidationError as exc:
+        problems = [Problem(_path(err["loc"]), _message(err)) for err in exc.errors()]
+        raise CatalogError(source, problems) from None
+    problems = check_catalog(catalog)
+    if problems:
+        raise CatalogError(source, problems)
+    return catalog
+
+
+def _message(err: Any) -> str:
+    message = str(err["msg"]).removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        return "unknown field; check its spelling against the catalog format"
+    if err["type"] == "literal_error":
+        return f"{message}, got {err['input']!r}"
+    if err["type"] == "string_pattern_mismatch":
+        return f"{err['input']!r} does not match {err['ctx']['pattern']}"
+    return message
+
+
+def _duplicates(items: list[str]) -> dict[int, str]:
+    seen: set[str] = set()
+    dupes: dict[int, str] = {}
+    for index, key in enumerate(items):
+        if key in seen:
+            dupes[index] = key
+        seen.add(key)
+    return dupes
+
+
+def check_catalog(catalog: Catalog) -> list[Problem]:
+    """The rules that span fields: references, tier bounds, currencies, duplicate keys."""
+    problems: list[Problem] = []
+    for section, keys in (
+        ("metrics", [m.key for m in catalog.metrics]),
+        ("plans", [p.key for p in catalog.plans]),
+        ("tenants", [t.id for t in catalog.tenants]),
+        ("subscriptions", [s.id for s in catalog.subscriptions]),
+    ):
+        for index, key in _duplicates(keys).items():
+            problems.append(Problem(f"{section}[{index}]", f"duplicate key {key!r}"))
+
+    metrics = {m.key: m for m in catalog.metrics}
+    for i, metric in enumerate(catalog.metrics):
+        if metric.aggregation == "unique_count" and not metric.property:
+            problems.append(
+                Problem(f"metrics[{i}].property", "unique_count needs the metadata key to count")
+            )
+        if metric.aggregation != "unique_count" and metric.property:
+            problems.append(
+                Problem(f"metrics[{i}].property", "only a unique_count metric takes a property")
+            )
+
+    for p, plan in enumerate(catalog.plans):
+        for index, key in _duplicates([c.metric for c in plan.charges]).items():
+            problems.append(
+                Problem(f"plans[{p}].charges[{index}].metric", f"a second charge for {key!r}")
+            )
+        for c, charge in enumerate(plan.charges):
+            problems.extend(_check_charge(f"plans[{p}].charges[{c}]", charge, metrics))
+
+    plans = {p.key: p for p in catalog.plans}
+    tenants = {t.id: t for t in catalog.tenants}
+    for s, sub in enumerate(catalog.subscriptions):
+        tenant = tenants.get(sub.tenant_id)
+        sub_plan = plans.get(sub.plan)
+        if tenant is None:
+            problems.append(
+                Problem(f"subscriptions[{s}].tenant_id", f"unknown tenant {sub.tenant_id!r}")
+            )
+        if sub_plan is None:
+            problems.append(Problem(f"subscriptions[{s}].plan", f"unknown plan {sub.plan!r}"))
+        if tenant is not None and sub_plan is not None and tenant.currency != sub_plan.currency:
+            problems.append(
+                Problem(
+                    f"subscriptions[{s}].plan",
+                    f"currency mismatch: plan {sub_plan.key!r} bills in {sub_plan.currency}, "
+                    f"tenant {tenant.id!r} pays in {tenant.currency}",
+                )
+            )
+    for t, tenant in enumerate(catalog.tenants):
+        if tenant.tax_rate >= 1:
+            problems.append(
+                Problem(f"tenants[{t}].tax_rate", f"{tenant.tax_rate} is not a rate in [0, 1)")
+            )
+    return problems
+
+
+def _check_charge(path: str, charge: Charge, metrics: dict[str, Metric]) -> list[Problem]:
+    problems: list[Problem] = []
+    if charge.metric not in metrics:
+        known = ", ".join(sorted(metrics)) or "none"
+        problems.append(
+            Problem(f"{path}.metric", f"unknown metric {charge.metric!r} (known: {known})")
+        )
+    required: dict[str, tuple[str, ...]] = {
+        "per_unit": ("unit_price",),
+        "package": ("package_size", "package_price"),
+        "graduated": ("tiers",),
+        "volume": ("tiers",),
+    }
+    pricing_fields = ("unit_price", "package_size", "package_price", "tiers")
+    for name in pricing_fields:
+        present = getattr(charge, name) is not None
+        if name in required[charge.model] and not present:
+            problems.append(Problem(f"{path}.{name}", f"required by model {charge.model}"))
+        if name not in required[charge.model] and present:
+            problems.append(Problem(f"{path}.{name}", f"not used by model {charge.model}"))
+    if charge.tiers is not None:
+        if not charge.tiers:
+            problems.append(Problem(f"{path}.tiers", "needs at least one tier"))
+        previous: Decimal | None = None
+        for t, tier in enumerate(charge.tiers):
+            last = t == len(charge.tiers) - 1
+            if tier.up_to is None and not last:
+                problems.append(
+                    Problem(f"{path}.tiers[{t}].up_to", "only the last tier may be open (null)")
+                )
+            if tier.up_to is not None and last:
+                problems.append(
+                    Problem(
+                        f"{path}.tiers[{t}].up_to",
+                        "the last tier must be open (up_to: null) so every quantity is priced",
+                    )
+                )
+            if tier.up_to is not None and previous is not None and tier.up_to <= previous:
+                problems.append(
+                    Problem(
+                        f"{path}.tiers[{t}].up_to",
+                        f"tier bounds must increase: {tier.up_to} is not above {previous}",
+                    )
+                )
+            if tier.up_to is not None:
+                previous = tier.up_to
+    return problems
+
+
+def load_catalog_file(path: Path) -> Catalog:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CatalogError(str(path), [Problem("(file)", f"cannot read: {exc}")]) from None
+    return parse_catalog(text, str(path))
+
+
+@dataclass
+class ApplyResult:
+    apply_id: int
+    metrics: int
+    plan_versions_added: list[str]
+    plans_unchanged: list[str]
+    tenants: int
+    subscriptions_started: list[str]
+
+    def summary(self) -> str:
+        added = ", ".join(self.plan_versions_added) or "none"
+        return (
+            f"catalog applied (#{self.apply_id}): {self.metrics} metrics; new plan versions: "
+            f"{added}; {len(self.plans_unchanged)} plans unchanged; {self.tenants} tenants; "
+            f"{len(self.subscriptions_started)} subscriptions started"
+        )
+
+
+def _plan_sha(plan: Plan) -> str:
+    canonical = json.dumps(plan.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def apply_catalog(conn: psycopg.Connection, catalog: Catalog, source: str) -> ApplyResult:
+    """Load a validated catalog in one transaction, keeping every past plan version."""
+    sha = hashlib.sha256(
+        json.dumps(catalog.model_dump(mode="json"), sort_keys=True).encode()
+    ).hexdigest()
+    with conn.transaction():
+        conn.execute("lock table app.plan_versions in share row exclusive mode")
+        problems = _check_against_warehouse(conn, catalog)
+        if problems:
+            raise CatalogError(source, problems)
+        row = conn.execute(
+            "insert into app.catalog_applies (source, sha256) values (%s, %s) returning apply_id",
+            (source, sha),
+        ).fetchone()
+        assert row is not None
+        apply_id = int(row[0])
+        with conn.cursor() as cur:
+            cur.executemany(
+                """insert into app.metrics (metric_key, aggregation, property, allow_negative,
+                                            apply_id)
+                   values (%s, %s, %s, %s, %s)
+                   on conflict (metric_key) do update set
+                       aggregation = excluded.aggregation, property = excluded.property,
+                       allow_negative = excluded.allow_negative, apply_id = excluded.apply_id""",
+                [
+                    (m.key, m.aggregation, m.property, m.allow_negative, apply_id)
+                    for m in catalog.metrics
+                ],
+            )
+        added, unchanged = [], []
+        for plan in catalog.plans:
+            if _insert_plan_version(conn, plan, apply_id):
+                added.append(plan.key)
+            else:
+                unchanged.append(plan.key)
+        with conn.cursor() as cur:
+            cur.executemany(
+                """insert into app.tenants (tenant_id, name, currency, tax_rate,
+                                            stripe_customer_id, apply_id)
+                   values (%s, %s, %s, %s, %s, %s)
+                   on conflict (tenant_id) do update set
+                       name = excluded.name, currency = excluded.currency,
+                       tax_rate = excluded.tax_rate,
+                       stripe_customer_id = excluded.stripe_customer_id,
+                       apply_id = excluded.apply_id""",
+                [
+                    (t.id, t.name, t.currency, t.tax_rate, t.stripe_customer_id, apply_id)
+                    for t in catalog.tenants
+                ],
+            )
+        started = []
+        known = {
+            r[0]
+            for r in conn.execute("select distinct subscription_id from raw.subscription_events")
+        }
+        for sub in catalog.subscriptions:
+            if sub.id in known:
+                continue
+            conn.execute(
+                """insert into raw.subscription_events
+                       (subscription_id, tenant_id, action, plan_key, effective_at, source)
+                   values (%s, %s, 'start', %s, %s, 'catalog')""",
+                (sub.id, sub.tenant_id, sub.plan, sub.start),
+            )
+            started.append(sub.id)
+    return ApplyResult(
+        apply_id=apply_id,
+        metrics=len(catalog.metrics),
+        plan_versions_added=added,
+        plans_unchanged=unchanged,
+        tenants=len(catalog.tenants),
+        subscriptions_started=started,
+    )
+
+
+def _check_against_warehouse(conn: psycopg.Connection, catalog: Catalog) -> list[Problem]:
+    """Rules that need what is already loaded: a subscription id keeps its tenant."""
+    owners: dict[str, str] = dict(
+        conn.execute(
+            "select distinct on (subscription_id) subscription_id, tenant_id "
+            "from raw.subscription_events order by subscription_id, event_seq"
+        ).fetchall()
+    )
+    problems = []
+    for s, sub in enumerate(catalog.subscriptions):
+        owner = owners.get(sub.id)
+        if owner is not None and owner != sub.tenant_id:
+            problems.append(
+                Problem(
+                    f"subscriptions[{s}].tenant_id",
+                    f"subscription {sub.id!r} already belongs to tenant {owner!r}",
+                )
+            )
+    return problems
+
+
+def _insert_plan_version(conn: psycopg.Connection, plan: Plan, apply_id: int) -> bool:
+    """Insert a new version of ``plan`` if its content changed; return whether it did."""
+    sha = _plan_sha(plan)
+    latest = conn.execute(
+        "select version, content_sha256 from app.plan_versions where plan_key = %s "
+        "order by version desc limit 1",
+        (plan.key,),
+    ).fetchone()
+    if latest is not None and latest[1] == sha:
+        return False
+    version = 1 if latest is None else int(latest[0]) + 1
+    conn.execute(
+        """insert into app.plan_versions (plan_key, version, name, billing_interval, currency,
+                                          base_price, effective_from, content_sha256, apply_id)
+           values (%s, %s, %s, %s, %s, %s,
+                   case when %s = 1 then '-infinity'::timestamptz else now() end, %s, %s)""",
+        (
+            plan.key,
+            version,
+            plan.name,
+            plan.interval,
+            plan.currency,
+            plan.base_price,
+            version,
+            sha,
+            apply_id,
+        ),
+    )
+    for charge in plan.charges:
+        conn.execute(
+            """insert into app.plan_charges (plan_key, version, metric, model, unit_price,
+                   included, package_size, package_price, quota_limit, quota_policy)
+               values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+            (
+                plan.key,
+                version,
+                charge.metric,
+                charge.model,
+                charge.unit_price,
+                charge.included,
+                charge.package_size,
+                charge.package_price,
+                charge.quota.limit if charge.quota else None,
+                charge.quota.policy if charge.quota else None,
+            ),
+        )
+        for index, tier in enumerate(charge.tiers or []):
+            conn.execute(
+                """insert into app.plan_tiers (plan_key, version, metric, tier_index, up_to,
+                                               unit_price, flat_fee)
+                   values (%s, %s, %s, %s, %s, %s, %s)""",
+                (
+                    plan.key,
+                    version,
+                    charge.metric,
+                    index,
+                    tier.up_to,
+                    tier.unit_price,
+                    tier.flat_fee,
+                ),
+            )
+    return True

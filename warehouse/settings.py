@@ -1,0 +1,45 @@
+"""Settings read from the environment with the ``BILLING_`` prefix."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+STRIPE_DEFAULT_API_BASE = "https://api.stripe.com"
+
+
+class Settings(BaseSettings):
+    """Everything the project reads from its environment, in one place."""
+
+    model_config = SettingsConfigDict(env_prefix="BILLING_", extra="ignore")
+
+    home: Path = Field(default=Path(".billing"), description="Local state: pgdata, dagster.")
+    database_url: str | None = Field(
+        default=None, description="postgresql:// URL of an external warehouse."
+    )
+    admin_key: SecretStr | None = None
+    stripe_api_key: SecretStr | None = None
+    stripe_api_base: str = STRIPE_DEFAULT_API_BASE
+    stripe_webhook_secret: SecretStr | None = None
+    dbt_target: str = "postgres"
+
+    @property
+    def home_dir(self) -> Path:
+        return self.home.expanduser().resolve()
+
+    @property
+    def pgdata(self) -> Path:
+        return self.home_dir / "pgdata"
+
+    @property
+    def embedded(self) -> bool:
+        return not self.database_url
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once on first use (never at import time)."""
+    return Settings()
