@@ -21,8 +21,17 @@ from warehouse.settings import Settings, get_settings
 DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
 MANIFEST_PATH = DBT_PROJECT_DIR / "target" / "manifest.json"
 
-# The models each run builds: daily builds usage, monthly builds invoices. Upstream
-# unpartitioned models (staging views, deduplication) are built by both.
+# The partitioned models: daily ones are built a UTC day at a time, monthly ones a calendar
+# month at a time; every other model is unpartitioned. A run also builds what its models
+# need upstream (the `+`), so the CLI never depends on an earlier run of another kind.
+DAILY_MODELS = ("fct_usage_daily",)
+MONTHLY_MODELS = (
+    "int_subscription_segments",
+    "int_segment_usage_aggregated",
+    "int_invoice_lines_priced",
+    "fct_invoice_lines",
+    "fct_invoices",
+)
 DAILY_SELECT = (
     "+fct_usage_daily",
     "+fct_event_conflicts",

@@ -1,0 +1,178 @@
+"""A small pure-Python rater written from CONTRACT.md's billing rules, independent of the dbt
+models, with exact fractions: tests compare its invoices with the warehouse's."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any
+
+from warehouse.catalog import Catalog, Charge, Plan
+from warehouse.currencies import MINOR_UNITS
+
+
+@dataclass(frozen=True)
+class RawEvent:
+    seq: int
+    tenant_id: str
+    metric: str
+    amount: Decimal
+    ts: datetime
+    key: str
+    metadata: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class SubEvent:
+    seq: int
+    subscription_id: str
+    tenant_id: str
+    action: str
+    plan: str | None
+    at: datetime
+    at_period_end: bool = False
+
+
+@dataclass
+class Invoice:
+    tenant_id: str
+    currency: str
+    lines: list[tuple[str, str | None, int]] = field(default_factory=list)
+    subtotal: int = 0
+    tax: int = 0
+    total: int = 0
+
+
+def month_bounds(month: date) -> tuple[datetime, datetime]:
+    start = datetime(month.year, month.month, 1, tzinfo=UTC)
+    end = datetime(month.year + (month.month == 12), month.month % 12 + 1, 1, tzinfo=UTC)
+    return start, end
+
+
+def half_up(value: Fraction) -> int:
+    """Round half away from zero to an integer."""
+    sign = -1 if value < 0 else 1
+    return sign * math.floor(abs(value) + Fraction(1, 2))
+
+
+def dedupe(events: list[RawEvent]) -> list[RawEvent]:
+    first: dict[tuple[str, str], RawEvent] = {}
+    for event in sorted(events, key=lambda e: e.seq):
+        first.setdefault((event.tenant_id, event.key), event)
+    return list(first.values())
+
+
+def intervals(subs: list[SubEvent]) -> list[tuple[str, str, str, datetime, datetime]]:
+    """(subscription, tenant, plan, from, to) from the subscription history."""
+    out = []
+    by_sub: dict[str, list[tuple[datetime, int, SubEvent]]] = {}
+    for ev in subs:
+        at = ev.at
+        if ev.action == "cancel" and ev.at_period_end:
+            at = month_bounds(at.date())[1]
+        by_sub.setdefault(ev.subscription_id, []).append((at, ev.seq, ev))
+    for sub_id, items in by_sub.items():
+        items.sort(key=lambda t: (t[0], t[1]))
+        for i, (at, _, ev) in enumerate(items):
+            end = items[i + 1][0] if i + 1 < len(items) else datetime.max.replace(tzinfo=UTC)
+            if ev.action in ("start", "change_plan") and end > at:
+                assert ev.plan is not None
+                out.append((sub_id, ev.tenant_id, ev.plan, at, end))
+    return out
+
+
+def quantity(metric_aggregation: str, prop: str | None, events: list[RawEvent]) -> Fraction:
+    if not events:
+        return Fraction(0)
+    if metric_aggregation == "sum":
+        return sum((Fraction(e.amount) for e in events), Fraction(0))
+    if metric_aggregation == "count":
+        return Fraction(len(events))
+    if metric_aggregation == "max":
+        return max(Fraction(e.amount) for e in events)
+    if metric_aggregation == "unique_count":
+        assert prop is not None
+        values = {(e.metadata or {}).get(prop) for e in events}
+        values.discard(None)
+        return Fraction(len({str(v) for v in values}))
+    if metric_aggregation == "latest":
+        return Fraction(max(events, key=lambda e: (e.ts, e.seq)).amount)
+    raise ValueError(metric_aggregation)
+
+
+def price(charge: Charge, billable: Fraction) -> Fraction:
+    if charge.model == "per_unit":
+        assert charge.unit_price is not None
+        return billable * Fraction(charge.unit_price)
+    if charge.model == "package":
+        assert charge.package_size and charge.package_price is not None
+        return math.ceil(billable / charge.package_size) * Fraction(charge.package_price)
+    assert charge.tiers
+    total = Fraction(0)
+    lower = Fraction(0)
+    for tier in charge.tiers:
+        upper = None if tier.up_to is None else Fraction(tier.up_to)
+        if charge.model == "graduated":
+            top = billable if upper is None else min(billable, upper)
+            if billable > lower:
+                total += max(top - lower, Fraction(0)) * Fraction(tier.unit_price)
+                total += Fraction(tier.flat_fee)
+        elif billable > lower and (upper is None or billable <= upper):
+            return billable * Fraction(tier.unit_price) + Fraction(tier.flat_fee)
+        if upper is not None:
+            lower = upper
+    return total
+
+
+def rate_month(
+    catalog: Catalog, events: list[RawEvent], subs: list[SubEvent], month: date
+) -> dict[str, Invoice]:
+    """Invoices of ``month`` by tenant, with every plan at its catalog version."""
+    plans: dict[str, Plan] = {p.key: p for p in catalog.plans}
+    metrics = {m.key: m for m in catalog.metrics}
+    tenants = {t.id: t for t in catalog.tenants}
+    kept = dedupe(events)
+    m_start, m_end = month_bounds(month)
+    month_seconds = Fraction(int((m_end - m_start).total_seconds()))
+    invoices: dict[str, Invoice] = {}
+    for _, tenant_id, plan_key, valid_from, valid_to in intervals(subs):
+        seg_start, seg_end = max(valid_from, m_start), min(valid_to, m_end)
+        if seg_start >= seg_end:
+            continue
+        plan = plans[plan_key]
+        exponent = Fraction(10) ** MINOR_UNITS[plan.currency]
+        invoice = invoices.setdefault(tenant_id, Invoice(tenant_id, plan.currency))
+        fraction = Fraction(int((seg_end - seg_start).total_seconds())) / month_seconds
+        if plan.base_price > 0:
+            if plan.interval == "month":
+                invoice.lines.append(
+                    ("base_fee", None, half_up(Fraction(plan.base_price) * fraction * exponent))
+                )
+            else:
+                months = (m_start.year - valid_from.year) * 12 + m_start.month - valid_from.month
+                if months % 12 == 0 and seg_start == max(valid_from, m_start):
+                    invoice.lines.append(
+                        ("base_fee", None, half_up(Fraction(plan.base_price) * exponent))
+                    )
+        for charge in plan.charges:
+            metric = metrics[charge.metric]
+            in_segment = [
+                e
+                for e in kept
+                if e.tenant_id == tenant_id
+                and e.metric == charge.metric
+                and seg_start <= e.ts < seg_end
+            ]
+            q = quantity(metric.aggregation, metric.property, in_segment)
+            billable = max(q - Fraction(charge.included) * fraction, Fraction(0))
+            invoice.lines.append(
+                ("usage", charge.metric, half_up(price(charge, billable) * exponent))
+            )
+    for invoice in invoices.values():
+        invoice.subtotal = sum(amount for _, _, amount in invoice.lines)
+        invoice.tax = half_up(invoice.subtotal * Fraction(tenants[invoice.tenant_id].tax_rate))
+        invoice.total = invoice.subtotal + invoice.tax
+    return invoices

@@ -1,0 +1,228 @@
+"""`billing catalog apply`: every invalid catalog exits 2, names file, path and problem, and
+writes nothing; a valid one loads, and re-applying a change keeps the old plan version."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from orchestration.cli import main
+from tests.helpers import REPO
+
+DEMO = REPO / "examples" / "demo_catalog.yaml"
+Doc = dict[str, Any]
+
+
+def demo_doc() -> Doc:
+    return yaml.safe_load(DEMO.read_text())  # type: ignore[no-any-return]
+
+
+def mutate(fn: Callable[[Doc], None]) -> Callable[[], str]:
+    def build() -> str:
+        doc = copy.deepcopy(demo_doc())
+        fn(doc)
+        return yaml.safe_dump(doc, sort_keys=False)
+
+    return build
+
+
+def raw(text: str) -> Callable[[], str]:
+    return lambda: text
+
+
+def _set(path: list[Any], value: Any) -> Callable[[Doc], None]:
+    def fn(doc: Doc) -> None:
+        node = doc
+        for part in path[:-1]:
+            node = node[part]
+        node[path[-1]] = value
+
+    return fn
+
+
+BAD_CATALOGS: dict[str, tuple[Callable[[], str], str, str]] = {
+    # name: (document, path inside it, problem)
+    "unknown model": (
+        mutate(_set(["plans", 1, "charges", 0, "model"], "tiered")),
+        "plans[1].charges[0].model",
+        "'per_unit', 'package', 'graduated' or 'volume'",
+    ),
+    "tier bounds not increasing": (
+        mutate(_set(["plans", 1, "charges", 3, "tiers", 1, "up_to"], 10)),
+        "plans[1].charges[3].tiers[1].up_to",
+        "tier bounds must increase: 10 is not above 10",
+    ),
+    "currency mismatch": (
+        mutate(_set(["subscriptions", 0, "plan"], "scale_eu")),
+        "subscriptions[0].plan",
+        "currency mismatch: plan 'scale_eu' bills in eur, tenant 'acme' pays in usd",
+    ),
+    "bad decimal": (
+        mutate(_set(["plans", 0, "base_price"], "19,00")),
+        "plans[0].base_price",
+        "'19,00' is not a decimal number",
+    ),
+    "float price": (
+        mutate(_set(["plans", 0, "charges", 0, "unit_price"], 0.001)),
+        "plans[0].charges[0].unit_price",
+        "must be a decimal string",
+    ),
+    "too many decimals": (
+        mutate(_set(["plans", 0, "charges", 0, "unit_price"], "0.0000000000001")),
+        "plans[0].charges[0].unit_price",
+        "more than 12 decimal places",
+    ),
+    "negative price": (
+        mutate(_set(["plans", 0, "base_price"], "-1")),
+        "plans[0].base_price",
+        "negative",
+    ),
+    "duplicate metric key": (
+        mutate(lambda d: d["metrics"].append({"key": "api_calls", "aggregation": "count"})),
+        "metrics[5]",
+        "duplicate key 'api_calls'",
+    ),
+    "duplicate yaml key": (
+        raw("metrics: []\nplans: []\nmetrics: []\n"),
+        "line 3, column 1",
+        "duplicate key 'metrics' (first on line 1)",
+    ),
+    "unknown metric": (
+        mutate(_set(["plans", 0, "charges", 0, "metric"], "api_call")),
+        "plans[0].charges[0].metric",
+        "unknown metric 'api_call'",
+    ),
+    "unknown currency": (
+        mutate(_set(["tenants", 0, "currency"], "usdd")),
+        "tenants[0].currency",
+        "'usdd' is not a supported ISO 4217 code",
+    ),
+    "timestamp without offset": (
+        mutate(_set(["subscriptions", 0, "start"], "2026-01-01T00:00:00")),
+        "subscriptions[0].start",
+        "has no UTC offset",
+    ),
+    "misspelt field": (
+        mutate(_set(["plans", 0, "charges", 0, "unit_prcie"], "1")),
+        "plans[0].charges[0].unit_prcie",
+        "unknown field",
+    ),
+    "open tier not last": (
+        mutate(_set(["plans", 1, "charges", 1, "tiers", 0, "up_to"], None)),
+        "plans[1].charges[1].tiers[0].up_to",
+        "only the last tier may be open",
+    ),
+    "unique_count without property": (
+        mutate(lambda d: d["metrics"][1].pop("property")),
+        "metrics[1].property",
+        "unique_count needs the metadata key",
+    ),
+    "missing field": (
+        mutate(lambda d: d["plans"][0].pop("interval")),
+        "plans[0].interval",
+        "Field required",
+    ),
+    "tenant id with a quote": (
+        mutate(_set(["tenants", 0, "id"], "acme'; drop table x")),
+        "tenants[0].id",
+        "does not match",
+    ),
+    "unknown tenant in subscription": (
+        mutate(_set(["subscriptions", 0, "tenant_id"], "nobody")),
+        "subscriptions[0].tenant_id",
+        "unknown tenant 'nobody'",
+    ),
+    "per_unit without unit_price": (
+        mutate(lambda d: d["plans"][0]["charges"][0].pop("unit_price")),
+        "plans[0].charges[0].unit_price",
+        "required by model per_unit",
+    ),
+    "malformed yaml": (
+        raw("metrics: [\n"),
+        "line 2, column 1",
+        "expected the node content, but found '<stream end>'",
+    ),
+}
+
+
+def _counts(url: str) -> tuple[int, ...]:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            """select (select count(*) from app.catalog_applies),
+                      (select count(*) from app.metrics),
+                      (select count(*) from app.plan_versions),
+                      (select count(*) from app.tenants),
+                      (select count(*) from raw.subscription_events)"""
+        ).fetchone()
+    assert row is not None
+    return tuple(row)
+
+
+def apply(path: Path) -> Any:
+    return CliRunner().invoke(main, ["catalog", "apply", str(path)])
+
+
+@pytest.mark.parametrize("name", sorted(BAD_CATALOGS))
+def test_invalid_catalog_exits_2_names_the_problem_and_writes_nothing(
+    name: str, warehouse: str, tmp_path: Path
+) -> None:
+    assert CliRunner().invoke(main, ["db", "up"]).exit_code == 0
+    build, path_inside, problem = BAD_CATALOGS[name]
+    file = tmp_path / "bad catalog.yaml"
+    file.write_text(build())
+    result = apply(file)
+    assert result.exit_code == 2, result.output
+    message = " ".join(result.output.split())  # rich may wrap long lines
+    assert f"{file}: {path_inside}: " in message
+    assert problem in message
+    assert _counts(warehouse) == (0, 0, 0, 0, 0)
+
+
+def test_missing_file_exits_2(warehouse: str, tmp_path: Path) -> None:
+    result = apply(tmp_path / "nope.yaml")
+    assert result.exit_code == 2
+    assert "nope.yaml" in result.output and "cannot read" in result.output
+
+
+def test_valid_catalog_loads_and_reapplying_keeps_history(warehouse: str, tmp_path: Path) -> None:
+    result = apply(DEMO)
+    assert result.exit_code == 0, result.output
+    assert _counts(warehouse) == (1, 5, 4, 4, 4)
+
+    again = apply(DEMO)
+    assert again.exit_code == 0
+    assert "new plan versions: none" in again.output
+    assert _counts(warehouse) == (2, 5, 4, 4, 4)  # nothing new but the apply record
+
+    doc = demo_doc()
+    doc["plans"][1]["base_price"] = "59.00"
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump(doc, sort_keys=False))
+    assert apply(changed).exit_code == 0
+    with psycopg.connect(warehouse) as conn:
+        versions = conn.execute(
+            """select version, base_price::text, effective_from = '-infinity'
+               from app.plan_versions where plan_key = 'pro' order by version"""
+        ).fetchall()
+    assert versions == [(1, "49.00", True), (2, "59.00", False)]
+
+
+def test_subscription_cannot_move_to_another_tenant(warehouse: str, tmp_path: Path) -> None:
+    assert apply(DEMO).exit_code == 0
+    doc = demo_doc()
+    doc["subscriptions"][0]["tenant_id"] = "globex"
+    moved = tmp_path / "moved.yaml"
+    moved.write_text(yaml.safe_dump(doc, sort_keys=False))
+    result = apply(moved)
+    assert result.exit_code == 2
+    assert "subscriptions[0].tenant_id: subscription 'sub_acme' already belongs to tenant" in (
+        " ".join(result.output.split())
+    )
+    assert _counts(warehouse) == (1, 5, 4, 4, 4)

@@ -1,0 +1,81 @@
+"""The embedded warehouse is shared by concurrent processes and stopped by `billing db down`;
+the same code works against an external PostgreSQL given by URL."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import psutil
+import psycopg
+
+from tests.helpers import BILLING, REPO, billing
+from warehouse import embedded
+
+
+def _postmasters(pgdata: Path) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info["cmdline"] or []
+        if "-D" in cmdline and str(pgdata) in cmdline:
+            found.append(proc)
+    return found
+
+
+def test_two_processes_start_one_server_and_db_down_stops_it(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    env = {"BILLING_HOME": str(home), "BILLING_DATABASE_URL": ""}
+    procs = [
+        subprocess.Popen(
+            [BILLING, "db", "up"],
+            env={**os.environ, **env},
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    pgdata = (home / "pgdata").resolve()
+    try:
+        assert len(_postmasters(pgdata)) == 1
+        urls = {billing("db", "url", env=env, check=True).stdout.strip() for _ in range(2)}
+        assert len(urls) == 1
+        with psycopg.connect(urls.pop()) as conn:
+            versions = [r[0] for r in conn.execute("select version from app.schema_migrations")]
+        assert versions == ["0001", "0002"]  # applied once, although two processes raced
+
+        down = billing("db", "down", env=env, check=True)
+        assert "stopped" in down.stdout
+        assert _postmasters(pgdata) == []
+        assert embedded.running_uri(pgdata) is None
+
+        again = billing("db", "up", env=env, check=True)  # restarts on the same data
+        assert "migrations applied now: none" in again.stdout
+    finally:
+        embedded.stop(pgdata)
+
+
+def test_external_warehouse_by_url(tmp_path: Path) -> None:
+    other = tmp_path / "other" / "pgdata"
+    url = embedded.ensure_running(other)
+    home = tmp_path / "unused-home"
+    env = {"BILLING_HOME": str(home), "BILLING_DATABASE_URL": url}
+    try:
+        billing("db", "up", env=env, check=True)
+        assert billing("db", "url", env=env, check=True).stdout.strip() == url
+        billing(
+            "catalog", "apply", str(REPO / "examples" / "demo_catalog.yaml"), env=env, check=True
+        )
+        with psycopg.connect(url) as conn:
+            tenants = conn.execute("select count(*) from app.tenants").fetchone()
+        assert tenants == (4,)
+        assert not (home / "pgdata").exists()  # no embedded server was started
+        refused = billing("db", "down", env=env)
+        assert refused.returncode == 2
+        assert "external" in refused.stderr
+    finally:
+        embedded.stop(other)
