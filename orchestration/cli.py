@@ -90,6 +90,88 @@ def catalog_apply(file: Path) -> None:
     console.print(result.summary())
 
 
+# -- API ------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
+def serve(host: str, port: int, workers: int) -> None:
+    """Serve the HTTP API."""
+    import uvicorn
+
+    from warehouse.db import connect
+    from warehouse.migrate import apply_migrations
+
+    with connect() as conn:  # start the warehouse once, before the workers race for it
+        apply_migrations(conn)
+    uvicorn.run(
+        "ingest.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+@main.group()
+def apikey() -> None:
+    """Tenant API keys."""
+
+
+@apikey.command("create")
+@click.option("--tenant", required=True, help="The tenant the key acts for.")
+def apikey_create(tenant: str) -> None:
+    """Print a new tenant API key once; only its hash is stored."""
+    from ingest.auth import create_api_key
+    from ingest.schemas import TENANT_RE
+    from warehouse.db import connect
+    from warehouse.migrate import apply_migrations
+
+    if not TENANT_RE.fullmatch(tenant):
+        fail(f"--tenant {tenant!r}: must be 1 to 64 of A-Za-z0-9_.:-", 2)
+    with connect() as conn:
+        apply_migrations(conn)
+        key_id, key = create_api_key(conn, tenant)
+    err_console.print(f"created {key_id} for tenant {tenant!r}; the key is shown only now:")
+    click.echo(key)
+
+
+@main.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["auto", "ndjson", "csv"]),
+    default="auto",
+    show_default=True,
+    help="auto: by the file's extension (.csv, else NDJSON).",
+)
+@click.option("--all-or-nothing", is_flag=True, help="Store nothing if any event is invalid.")
+def ingest(file: Path, fmt: str, all_or_nothing: bool) -> None:
+    """Bulk-load events from NDJSON or CSV with the API's validation and idempotency."""
+    from ingest.bulk import BulkFormatError, ingest_file
+
+    try:
+        report = ingest_file(file, fmt, all_or_nothing=all_or_nothing, console=err_console)
+    except BulkFormatError as exc:
+        fail(str(exc), 2)
+    for rejected in report.rejected[:50]:
+        err_console.print(
+            f"{file}: line {rejected.line}: {rejected.field}: {rejected.message}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if len(report.rejected) > 50:
+        err_console.print(f"... and {len(report.rejected) - 50} more problems")
+    console.print(report.summary())
+    if report.rejected:
+        sys.exit(2)
+
+
 # -- run --------------------------------------------------------------------------------------
 
 

@@ -1,0 +1,234 @@
+"""Validation of usage events, exactly as CONTRACT.md states it, and the API's body shapes.
+
+Events are validated by a plain function rather than a pydantic model per event: it is the
+hot path of ingest, and it must report every problem of every event (index, field, message).
+The pydantic models below document the same shapes in the OpenAPI schema.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+MAX_EVENTS = 10_000
+MAX_BODY_BYTES = 5 * 1024 * 1024
+MAX_METADATA_BYTES = 4 * 1024
+MAX_KEY_CHARS = 128
+MAX_FUTURE = timedelta(minutes=5)
+MAX_AMOUNT_DECIMALS = 12
+MAX_AMOUNT_ABS = Decimal("1e18")
+EVENT_FIELDS = frozenset(
+    ("tenant_id", "metric", "amount", "timestamp", "idempotency_key", "metadata")
+)
+TENANT_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+
+
+@dataclass(frozen=True, slots=True)
+class Metric:
+    key: str
+    allow_negative: bool
+
+
+@dataclass(frozen=True, slots=True)
+class EventError:
+    index: int
+    field: str
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "field": self.field, "message": self.message}
+
+
+# A row as COPY writes it: tenant_id, metric, amount, event_ts, idempotency_key, metadata.
+Row = tuple[str, str, Decimal, datetime, str, str | None]
+
+
+def parse_amount(value: Any) -> Decimal:
+    """A finite decimal from a JSON number (already a Decimal) or a string."""
+    if isinstance(value, bool) or not isinstance(value, Decimal | int | str):
+        raise ValueError("must be a number or a decimal string")
+    try:
+        amount = Decimal(value.strip()) if isinstance(value, str) else Decimal(value)
+    except InvalidOperation:
+        raise ValueError(f"{value!r} is not a decimal number") from None
+    if not amount.is_finite():
+        raise ValueError(f"{value} is not finite")
+    if abs(amount) >= MAX_AMOUNT_ABS:
+        raise ValueError(f"{value} is out of range (|amount| < 10^18)")
+    exponent = amount.as_tuple().exponent
+    assert isinstance(exponent, int)
+    if -exponent > MAX_AMOUNT_DECIMALS:
+        amount = amount.normalize()
+        exponent = amount.as_tuple().exponent
+        assert isinstance(exponent, int)
+        if -exponent > MAX_AMOUNT_DECIMALS:
+            raise ValueError(f"{value} has more than {MAX_AMOUNT_DECIMALS} decimal places")
+    return amount
+
+
+def parse_timestamp(value: Any, now: datetime) -> datetime:
+    if not isinstance(value, str):
+        raise ValueError("must be an RFC 3339 string such as 2026-10-01T12:00:00Z")
+    text = value.strip()
+    if len(text) < 19 or text[10] not in "Tt ":
+        raise ValueError(f"{value!r} is not an RFC 3339 date-time (2026-10-01T12:00:00Z)")
+    try:
+        parsed = datetime.fromisoformat(text[:-1] + "+00:00" if text[-1] in "Zz" else text)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an RFC 3339 date-time") from None
+    if parsed.tzinfo is None:
+        raise ValueError(f"{value!r} has no UTC offset; add Z or +hh:mm")
+    if parsed - now > MAX_FUTURE:
+        raise ValueError(f"{value!r} is more than 5 minutes in the future")
+    return parsed
+
+
+def _storable(text: str) -> bool:
+    """PostgreSQL text holds no NUL and only encodable code points (no lone surrogates)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def validate_event(
+    index: int, event: Any, metrics: dict[str, Metric], now: datetime, errors: list[EventError]
+) -> Row | None:
+    """The event as a row to store, or None after appending its problems to ``errors``."""
+    if not isinstance(event, dict):
+        errors.append(EventError(index, "(event)", "must be a JSON object"))
+        return None
+    before = len(errors)
+    for name in event.keys() - EVENT_FIELDS:
+        errors.append(EventError(index, str(name), "unknown field"))
+    for name in ("tenant_id", "metric", "amount", "timestamp", "idempotency_key"):
+        if event.get(name) is None:
+            errors.append(EventError(index, name, "is required"))
+
+    tenant_id = event.get("tenant_id")
+    if tenant_id is not None and (
+        not isinstance(tenant_id, str) or not TENANT_RE.fullmatch(tenant_id)
+    ):
+        errors.append(
+            EventError(
+                index, "tenant_id", "must be 1 to 64 of A-Za-z0-9_.:- (letters, digits, _ . : -)"
+            )
+        )
+    metric_key = event.get("metric")
+    metric = metrics.get(metric_key) if isinstance(metric_key, str) else None
+    if metric_key is not None and metric is None:
+        known = ", ".join(sorted(metrics)) or "none"
+        errors.append(
+            EventError(index, "metric", f"unknown metric {metric_key!r} (known: {known})"[:300])
+        )
+    amount: Decimal | None = None
+    if event.get("amount") is not None:
+        try:
+            amount = parse_amount(event["amount"])
+        except ValueError as exc:
+            errors.append(EventError(index, "amount", str(exc)))
+        else:
+            if amount < 0 and metric is not None and not metric.allow_negative:
+                errors.append(
+                    EventError(
+                        index, "amount", f"metric {metric.key!r} does not allow negative amounts"
+                    )
+                )
+    timestamp: datetime | None = None
+    if event.get("timestamp") is not None:
+        try:
+            timestamp = parse_timestamp(event["timestamp"], now)
+        except ValueError as exc:
+            errors.append(EventError(index, "timestamp", str(exc)))
+    key = event.get("idempotency_key")
+    if key is not None and (not isinstance(key, str) or not 1 <= len(key) <= MAX_KEY_CHARS):
+        errors.append(
+            EventError(
+                index, "idempotency_key", f"must be a string of 1 to {MAX_KEY_CHARS} characters"
+            )
+        )
+    elif isinstance(key, str) and not _storable(key):
+        errors.append(
+            EventError(index, "idempotency_key", "must be valid UTF-8 text without NUL characters")
+        )
+    metadata = event.get("metadata")
+    metadata_json: str | None = None
+    if metadata is not None:
+        if not isinstance(metadata, dict):
+            errors.append(EventError(index, "metadata", "must be a JSON object"))
+        else:
+            metadata_json = json.dumps(
+                metadata, separators=(",", ":"), ensure_ascii=False, default=str
+            )
+            if not _storable(metadata_json) or "\\u0000" in metadata_json:
+                errors.append(
+                    EventError(index, "metadata", "must be valid UTF-8 text without NUL characters")
+                )
+            elif len(metadata_json.encode()) > MAX_METADATA_BYTES:
+                errors.append(
+                    EventError(index, "metadata", f"is larger than {MAX_METADATA_BYTES} bytes")
+                )
+    if len(errors) > before:
+        return None
+    assert amount is not None and timestamp is not None
+    return (tenant_id, metric_key, amount, timestamp, key, metadata_json)  # type: ignore[return-value]
+
+
+def validate_events(
+    events: list[Any], metrics: dict[str, Metric], now: datetime
+) -> tuple[list[Row], list[EventError], list[int]]:
+    """Rows to store, every problem found, and the indexes of the rows kept."""
+    rows: list[Row] = []
+    kept: list[int] = []
+    errors: list[EventError] = []
+    for index, event in enumerate(events):
+        row = validate_event(index, event, metrics, now, errors)
+        if row is not None:
+            rows.append(row)
+            kept.append(index)
+    return rows, errors, kept
+
+
+class EventIn(BaseModel):
+    """One usage event."""
+
+    tenant_id: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$", examples=["acme"])
+    metric: str = Field(description="A metric key in the catalog.", examples=["api_calls"])
+    amount: Decimal | str = Field(description="A finite decimal, JSON number or string.")
+    timestamp: datetime = Field(description="RFC 3339 with an offset, at most 5 min ahead.")
+    idempotency_key: str = Field(min_length=1, max_length=MAX_KEY_CHARS)
+    metadata: dict[str, Any] | None = Field(default=None, description="At most 4 KiB.")
+
+
+class EventsRequest(BaseModel):
+    events: list[EventIn] = Field(max_length=MAX_EVENTS)
+
+
+class Rejected(BaseModel):
+    index: int
+    field: str
+    message: str
+
+
+class IngestResponse(BaseModel):
+    accepted: int
+    rejected: list[Rejected]
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    details: list[Any] = []
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail

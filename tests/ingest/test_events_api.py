@@ -1,0 +1,202 @@
+"""POST /v1/events: validation as CONTRACT.md states it, all-or-nothing, partial, limits,
+keys; every bad input is a clear 4xx and stores nothing."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def event(i: int = 0, **overrides: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "tenant_id": "acme",
+        "metric": "api_calls",
+        "amount": 10,
+        "timestamp": (NOW - timedelta(hours=1)).isoformat(),
+        "idempotency_key": f"k-{i}",
+    }
+    base.update(overrides)
+    return {k: v for k, v in base.items() if v is not ...}
+
+
+def stored(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("select count(*) from raw.events").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_json_batch_is_committed_before_200(api: TestClient, catalog_loaded: str) -> None:
+    events = [event(i, amount=str(i) + ".25", metadata={"user_id": f"u{i}"}) for i in range(50)]
+    response = api.post("/v1/events", json={"events": events})
+    assert response.status_code == 200
+    assert response.json() == {"accepted": 50, "rejected": []}
+    with psycopg.connect(catalog_loaded) as conn:
+        total, count = conn.execute("select sum(amount), count(*) from raw.events").fetchone()  # type: ignore[misc]
+    assert count == 50
+    assert total == Decimal("1237.50")  # sum of i + 0.25 for i < 50, exact
+
+
+def test_ndjson_batch(api: TestClient, catalog_loaded: str) -> None:
+    body = "\n".join(json.dumps(event(i)) for i in range(3)) + "\n\n"
+    response = api.post("/v1/events", content=body,
+                        headers={"content-type": "application/x-ndjson"})
+    assert response.status_code == 200, response.text
+    assert response.json()["accepted"] == 3
+    assert stored(catalog_loaded) == 3
+
+
+def test_amounts_are_exact_decimals(api: TestClient, catalog_loaded: str) -> None:
+    body = (
+        '{"events": [{"tenant_id": "acme", "metric": "api_calls", '
+        '"amount": 12345678901234.000000000001, "timestamp": "2026-10-01T00:00:00Z", '
+        '"idempotency_key": "exact"}]}'
+    )
+    assert api.post("/v1/events", content=body).status_code == 200
+    with psycopg.connect(catalog_loaded) as conn:
+        row = conn.execute("select amount::text from raw.events").fetchone()
+    assert row == ("12345678901234.000000000001",)
+
+
+def test_all_or_nothing_lists_every_bad_event(api: TestClient, catalog_loaded: str) -> None:
+    events = [event(0), event(1, amount="abc"), event(2), event(3, metric="nope", tenant_id="")]
+    response = api.post("/v1/events", json={"events": events})
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "invalid_events"
+    assert "nothing was stored" in error["message"]
+    fields = {(d["index"], d["field"]) for d in error["details"]}
+    assert fields == {(1, "amount"), (3, "metric"), (3, "tenant_id")}
+    assert all(d["message"] for d in error["details"])
+    assert stored(catalog_loaded) == 0
+
+
+def test_partial_stores_the_valid_ones(api: TestClient, catalog_loaded: str) -> None:
+    events = [event(0), event(1, amount="abc"), event(2)]
+    response = api.post("/v1/events?partial=true", json={"events": events})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["accepted"] == 2
+    assert [(r["index"], r["field"]) for r in body["rejected"]] == [(1, "amount")]
+    assert stored(catalog_loaded) == 2
+
+
+def test_too_many_events_is_413(api: TestClient, catalog_loaded: str) -> None:
+    response = api.post("/v1/events", json={"events": [event(i) for i in range(10_001)]})
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "too_many_events"
+    ndjson = "\n".join(json.dumps(event(i)) for i in range(10_001))
+    response = api.post("/v1/events", content=ndjson,
+                        headers={"content-type": "application/x-ndjson"})
+    assert response.status_code == 413
+    assert stored(catalog_loaded) == 0
+
+
+def test_over_5_mib_is_413(api: TestClient, catalog_loaded: str) -> None:
+    big = json.dumps({"events": [event(0, metadata={"pad": "x" * 4000})] * 1400})
+    assert len(big) > 5 * 1024 * 1024
+    response = api.post("/v1/events", content=big)
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
+    assert stored(catalog_loaded) == 0
+
+
+def test_exactly_10000_events_are_accepted(api: TestClient, catalog_loaded: str) -> None:
+    response = api.post("/v1/events", json={"events": [event(i) for i in range(10_000)]})
+    assert response.status_code == 200
+    assert stored(catalog_loaded) == 10_000
+
+
+FUTURE = (NOW + timedelta(hours=1)).isoformat()
+BAD_BODIES: dict[str, tuple[str | dict[str, Any], int, str | None]] = {
+    # name: (body, status, field named)
+    "malformed json": ('{"events": [', 400, None),
+    "not an object": ("[1, 2]", 422, "events"),
+    "events not a list": ({"events": {"a": 1}}, 422, "events"),
+    "unknown top-level field": ({"events": [], "extra": 1}, 422, "extra"),
+    "amount wrong type": ({"events": [event(amount=[1])]}, 422, "amount"),
+    "amount bool": ({"events": [event(amount=True)]}, 422, "amount"),
+    "tenant wrong type": ({"events": [event(tenant_id=7)]}, 422, "tenant_id"),
+    "NaN literal": ('{"events": [{"amount": NaN}]}', 400, None),
+    "Infinity literal": ('{"events": [{"amount": Infinity}]}', 400, None),
+    "NaN string": ({"events": [event(amount="NaN")]}, 422, "amount"),
+    "Infinity string": ({"events": [event(amount="-Infinity")]}, 422, "amount"),
+    "1e400": ('{"events": [' + json.dumps(event()).replace('"amount": 10', '"amount": 1e400')
+              + "]}", 422, "amount"),
+    "too many decimals": ({"events": [event(amount="0.0000000000001")]}, 422, "amount"),
+    "negative not allowed": ({"events": [event(amount="-1")]}, 422, "amount"),
+    "timestamp without offset": ({"events": [event(timestamp="2026-10-01T12:00:00")]}, 422,
+                                 "timestamp"),
+    "date only": ({"events": [event(timestamp="2026-10-01")]}, 422, "timestamp"),
+    "timestamp an hour ahead": ({"events": [event(timestamp=FUTURE)]}, 422, "timestamp"),
+    "unknown metric": ({"events": [event(metric="api_callz")]}, 422, "metric"),
+    "missing key": ({"events": [event(idempotency_key=...)]}, 422, "idempotency_key"),
+    "oversized key": ({"events": [event(idempotency_key="k" * 129)]}, 422, "idempotency_key"),
+    "NUL in key": ({"events": [event(idempotency_key="a\u0000b")]}, 422, "idempotency_key"),
+    "oversized metadata": ({"events": [event(metadata={"x": "y" * 5000})]}, 422, "metadata"),
+    "metadata not object": ({"events": [event(metadata=[1])]}, 422, "metadata"),
+    "tenant with a quote": ({"events": [event(tenant_id="ac'me")]}, 422, "tenant_id"),
+    "tenant with a semicolon": ({"events": [event(tenant_id="acme;drop")]}, 422, "tenant_id"),
+    "tenant too long": ({"events": [event(tenant_id="a" * 65)]}, 422, "tenant_id"),
+    "unknown event field": ({"events": [event(colour="red")]}, 422, "colour"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_BODIES))
+def test_bad_input_is_a_clear_4xx_and_stores_nothing(
+    name: str, api: TestClient, catalog_loaded: str
+) -> None:
+    body, status, field = BAD_BODIES[name]
+    if isinstance(body, str):
+        response = api.post("/v1/events", content=body)
+    else:
+        response = api.post("/v1/events", json={**body, "events": [event(99), *body["events"]]}
+                            if isinstance(body.get("events"), list) and body["events"] else body)
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["code"] and error["message"]
+    if field is not None:
+        assert field in {d.get("field") for d in error["details"]}, error
+    assert stored(catalog_loaded) == 0
+
+
+def test_no_key_is_401(api: TestClient) -> None:
+    response = api.post("/v1/events", json={"events": [event()]}, headers={"Authorization": ""})
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "unauthorized"
+
+
+def test_unknown_key_is_401(api: TestClient) -> None:
+    response = api.post("/v1/events", json={"events": [event()]},
+                        headers={"Authorization": "Bearer bk_nope"})
+    assert response.status_code == 401
+
+
+def test_tenant_key_writes_its_own_tenant_only(
+    api: TestClient, acme_key: str, catalog_loaded: str
+) -> None:
+    own = api.post("/v1/events", json={"events": [event(1)]},
+                   headers={"Authorization": f"Bearer {acme_key}"})
+    assert own.status_code == 200
+    other = api.post("/v1/events", json={"events": [event(2), event(3, tenant_id="globex")]},
+                     headers={"Authorization": f"Bearer {acme_key}"})
+    assert other.status_code == 403
+    assert other.json()["error"]["details"] == [
+        {"index": 1, "field": "tenant_id", "message": "another tenant"}
+    ]
+    assert stored(catalog_loaded) == 1
+
+
+def test_openapi_documents_events(api: TestClient) -> None:
+    spec = api.get("/openapi.json").json()
+    post = spec["paths"]["/v1/events"]["post"]
+    assert set(post["requestBody"]["content"]) == {"application/json", "application/x-ndjson"}
+    assert {"200", "401", "403", "413", "422"} <= set(post["responses"])
