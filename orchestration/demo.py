@@ -3,21 +3,31 @@
 from __future__ import annotations
 
 import random
+import secrets
+import socket
+import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import uvicorn
+from pydantic import SecretStr
 from rich.console import Console
 from rich.progress import Progress
 
-from ingest.writer import Event, copy_events
+from ingest.app import create_app
+from ingest.client import BillingClient
+from ingest.writer import Event
 from orchestration.dbt_vars import month_window
 from orchestration.pipeline import run_daily, run_monthly
 from orchestration.reports import list_invoices, render_invoice
 from warehouse.catalog import apply_catalog, load_catalog_file
 from warehouse.db import connect
 from warehouse.migrate import apply_migrations
+from warehouse.settings import get_settings
 
 DEMO_CATALOG = Path(__file__).resolve().parent.parent / "examples" / "demo_catalog.yaml"
 DEMO_MONTH = date(2026, 10, 1)
@@ -67,6 +77,31 @@ def _amount(rng: random.Random, metric: str, day: date) -> Decimal:
     return Decimal(1)
 
 
+@contextmanager
+def local_api() -> Iterator[tuple[str, str]]:
+    """The HTTP API on a free loopback port in this process, with a one-off admin key."""
+    configured = get_settings().admin_key
+    admin_key = configured.get_secret_value() if configured else secrets.token_urlsafe(24)
+    settings = get_settings().model_copy(update={"admin_key": SecretStr(admin_key)})
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        if not thread.is_alive():
+            raise RuntimeError("the demo API did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}", admin_key
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
 def run_demo(console: Console, seed: int = 7) -> None:
     month = DEMO_MONTH
     window = month_window(month)
@@ -76,15 +111,27 @@ def run_demo(console: Console, seed: int = 7) -> None:
     console.print(result.summary())
 
     events = list(generate_usage(month, seed))
-    batch = 5_000
-    with Progress(console=console, transient=True) as progress, connect() as conn:
-        task = progress.add_task(f"ingesting {month:%Y-%m} usage", total=len(events))
-        for offset in range(0, len(events), batch):
-            chunk = events[offset : offset + batch]
-            copy_events(conn, chunk)
-            conn.commit()
-            progress.advance(task, len(chunk))
-    console.print(f"usage: {len(events):,} events sent (retries included) for {month:%Y-%m}")
+    with local_api() as (url, admin_key), Progress(console=console, transient=True) as progress:
+        task = progress.add_task(f"sending {month:%Y-%m} usage to {url}", total=len(events))
+        client = BillingClient(url, admin_key, batch_size=5_000, flush_interval=0.2)
+        for event in events:
+            client.track(
+                event.tenant_id,
+                event.metric,
+                event.amount,
+                timestamp=event.timestamp,
+                idempotency_key=event.idempotency_key,
+                metadata=event.metadata,
+            )
+        while not client.flush(timeout=0.2):
+            progress.update(task, completed=client.sent)
+        client.close()
+    if client.failed:
+        raise RuntimeError(f"the API refused {client.failed} demo events")
+    console.print(
+        f"usage: {client.sent:,} events sent through POST /v1/events "
+        f"(retries included) for {month:%Y-%m}"
+    )
 
     with console.status("building daily usage (dbt)"):
         run_daily(window.start, window.end - timedelta(days=1), quiet=True)

@@ -47,8 +47,9 @@ def test_json_batch_is_committed_before_200(api: TestClient, catalog_loaded: str
 
 def test_ndjson_batch(api: TestClient, catalog_loaded: str) -> None:
     body = "\n".join(json.dumps(event(i)) for i in range(3)) + "\n\n"
-    response = api.post("/v1/events", content=body,
-                        headers={"content-type": "application/x-ndjson"})
+    response = api.post(
+        "/v1/events", content=body, headers={"content-type": "application/x-ndjson"}
+    )
     assert response.status_code == 200, response.text
     assert response.json()["accepted"] == 3
     assert stored(catalog_loaded) == 3
@@ -94,8 +95,9 @@ def test_too_many_events_is_413(api: TestClient, catalog_loaded: str) -> None:
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "too_many_events"
     ndjson = "\n".join(json.dumps(event(i)) for i in range(10_001))
-    response = api.post("/v1/events", content=ndjson,
-                        headers={"content-type": "application/x-ndjson"})
+    response = api.post(
+        "/v1/events", content=ndjson, headers={"content-type": "application/x-ndjson"}
+    )
     assert response.status_code == 413
     assert stored(catalog_loaded) == 0
 
@@ -129,12 +131,18 @@ BAD_BODIES: dict[str, tuple[str | dict[str, Any], int, str | None]] = {
     "Infinity literal": ('{"events": [{"amount": Infinity}]}', 400, None),
     "NaN string": ({"events": [event(amount="NaN")]}, 422, "amount"),
     "Infinity string": ({"events": [event(amount="-Infinity")]}, 422, "amount"),
-    "1e400": ('{"events": [' + json.dumps(event()).replace('"amount": 10', '"amount": 1e400')
-              + "]}", 422, "amount"),
+    "1e400": (
+        '{"events": [' + json.dumps(event()).replace('"amount": 10', '"amount": 1e400') + "]}",
+        422,
+        "amount",
+    ),
     "too many decimals": ({"events": [event(amount="0.0000000000001")]}, 422, "amount"),
     "negative not allowed": ({"events": [event(amount="-1")]}, 422, "amount"),
-    "timestamp without offset": ({"events": [event(timestamp="2026-10-01T12:00:00")]}, 422,
-                                 "timestamp"),
+    "timestamp without offset": (
+        {"events": [event(timestamp="2026-10-01T12:00:00")]},
+        422,
+        "timestamp",
+    ),
     "date only": ({"events": [event(timestamp="2026-10-01")]}, 422, "timestamp"),
     "timestamp an hour ahead": ({"events": [event(timestamp=FUTURE)]}, 422, "timestamp"),
     "unknown metric": ({"events": [event(metric="api_callz")]}, 422, "metric"),
@@ -158,8 +166,12 @@ def test_bad_input_is_a_clear_4xx_and_stores_nothing(
     if isinstance(body, str):
         response = api.post("/v1/events", content=body)
     else:
-        response = api.post("/v1/events", json={**body, "events": [event(99), *body["events"]]}
-                            if isinstance(body.get("events"), list) and body["events"] else body)
+        response = api.post(
+            "/v1/events",
+            json={**body, "events": [event(99), *body["events"]]}
+            if isinstance(body.get("events"), list) and body["events"]
+            else body,
+        )
     assert response.status_code == status, response.text
     error = response.json()["error"]
     assert error["code"] and error["message"]
@@ -175,19 +187,24 @@ def test_no_key_is_401(api: TestClient) -> None:
 
 
 def test_unknown_key_is_401(api: TestClient) -> None:
-    response = api.post("/v1/events", json={"events": [event()]},
-                        headers={"Authorization": "Bearer bk_nope"})
+    response = api.post(
+        "/v1/events", json={"events": [event()]}, headers={"Authorization": "Bearer bk_nope"}
+    )
     assert response.status_code == 401
 
 
 def test_tenant_key_writes_its_own_tenant_only(
     api: TestClient, acme_key: str, catalog_loaded: str
 ) -> None:
-    own = api.post("/v1/events", json={"events": [event(1)]},
-                   headers={"Authorization": f"Bearer {acme_key}"})
+    own = api.post(
+        "/v1/events", json={"events": [event(1)]}, headers={"Authorization": f"Bearer {acme_key}"}
+    )
     assert own.status_code == 200
-    other = api.post("/v1/events", json={"events": [event(2), event(3, tenant_id="globex")]},
-                     headers={"Authorization": f"Bearer {acme_key}"})
+    other = api.post(
+        "/v1/events",
+        json={"events": [event(2), event(3, tenant_id="globex")]},
+        headers={"Authorization": f"Bearer {acme_key}"},
+    )
     assert other.status_code == 403
     assert other.json()["error"]["details"] == [
         {"index": 1, "field": "tenant_id", "message": "another tenant"}
