@@ -1,0 +1,188 @@
+"""Ingest throughput: events per second through `billing serve` (HTTP, validation, COPY,
+durable commit) against a bare COPY of the same rows from Python, measured in one run.
+
+    .venv/bin/python -m bench.ingest_bench --events 500000 --batch 10000
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import random
+import threading
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from urllib.parse import urlparse
+
+import psycopg
+
+from bench.common import REPO, api_server, scratch_warehouse
+
+ADMIN_KEY = "bench-admin-key"
+
+
+@dataclass
+class IngestResult:
+    events: int
+    batch_size: int
+    workers: int
+    connections: int
+    http_seconds: float
+    http_events_per_s: float
+    copy_seconds: float
+    copy_events_per_s: float
+    ratio: float
+
+
+def generate(n: int, seed: int = 42) -> list[dict[str, object]]:
+    """Realistic events: skewed tenants, five metrics, metadata on some, one month."""
+    rng = random.Random(seed)
+    start = datetime(2026, 10, 1, tzinfo=UTC)
+    metrics = ["api_calls", "api_calls", "api_calls", "builds", "storage_gb", "active_users"]
+    events = []
+    for i in range(n):
+        tenant = f"tenant_{int(rng.paretovariate(1.2)) % 10_000}"
+        metric = rng.choice(metrics)
+        event: dict[str, object] = {
+            "tenant_id": tenant,
+            "metric": metric,
+            "amount": str(rng.randrange(1, 500)),
+            "timestamp": (start + timedelta(seconds=rng.randrange(31 * 86400))).isoformat(),
+            "idempotency_key": f"bench-{i}",
+        }
+        if metric == "active_users":
+            event["metadata"] = {"user_id": f"u{rng.randrange(5000)}"}
+        events.append(event)
+    return events
+
+
+def bare_copy(url: str, events: list[dict[str, object]], batch: int) -> float:
+    """The floor: the same rows COPYed from Python, a commit per batch."""
+    rows = [
+        (
+            e["tenant_id"],
+            e["metric"],
+            Decimal(str(e["amount"])),
+            datetime.fromisoformat(str(e["timestamp"])),
+            e["idempotency_key"],
+            json.dumps(e["metadata"]) if "metadata" in e else None,
+        )
+        for e in events
+    ]
+    with psycopg.connect(url) as conn:
+        conn.execute("create schema if not exists bench")
+        conn.execute("drop table if exists bench.bare_events")
+        conn.execute("create table bench.bare_events (like raw.events including all)")
+        conn.commit()
+        started = time.perf_counter()
+        for offset in range(0, len(rows), batch):
+            with (
+                conn.cursor() as cur,
+                cur.copy(
+                    "copy bench.bare_events (tenant_id, metric, amount, event_ts, idempotency_key,"
+                    " metadata) from stdin"
+                ) as copy,
+            ):
+                for row in rows[offset : offset + batch]:
+                    copy.write_row(row)
+            conn.commit()
+        elapsed = time.perf_counter() - started
+        conn.execute("drop table bench.bare_events")
+    return elapsed
+
+
+def send_all(url: str, bodies: list[bytes], connections: int) -> float:
+    parsed = urlparse(url)
+    queue = list(enumerate(bodies))
+    lock = threading.Lock()
+    failures: list[str] = []
+
+    def worker() -> None:
+        conn = http.client.HTTPConnection(parsed.hostname or "127.0.0.1", parsed.port, timeout=120)
+        headers = {"Authorization": f"Bearer {ADMIN_KEY}", "Content-Type": "application/json"}
+        while True:
+            with lock:
+                if not queue:
+                    break
+                _, body = queue.pop()
+            conn.request("POST", "/v1/events", body=body, headers=headers)
+            response = conn.getresponse()
+            payload = response.read()
+            if response.status != 200:
+                failures.append(f"{response.status}: {payload[:200]!r}")
+        conn.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(connections)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    if failures:
+        raise RuntimeError(f"{len(failures)} batches failed, e.g. {failures[0]}")
+    return elapsed
+
+
+def run(events_n: int, batch: int, workers: int, connections: int, port: int) -> IngestResult:
+    events = generate(events_n)
+    bodies = [
+        json.dumps({"events": events[i : i + batch]}).encode() for i in range(0, len(events), batch)
+    ]
+    with scratch_warehouse() as (url, env):
+        from click.testing import CliRunner
+
+        from orchestration.cli import main
+
+        CliRunner().invoke(main, ["catalog", "apply", str(REPO / "examples/demo_catalog.yaml")])
+        copy_seconds = bare_copy(url, events, batch)
+        with api_server({**env, "BILLING_ADMIN_KEY": ADMIN_KEY}, port, workers) as api:
+            send_all(api, bodies[:2], 1)  # warm up both workers' pools and caches
+            with psycopg.connect(url) as conn:
+                before = conn.execute("select count(*) from raw.events").fetchone()
+            http_seconds = send_all(api, bodies, connections)
+        with psycopg.connect(url) as conn:
+            after = conn.execute("select count(*) from raw.events").fetchone()
+        assert before is not None and after is not None
+        assert after[0] - before[0] == events_n, (before, after)
+    http_rate = events_n / http_seconds
+    copy_rate = events_n / copy_seconds
+    return IngestResult(
+        events_n,
+        batch,
+        workers,
+        connections,
+        round(http_seconds, 3),
+        round(http_rate),
+        round(copy_seconds, 3),
+        round(copy_rate),
+        round(http_rate / copy_rate, 3),
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=500_000)
+    parser.add_argument("--batch", type=int, default=10_000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--port", type=int, default=18_080)
+    parser.add_argument("--json", type=Path, help="Also write the result here.")
+    args = parser.parse_args()
+    result = run(args.events, args.batch, args.workers, args.connections, args.port)
+    print(
+        f"ingest: {result.http_events_per_s:,} events/s through HTTP "
+        f"(batch {result.batch_size:,}, {result.workers} workers, {result.connections} "
+        f"connections); bare COPY {result.copy_events_per_s:,} events/s; "
+        f"ratio {result.ratio:.2f}"
+    )
+    if args.json:
+        args.json.write_text(json.dumps(asdict(result), indent=2))
+
+
+if __name__ == "__main__":
+    main()
