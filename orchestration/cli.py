@@ -10,8 +10,9 @@ from typing import NoReturn
 import click
 from rich.console import Console
 
-console = Console(soft_wrap=True)
-err_console = Console(stderr=True, soft_wrap=True)
+# Piped output (CI logs, files) gets a wide console so invoice tables are not squeezed.
+console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 160)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -214,8 +215,9 @@ def run_daily_cmd(day: str | None, first: str | None, last: str | None) -> None:
 
 @run.command("monthly")
 @click.option("--month", required=True, help="Calendar month, YYYY-MM.")
-def run_monthly_cmd(month: str) -> None:
-    """Compute a calendar month's invoices."""
+@click.option("--finalize", is_flag=True, help="Freeze the month's invoices afterwards.")
+def run_monthly_cmd(month: str, finalize: bool) -> None:
+    """Compute a calendar month's invoices (drafts until finalized)."""
     from orchestration.dbt_vars import parse_month
     from orchestration.pipeline import PipelineError, run_monthly
 
@@ -224,10 +226,10 @@ def run_monthly_cmd(month: str) -> None:
     except ValueError as exc:
         fail(f"--month: {exc}", 2)
     try:
-        run_monthly(first)
+        run_monthly(first, finalize=finalize)
     except PipelineError as exc:
         fail(str(exc))
-    console.print(f"invoices built for {month}")
+    console.print(f"invoices {'built and finalized' if finalize else 'built'} for {month}")
 
 
 # -- invoices ---------------------------------------------------------------------------------

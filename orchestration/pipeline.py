@@ -15,7 +15,7 @@ from datetime import date
 from pathlib import Path
 
 from orchestration.dbt_vars import Window, daily_vars, days_window, month_window, monthly_vars
-from warehouse.db import dbt_env
+from warehouse.db import connect, dbt_env
 from warehouse.settings import Settings, get_settings
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
@@ -26,9 +26,14 @@ MANIFEST_PATH = DBT_PROJECT_DIR / "target" / "manifest.json"
 # need upstream (the `+`), so the CLI never depends on an earlier run of another kind.
 DAILY_MODELS = ("fct_usage_daily",)
 MONTHLY_MODELS = (
+    "int_invoice_rerate_months",
     "int_subscription_segments",
     "int_segment_usage_aggregated",
+    "int_segment_charges_billable",
+    "int_segment_charges_priced",
     "int_invoice_lines_priced",
+    "int_invoice_adjustments",
+    "int_invoice_lines_draft",
     "fct_invoice_lines",
     "fct_invoices",
 )
@@ -114,7 +119,50 @@ def run_daily(first_day: date, last_day: date, *, quiet: bool = False) -> DbtInv
     return invocation
 
 
-def run_monthly(month: date, *, quiet: bool = False) -> DbtInvocation:
-    invocation = monthly_invocation(month_window(month))
+def run_monthly(month: date, *, finalize: bool = False, quiet: bool = False) -> DbtInvocation:
+    """Compute the month's invoices; with ``finalize``, freeze its drafts afterwards."""
+    window = month_window(month)
+    invocation = monthly_invocation(window)
     run_dbt(invocation.args(), quiet=quiet)
+    if finalize:
+        finalize_month(window.start)
+        # the marts now read the frozen copies, with status `finalized`
+        run_dbt(DbtInvocation("run", FINALIZED_MARTS, invocation.vars).args(), quiet=quiet)
     return invocation
+
+
+FINALIZED_MARTS = ("fct_invoice_lines", "fct_invoices")
+
+
+def finalize_month(month: date, settings: Settings | None = None) -> int:
+    """Freeze the month's draft invoices and their lines; return how many were frozen.
+
+    A frozen invoice never changes: later usage for its month is billed as adjustments.
+    """
+    with connect(settings) as conn, conn.transaction():
+        conn.execute("lock table app.finalized_invoices in share row exclusive mode")
+        frozen = conn.execute(
+            """insert into app.finalized_invoices
+                   (invoice_id, tenant_id, currency, period_start, period_end, subtotal_minor,
+                    tax_minor, total_minor)
+               select invoice_id, tenant_id, currency, period_start, period_end,
+                      subtotal_minor, tax_minor, total_minor
+               from marts.fct_invoices
+               where period_start = %(month)s::date::timestamptz and status = 'draft'
+               returning invoice_id""",
+            {"month": month},
+        ).fetchall()
+        conn.execute(
+            """insert into app.finalized_invoice_lines
+                   (invoice_id, line_id, tenant_id, line_type, metric, plan_key, quantity,
+                    billable_quantity, amount_minor, currency, description, service_start,
+                    service_end, period_start, corrected_period_start)
+               select l.invoice_id, l.line_id, l.tenant_id, l.line_type, l.metric, l.plan,
+                      l.quantity, l.billable_quantity, l.amount_minor, l.currency,
+                      l.description, l.service_start, l.service_end, l.period_start,
+                      l.corrected_period_start
+               from marts.fct_invoice_lines l
+               where l.invoice_id = any(%(ids)s)""",
+            {"ids": [row[0] for row in frozen]},
+        )
+    return len(frozen)

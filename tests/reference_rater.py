@@ -52,6 +52,14 @@ def month_bounds(month: date) -> tuple[datetime, datetime]:
     return start, end
 
 
+def add_years(moment: datetime, years: int) -> datetime:
+    """PostgreSQL's `+ interval 'n years'`: Feb 29 becomes Feb 28 in a common year."""
+    try:
+        return moment.replace(year=moment.year + years)
+    except ValueError:
+        return moment.replace(year=moment.year + years, day=28)
+
+
 def half_up(value: Fraction) -> int:
     """Round half away from zero to an integer."""
     sign = -1 if value < 0 else 1
@@ -146,16 +154,32 @@ def rate_month(
         exponent = Fraction(10) ** MINOR_UNITS[plan.currency]
         invoice = invoices.setdefault(tenant_id, Invoice(tenant_id, plan.currency))
         fraction = Fraction(int((seg_end - seg_start).total_seconds())) / month_seconds
-        if plan.base_price > 0:
-            if plan.interval == "month":
-                invoice.lines.append(
-                    ("base_fee", None, half_up(Fraction(plan.base_price) * fraction * exponent))
-                )
-            else:
-                months = (m_start.year - valid_from.year) * 12 + m_start.month - valid_from.month
-                if months % 12 == 0 and seg_start == max(valid_from, m_start):
+        if plan.base_price > 0 and plan.interval == "month":
+            invoice.lines.append(
+                ("base_fee", None, half_up(Fraction(plan.base_price) * fraction * exponent))
+            )
+        elif plan.base_price > 0:
+            # the whole year on the month each yearly period starts, if it starts
+            k = 0
+            while add_years(valid_from, k) < min(valid_to, m_end):
+                anniversary = add_years(valid_from, k)
+                if seg_start <= anniversary < seg_end:
                     invoice.lines.append(
                         ("base_fee", None, half_up(Fraction(plan.base_price) * exponent))
+                    )
+                k += 1
+            # the unused part of the year, credited when the subscription ends early
+            if valid_to == seg_end and valid_to.year < 9999:
+                k = 0
+                while add_years(valid_from, k + 1) < valid_to:
+                    k += 1
+                start, end = add_years(valid_from, k), add_years(valid_from, k + 1)
+                unused = Fraction(
+                    int((end - valid_to).total_seconds()), int((end - start).total_seconds())
+                )
+                if unused > 0:
+                    invoice.lines.append(
+                        ("base_fee", None, half_up(-Fraction(plan.base_price) * unused * exponent))
                     )
         for charge in plan.charges:
             metric = metrics[charge.metric]

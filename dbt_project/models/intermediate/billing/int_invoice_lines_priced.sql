@@ -1,116 +1,38 @@
-{#- One row per invoice line: a prorated base fee per segment and a usage line per segment
-    and charge, priced exactly and rounded once to the currency's minor unit. -#}
+{#- One row per invoice line computed from the data as it is now: a usage line per segment
+    and charge, a prorated base fee per segment of a monthly plan, a yearly plan's fee in the
+    month each yearly period starts and its credit when it ends early. Each line is rounded
+    once to the currency's minor unit. Covers the run's months and the re-rated ones. -#}
 with segments as (
     select * from {{ ref('int_subscription_segments') }}
 ),
 
-usage as (
-    select * from {{ ref('int_segment_usage_aggregated') }}
-),
-
-charges as (
-    select * from {{ ref('stg_app__plan_charges') }}
-),
-
-tiers as (
-    select * from {{ ref('stg_app__plan_tiers') }}
+priced as (
+    select * from {{ ref('int_segment_charges_priced') }}
 ),
 
 currencies as (
     select * from {{ ref('stg_app__currencies') }}
 ),
 
-segment_usage as (
-    select
-        segments.segment_id,
-        segments.tenant_id,
-        segments.currency,
-        segments.plan_key,
-        segments.plan_version,
-        segments.plan_name,
-        segments.period_start,
-        segments.segment_start,
-        segments.segment_end,
-        usage.metric,
-        usage.quantity,
-        charges.pricing_model,
-        charges.unit_price,
-        charges.package_size,
-        charges.package_price,
-        -- included units shrink with the segment, like the base fee (DECISIONLOG.md)
-        charges.included * segments.active_seconds / segments.period_seconds as included,
-        greatest(
-            usage.quantity
-                - charges.included * segments.active_seconds / segments.period_seconds,
-            0
-        ) as billable_quantity
-    from segments
-    inner join usage on usage.segment_id = segments.segment_id
-    inner join charges
-        on charges.plan_key = segments.plan_key
-       and charges.plan_version = segments.plan_version
-       and charges.metric = usage.metric
-),
-
-tiered as (
-    select
-        segment_usage.segment_id,
-        segment_usage.metric,
-        sum(
-            case
-                when segment_usage.pricing_model = 'graduated' then
-                    greatest(
-                        least(segment_usage.billable_quantity,
-                              coalesce(tiers.up_to, segment_usage.billable_quantity))
-                        - tiers.lower_bound,
-                        0
-                    ) * tiers.unit_price
-                    + case when segment_usage.billable_quantity > tiers.lower_bound
-                           then tiers.flat_fee else 0 end
-                when segment_usage.billable_quantity > tiers.lower_bound
-                     and (tiers.up_to is null or segment_usage.billable_quantity <= tiers.up_to)
-                    then segment_usage.billable_quantity * tiers.unit_price + tiers.flat_fee
-                else 0
-            end
-        ) as amount_exact
-    from segment_usage
-    inner join tiers
-        on tiers.plan_key = segment_usage.plan_key
-       and tiers.plan_version = segment_usage.plan_version
-       and tiers.metric = segment_usage.metric
-    where segment_usage.pricing_model in ('graduated', 'volume')
-    group by segment_usage.segment_id, segment_usage.metric
-),
-
 usage_lines as (
     select
-        segment_usage.segment_id,
-        segment_usage.tenant_id,
-        segment_usage.currency,
-        segment_usage.period_start,
+        segment_id,
+        tenant_id,
+        currency,
+        period_start,
         'usage' as line_type,
-        segment_usage.metric,
-        segment_usage.plan_key,
-        segment_usage.quantity,
-        segment_usage.billable_quantity,
-        case segment_usage.pricing_model
-            when 'per_unit' then segment_usage.billable_quantity * segment_usage.unit_price
-            when 'package' then
-                ceil(segment_usage.billable_quantity / segment_usage.package_size)
-                * segment_usage.package_price
-            else coalesce(tiered.amount_exact, 0)
-        end as amount_exact,
-        segment_usage.plan_name || ': ' || segment_usage.metric
-            || ' (' || segment_usage.pricing_model || ')' as description,
-        segment_usage.segment_start as service_start,
-        segment_usage.segment_end as service_end
-    from segment_usage
-    left join tiered
-        on tiered.segment_id = segment_usage.segment_id
-       and tiered.metric = segment_usage.metric
+        metric,
+        plan_key,
+        quantity,
+        billable_quantity,
+        amount_exact,
+        plan_name || ': ' || metric || ' (' || pricing_model || ')' as description,
+        segment_start as service_start,
+        segment_end as service_end
+    from priced
 ),
 
-base_fee_lines as (
+monthly_base_fee_lines as (
     select
         segment_id,
         tenant_id,
@@ -132,7 +54,25 @@ base_fee_lines as (
     where billing_interval = 'month' and base_price > 0
 ),
 
-yearly_base_fee_lines as (
+yearly_segments as (
+    select
+        segments.*,
+        cast({{ dbt.datediff(dbt.date_trunc('month', 'subscription_interval_start'),
+                             'period_start', 'month') }} as integer) as months_in
+    from segments
+    where billing_interval = 'year' and base_price > 0
+),
+
+yearly_anniversaries as (
+    select
+        yearly_segments.*,
+        {{ dbt.dateadd('year', 'cast(months_in / 12 as integer)', 'subscription_interval_start') }}
+            as anniversary
+    from yearly_segments
+),
+
+yearly_fee_lines as (
+    -- the month a yearly period starts bills the whole year, if the period starts at all
     select
         segment_id,
         tenant_id,
@@ -145,22 +85,66 @@ yearly_base_fee_lines as (
         cast(1 as numeric) as billable_quantity,
         base_price as amount_exact,
         plan_name || ': yearly base fee' as description,
-        segment_start as service_start,
-        {{ dbt.dateadd('year', 1, 'segment_start') }} as service_end
-    from segments
-    -- billed on the invoice of the month each yearly period starts
-    where billing_interval = 'year' and base_price > 0
-      and mod(cast({{ dbt.datediff(dbt.date_trunc('month', 'subscription_interval_start'),
-                                   'period_start', 'month') }} as integer), 12) = 0
-      and segment_start = greatest(subscription_interval_start, period_start)
+        anniversary as service_start,
+        {{ dbt.dateadd('year', 1, 'anniversary') }} as service_end
+    from yearly_anniversaries
+    where mod(months_in, 12) = 0
+      and anniversary >= segment_start
+      and anniversary < segment_end
+),
+
+yearly_endings as (
+    -- the last segment of a yearly subscription interval that ends before its period does
+    select
+        yearly_segments.*,
+        case
+            when {{ dbt.dateadd('year', 'cast(months_in / 12 as integer)',
+                                'subscription_interval_start') }} < subscription_interval_end
+                then {{ dbt.dateadd('year', 'cast(months_in / 12 as integer)',
+                                    'subscription_interval_start') }}
+            else {{ dbt.dateadd('year', 'cast(months_in / 12 as integer) - 1',
+                                'subscription_interval_start') }}
+        end as period_anniversary
+    from yearly_segments
+    where segment_end = subscription_interval_end
+),
+
+yearly_credit_lines as (
+    select
+        segment_id,
+        tenant_id,
+        currency,
+        period_start,
+        'base_fee' as line_type,
+        cast(null as {{ dbt.type_string() }}) as metric,
+        plan_key,
+        unused_seconds / year_seconds as quantity,
+        unused_seconds / year_seconds as billable_quantity,
+        -base_price * unused_seconds / year_seconds as amount_exact,
+        plan_name || ': credit for the unused part of the year' as description,
+        subscription_interval_end as service_start,
+        year_end as service_end
+    from (
+        select
+            yearly_endings.*,
+            {{ dbt.dateadd('year', 1, 'period_anniversary') }} as year_end,
+            {{ epoch_seconds(dbt.dateadd('year', 1, 'period_anniversary')) }}
+                - {{ epoch_seconds('subscription_interval_end') }} as unused_seconds,
+            {{ epoch_seconds(dbt.dateadd('year', 1, 'period_anniversary')) }}
+                - {{ epoch_seconds('period_anniversary') }} as year_seconds
+        from yearly_endings
+    ) as endings
+    where unused_seconds > 0
 ),
 
 all_lines as (
     select * from usage_lines
     union all
-    select * from base_fee_lines
+    select * from monthly_base_fee_lines
     union all
-    select * from yearly_base_fee_lines
+    select * from yearly_fee_lines
+    union all
+    select * from yearly_credit_lines
 ),
 
 final as (
@@ -171,7 +155,8 @@ final as (
             as invoice_id,
         'il_' || {{ dbt.right(dbt.hash(dbt.concat([
             "all_lines.segment_id", "'|'", "all_lines.line_type", "'|'",
-            "coalesce(all_lines.metric, '')"])), 20) }} as line_id,
+            "coalesce(all_lines.metric, '')", "'|'", "all_lines.description"])), 20) }}
+            as line_id,
         all_lines.segment_id,
         all_lines.tenant_id,
         all_lines.currency,

@@ -15,7 +15,9 @@ metrics as (
 
 events as (
     select * from {{ ref('int_events_deduplicated') }}
-    where event_ts >= cast('{{ var("min_month") }}' as timestamptz)
+    -- the run's months and the finalized months it may re-rate; segments pick their own
+    where event_ts >= {{ dbt.dateadd('month', -var('adjustment_lookback_months'),
+                                     "cast('" ~ var('min_month') ~ "' as timestamptz)") }}
       and event_ts < cast('{{ var("max_month") }}' as timestamptz)
 ),
 

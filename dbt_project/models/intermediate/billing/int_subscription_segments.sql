@@ -1,6 +1,6 @@
 {#- One row per subscription, plan and calendar month it was active in (a segment), for the
-    months in [min_month, max_month). Carries the plan version in effect at the segment's
-    start and the fraction of the month it covers. -#}
+    months in [min_month, max_month) and the finalized months being re-rated. Carries the
+    plan version in effect at the segment's start and the fraction of the month it covers. -#}
 with intervals as (
     select * from {{ ref('int_subscription_intervals') }}
 ),
@@ -9,10 +9,15 @@ plan_versions as (
     select * from {{ ref('stg_app__plan_versions') }}
 ),
 
+rerate as (
+    select * from {{ ref('int_invoice_rerate_months') }}
+),
+
 bounds as (
     select
         greatest(
-            cast('{{ var("min_month") }}' as timestamptz),
+            {{ dbt.dateadd('month', -var('adjustment_lookback_months'),
+                           "cast('" ~ var('min_month') ~ "' as timestamptz)") }},
             {{ dbt.date_trunc('month', 'min(valid_from)') }}
         ) as first_month,
         least(
@@ -32,6 +37,7 @@ clipped as (
         intervals.tenant_id,
         intervals.plan_key,
         intervals.valid_from as subscription_interval_start,
+        intervals.valid_to as subscription_interval_end,
         months.month_start as period_start,
         {{ dbt.dateadd('month', 1, 'months.month_start') }} as period_end,
         greatest(intervals.valid_from, months.month_start) as segment_start,
@@ -60,6 +66,8 @@ final as (
         clipped.segment_start,
         clipped.segment_end,
         clipped.subscription_interval_start,
+        clipped.subscription_interval_end,
+        clipped.period_start < cast('{{ var("min_month") }}' as timestamptz) as is_rerate,
         {{ epoch_seconds('clipped.segment_end') }} - {{ epoch_seconds('clipped.segment_start') }}
             as active_seconds,
         {{ epoch_seconds('clipped.period_end') }} - {{ epoch_seconds('clipped.period_start') }}
@@ -70,6 +78,14 @@ final as (
        and plan_versions.effective_from <= clipped.segment_start
        and plan_versions.effective_to > clipped.segment_start
     where clipped.segment_start < clipped.segment_end
+      and (
+          clipped.period_start >= cast('{{ var("min_month") }}' as timestamptz)
+          or exists (
+              select 1 from rerate
+              where rerate.tenant_id = clipped.tenant_id
+                and rerate.period_start = clipped.period_start
+          )
+      )
 )
 
 select * from final

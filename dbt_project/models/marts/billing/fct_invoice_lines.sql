@@ -1,16 +1,32 @@
-{#- One row per invoice line. Incremental by month: a run replaces the months in
-    [min_month, max_month). -#}
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='period_start',
-        on_schema_change='fail',
-    )
-}}
+{#- One row per invoice line: the frozen lines of finalized invoices, as they were at
+    finalization, and the lines of draft invoices as computed by the last run. -#}
+with frozen as (
+    select * from {{ ref('stg_app__finalized_invoice_lines') }}
+),
 
-with lines as (
-    select * from {{ ref('int_invoice_lines_priced') }}
+drafts as (
+    select * from {{ ref('int_invoice_lines_draft') }}
+),
+
+finalized as (
+    select * from {{ ref('stg_app__finalized_invoices') }}
+),
+
+all_lines as (
+    select
+        invoice_id, line_id, tenant_id, line_type, metric, plan_key, quantity,
+        billable_quantity, amount_minor, currency, description, service_start, service_end,
+        period_start, corrected_period_start
+    from frozen
+    union all
+    select
+        invoice_id, line_id, tenant_id, line_type, metric, plan_key, quantity,
+        billable_quantity, amount_minor, currency, description, service_start, service_end,
+        period_start, corrected_period_start
+    from drafts
+    where not exists (
+        select 1 from finalized where finalized.invoice_id = drafts.invoice_id
+    )
 ),
 
 final as (
@@ -28,11 +44,13 @@ final as (
         cast(description as {{ dbt.type_string() }}) as description,
         service_start,
         service_end,
-        period_start
-    from lines
+        period_start,
+        corrected_period_start
+    from all_lines
 )
 
 select
     invoice_id, line_id, tenant_id, line_type, metric, plan, quantity, billable_quantity,
-    amount_minor, currency, description, service_start, service_end, period_start
+    amount_minor, currency, description, service_start, service_end, period_start,
+    corrected_period_start
 from final

@@ -1,61 +1,103 @@
-{#- One row per tenant, currency and calendar month: the invoice, in arrears. Incremental by
-    month like its lines. -#}
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='period_start',
-        on_schema_change='fail',
-    )
-}}
-
+{#- One row per tenant, currency and calendar month (UTC): the invoice, billed in arrears.
+    A finalized invoice is read from its frozen copy with its latest payment status; a
+    draft is summed from its lines. -#}
 with lines as (
     select * from {{ ref('fct_invoice_lines') }}
-    where period_start >= cast('{{ var("min_month") }}' as timestamptz)
-      and period_start < cast('{{ var("max_month") }}' as timestamptz)
+),
+
+finalized as (
+    select * from {{ ref('stg_app__finalized_invoices') }}
+),
+
+status_events as (
+    select * from {{ ref('stg_app__invoice_status_events') }}
 ),
 
 tenants as (
     select * from {{ ref('stg_app__tenants') }}
 ),
 
-subtotals as (
-    select
-        invoice_id,
-        tenant_id,
-        currency,
-        period_start,
-        sum(amount_minor) as subtotal_minor
+latest_status as (
+    select invoice_id, status, provider_invoice_id
+    from (
+        select
+            status_events.*,
+            row_number() over (partition by invoice_id order by event_seq desc) as recency
+        from status_events
+    ) as ranked
+    where recency = 1
+),
+
+provider_ids as (
+    select invoice_id, max(provider_invoice_id) as provider_invoice_id
+    from status_events
+    group by invoice_id
+),
+
+draft_subtotals as (
+    select invoice_id, tenant_id, currency, period_start, sum(amount_minor) as subtotal_minor
     from lines
+    where not exists (select 1 from finalized where finalized.invoice_id = lines.invoice_id)
     group by invoice_id, tenant_id, currency, period_start
+),
+
+drafts as (
+    select
+        draft_subtotals.invoice_id,
+        draft_subtotals.tenant_id,
+        draft_subtotals.currency,
+        draft_subtotals.period_start,
+        {{ dbt.dateadd('month', 1, 'draft_subtotals.period_start') }} as period_end,
+        'draft' as status,
+        draft_subtotals.subtotal_minor,
+        {{ to_minor_units('draft_subtotals.subtotal_minor * tenants.tax_rate', 0) }}
+            as tax_minor,
+        cast(null as {{ dbt.type_string() }}) as provider_invoice_id,
+        cast(null as timestamptz) as finalized_at
+    from draft_subtotals
+    inner join tenants on tenants.tenant_id = draft_subtotals.tenant_id
+),
+
+frozen as (
+    select
+        finalized.invoice_id,
+        finalized.tenant_id,
+        finalized.currency,
+        finalized.period_start,
+        finalized.period_end,
+        coalesce(latest_status.status, 'finalized') as status,
+        finalized.subtotal_minor,
+        finalized.tax_minor,
+        provider_ids.provider_invoice_id,
+        finalized.finalized_at
+    from finalized
+    left join latest_status on latest_status.invoice_id = finalized.invoice_id
+    left join provider_ids on provider_ids.invoice_id = finalized.invoice_id
+),
+
+all_invoices as (
+    select * from drafts
+    union all
+    select * from frozen
 ),
 
 final as (
     select
-        subtotals.invoice_id,
-        subtotals.tenant_id,
-        subtotals.currency,
-        subtotals.period_start,
-        {{ dbt.dateadd('month', 1, 'subtotals.period_start') }} as period_end,
-        cast('draft' as {{ dbt.type_string() }}) as status,
-        cast(subtotals.subtotal_minor as bigint) as subtotal_minor,
-        {{ to_minor_units('subtotals.subtotal_minor * tenants.tax_rate', 0) }} as tax_minor,
-        cast(null as {{ dbt.type_string() }}) as provider_invoice_id,
-        cast(null as timestamptz) as finalized_at
-    from subtotals
-    inner join tenants on tenants.tenant_id = subtotals.tenant_id
+        cast(invoice_id as {{ dbt.type_string() }}) as invoice_id,
+        cast(tenant_id as {{ dbt.type_string() }}) as tenant_id,
+        cast(currency as {{ dbt.type_string() }}) as currency,
+        period_start,
+        period_end,
+        cast(status as {{ dbt.type_string() }}) as status,
+        cast(subtotal_minor as bigint) as subtotal_minor,
+        cast(tax_minor as bigint) as tax_minor,
+        cast(subtotal_minor + tax_minor as bigint) as total_minor,
+        cast(provider_invoice_id as {{ dbt.type_string() }}) as provider_invoice_id,
+        finalized_at
+    from all_invoices
 )
 
 select
-    invoice_id,
-    tenant_id,
-    currency,
-    period_start,
-    period_end,
-    status,
-    subtotal_minor,
-    tax_minor,
-    subtotal_minor + tax_minor as total_minor,
-    provider_invoice_id,
-    finalized_at
+    invoice_id, tenant_id, currency, period_start, period_end, status, subtotal_minor,
+    tax_minor, total_minor, provider_invoice_id, finalized_at
 from final

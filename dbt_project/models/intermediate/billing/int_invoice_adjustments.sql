@@ -1,0 +1,105 @@
+{#- One row per adjustment line: for a re-rated finalized month, per line type and metric,
+    what the month comes to now, less what its frozen invoice billed, less the adjustments
+    already frozen on later invoices. It goes on the tenant's invoice for the run's first
+    month, unless that invoice is finalized too (then a later run bills it). -#}
+with recomputed as (
+    select * from {{ ref('int_invoice_lines_priced') }}
+    where period_start < cast('{{ var("min_month") }}' as timestamptz)
+),
+
+frozen_lines as (
+    select * from {{ ref('stg_app__finalized_invoice_lines') }}
+),
+
+finalized as (
+    select * from {{ ref('stg_app__finalized_invoices') }}
+),
+
+rerate as (
+    select * from {{ ref('int_invoice_rerate_months') }}
+),
+
+currencies as (
+    select * from {{ ref('stg_app__currencies') }}
+),
+
+amounts as (
+    select tenant_id, currency, period_start as corrected_period_start, line_type, metric,
+           amount_minor, quantity
+    from recomputed
+    union all
+    select frozen_lines.tenant_id, frozen_lines.currency, frozen_lines.period_start,
+           frozen_lines.line_type, frozen_lines.metric, -frozen_lines.amount_minor,
+           -frozen_lines.quantity
+    from frozen_lines
+    inner join rerate
+        on rerate.tenant_id = frozen_lines.tenant_id
+       and rerate.period_start = frozen_lines.period_start
+    where frozen_lines.line_type <> 'adjustment'
+    union all
+    select frozen_lines.tenant_id, frozen_lines.currency, frozen_lines.corrected_period_start,
+           'usage' as line_type, frozen_lines.metric, -frozen_lines.amount_minor,
+           -frozen_lines.quantity
+    from frozen_lines
+    inner join rerate
+        on rerate.tenant_id = frozen_lines.tenant_id
+       and rerate.period_start = frozen_lines.corrected_period_start
+    where frozen_lines.line_type = 'adjustment'
+),
+
+deltas as (
+    select
+        tenant_id,
+        currency,
+        corrected_period_start,
+        metric,
+        sum(amount_minor) as amount_minor,
+        sum(quantity) as quantity
+    from amounts
+    -- base fee and usage deltas of one metric are one correction; base fees have no metric
+    group by tenant_id, currency, corrected_period_start, metric
+    having sum(amount_minor) <> 0
+),
+
+target as (
+    select
+        deltas.*,
+        cast('{{ var("min_month") }}' as timestamptz) as period_start
+    from deltas
+    where not exists (
+        select 1 from finalized
+        where finalized.tenant_id = deltas.tenant_id
+          and finalized.currency = deltas.currency
+          and finalized.period_start = cast('{{ var("min_month") }}' as timestamptz)
+    )
+),
+
+final as (
+    select
+        'inv_' || {{ dbt.right(dbt.hash(dbt.concat([
+            "target.tenant_id", "'|'", "target.currency", "'|'",
+            "cast(cast(target.period_start as date) as " ~ dbt.type_string() ~ ")"])), 20) }}
+            as invoice_id,
+        'il_' || {{ dbt.right(dbt.hash(dbt.concat([
+            "'adjustment|'", "target.tenant_id", "'|'", "target.currency", "'|'",
+            "cast(cast(target.corrected_period_start as date) as " ~ dbt.type_string() ~ ")",
+            "'|'", "coalesce(target.metric, '')"])), 20) }} as line_id,
+        target.tenant_id,
+        target.currency,
+        target.period_start,
+        'adjustment' as line_type,
+        target.metric,
+        cast(null as {{ dbt.type_string() }}) as plan_key,
+        target.quantity,
+        target.quantity as billable_quantity,
+        cast(target.amount_minor as bigint) as amount_minor,
+        'correction of ' || substring(cast(cast(target.corrected_period_start as date)
+                                          as {{ dbt.type_string() }}), 1, 7)
+            || ': ' || coalesce(target.metric, 'base fee') as description,
+        target.corrected_period_start as service_start,
+        {{ dbt.dateadd('month', 1, 'target.corrected_period_start') }} as service_end,
+        target.corrected_period_start
+    from target
+)
+
+select * from final

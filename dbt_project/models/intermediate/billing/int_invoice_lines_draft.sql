@@ -1,0 +1,35 @@
+{#- One row per line of the invoices being computed: the run's months' lines and the
+    adjustments billed on them. Incremental by month: a run replaces its months whole. -#}
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='period_start',
+    )
+}}
+
+with priced as (
+    select * from {{ ref('int_invoice_lines_priced') }}
+    where period_start >= cast('{{ var("min_month") }}' as timestamptz)
+      and period_start < cast('{{ var("max_month") }}' as timestamptz)
+),
+
+adjustments as (
+    select * from {{ ref('int_invoice_adjustments') }}
+),
+
+final as (
+    select
+        invoice_id, line_id, tenant_id, currency, period_start, line_type, metric, plan_key,
+        quantity, billable_quantity, amount_minor, description, service_start, service_end,
+        cast(null as timestamptz) as corrected_period_start
+    from priced
+    union all
+    select
+        invoice_id, line_id, tenant_id, currency, period_start, line_type, metric, plan_key,
+        quantity, billable_quantity, amount_minor, description, service_start, service_end,
+        corrected_period_start
+    from adjustments
+)
+
+select * from final

@@ -1,0 +1,68 @@
+{#- One row per segment and charge: the exact amount in major units, before rounding.
+    per_unit: billable × unit_price. package: whole packages × package_price. graduated:
+    each tier's units at its price plus the flat fee of every tier reached. volume: every
+    unit at the price of the tier the billable quantity falls in, plus its flat fee. A tier
+    is reached when a billable unit falls in it; `up_to` is inclusive. -#}
+with billable as (
+    select * from {{ ref('int_segment_charges_billable') }}
+),
+
+tiers as (
+    select * from {{ ref('stg_app__plan_tiers') }}
+),
+
+tiered as (
+    select
+        billable.segment_id,
+        billable.metric,
+        sum(
+            case
+                when billable.billable_quantity <= tiers.lower_bound then 0
+                when billable.pricing_model = 'graduated' then
+                    (case
+                        when tiers.up_to is null or billable.billable_quantity < tiers.up_to
+                            then billable.billable_quantity
+                        else tiers.up_to
+                     end - tiers.lower_bound) * tiers.unit_price
+                    + tiers.flat_fee
+                when tiers.up_to is null or billable.billable_quantity <= tiers.up_to
+                    then billable.billable_quantity * tiers.unit_price + tiers.flat_fee
+                else 0
+            end
+        ) as amount_exact
+    from billable
+    inner join tiers
+        on tiers.plan_key = billable.plan_key
+       and tiers.plan_version = billable.plan_version
+       and tiers.metric = billable.metric
+    where billable.pricing_model in ('graduated', 'volume')
+    group by billable.segment_id, billable.metric
+),
+
+final as (
+    select
+        billable.segment_id,
+        billable.tenant_id,
+        billable.currency,
+        billable.period_start,
+        billable.plan_key,
+        billable.plan_name,
+        billable.segment_start,
+        billable.segment_end,
+        billable.metric,
+        billable.pricing_model,
+        billable.quantity,
+        billable.billable_quantity,
+        case billable.pricing_model
+            when 'per_unit' then billable.billable_quantity * billable.unit_price
+            when 'package' then
+                ceil(billable.billable_quantity / billable.package_size) * billable.package_price
+            else coalesce(tiered.amount_exact, 0)
+        end as amount_exact
+    from billable
+    left join tiered
+        on tiered.segment_id = billable.segment_id
+       and tiered.metric = billable.metric
+)
+
+select * from final

@@ -1,0 +1,8 @@
+with source as (
+    select * from {{ source('app', 'finalized_invoices') }}
+)
+
+select
+    invoice_id, tenant_id, currency, period_start, period_end, subtotal_minor, tax_minor,
+    total_minor, finalized_at
+from source
