@@ -59,12 +59,14 @@ class DbtInvocation:
 
     def args(self) -> list[str]:
         # Unit tests check the SQL, not the data: `make test` runs them, not every pipeline run.
+        skip_unit_tests = (
+            ["--exclude-resource-type", "unit_test"] if self.command == "build" else []
+        )
         return [
             self.command,
             "--select",
             *self.select,
-            "--exclude-resource-type",
-            "unit_test",
+            *skip_unit_tests,
             "--vars",
             json.dumps(self.vars, sort_keys=True),
         ]

@@ -1,0 +1,317 @@
+"""The billing engine end to end on real dbt: segments from a subscription history (start,
+upgrade, cancel now, cancel at period end, a yearly plan changed mid-year), a three-decimal
+currency, finalization that freezes, late usage billed as adjustments exactly once, catalog
+changes that do not reprice the past, and daily re-runs that give the same rows."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from ingest.writer import Event, copy_events
+from orchestration.pipeline import run_daily, run_monthly
+from tests.engine_helpers import apply_catalog, assert_matches, load_raw, warehouse_invoices
+from tests.reference_rater import rate_month
+from warehouse.catalog import parse_catalog
+from warehouse.subscriptions import record_subscription_event
+
+pytestmark = pytest.mark.slow
+SEP, OCT, NOV, DEC = date(2026, 9, 1), date(2026, 10, 1), date(2026, 11, 1), date(2026, 12, 1)
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+
+
+CATALOG: dict[str, Any] = {
+    "metrics": [
+        {"key": "api_calls", "aggregation": "sum"},
+        {"key": "users", "aggregation": "unique_count", "property": "user_id"},
+        {"key": "gb", "aggregation": "max"},
+        {"key": "seats", "aggregation": "latest"},
+        {"key": "credits", "aggregation": "sum", "allow_negative": True},
+    ],
+    "plans": [
+        {
+            "key": "basic",
+            "name": "Basic",
+            "interval": "month",
+            "currency": "usd",
+            "base_price": "10.00",
+            "charges": [
+                {"metric": "api_calls", "model": "per_unit", "unit_price": "0.01", "included": 100},
+                {"metric": "credits", "model": "per_unit", "unit_price": "1"},
+            ],
+        },
+        {
+            "key": "plus",
+            "name": "Plus",
+            "interval": "month",
+            "currency": "usd",
+            "base_price": "30.00",
+            "charges": [
+                {
+                    "metric": "api_calls",
+                    "model": "graduated",
+                    "included": 50,
+                    "tiers": [
+                        {"up_to": 100, "unit_price": "0.02"},
+                        {"up_to": None, "unit_price": "0.01", "flat_fee": "1.00"},
+                    ],
+                },
+                {"metric": "users", "model": "package", "package_size": 5, "package_price": "2.00"},
+                {
+                    "metric": "gb",
+                    "model": "graduated",
+                    "tiers": [
+                        {"up_to": 10, "unit_price": "0.5"},
+                        {"up_to": None, "unit_price": "0.25"},
+                    ],
+                },
+            ],
+        },
+        {
+            "key": "annual",
+            "name": "Annual",
+            "interval": "year",
+            "currency": "usd",
+            "base_price": "1200.00",
+            "charges": [
+                {
+                    "metric": "seats",
+                    "model": "volume",
+                    "tiers": [
+                        {"up_to": 5, "unit_price": "9"},
+                        {"up_to": None, "unit_price": "7", "flat_fee": "3"},
+                    ],
+                }
+            ],
+        },
+        {
+            "key": "dinar",
+            "name": "Dinar",
+            "interval": "month",
+            "currency": "kwd",
+            "base_price": "3.125",
+            "charges": [{"metric": "api_calls", "model": "per_unit", "unit_price": "0.0015"}],
+        },
+    ],
+    "tenants": [
+        {"id": "t_up", "name": "Upgrader", "currency": "usd", "tax_rate": "0.2"},
+        {"id": "t_cancel", "name": "Canceller", "currency": "usd"},
+        {"id": "t_end", "name": "Period end", "currency": "usd", "tax_rate": "0.0825"},
+        {"id": "t_year", "name": "Yearly", "currency": "usd"},
+        {"id": "t_kwd", "name": "Kuwait", "currency": "kwd", "tax_rate": "0.05"},
+    ],
+    "subscriptions": [
+        {"id": "s_up", "tenant_id": "t_up", "plan": "basic", "start": "2026-09-01T00:00:00Z"},
+        {
+            "id": "s_cancel",
+            "tenant_id": "t_cancel",
+            "plan": "basic",
+            "start": "2026-09-01T00:00:00Z",
+        },
+        {"id": "s_end", "tenant_id": "t_end", "plan": "plus", "start": "2026-10-05T00:00:00Z"},
+        {"id": "s_year", "tenant_id": "t_year", "plan": "annual", "start": "2026-03-15T00:00:00Z"},
+        {"id": "s_kwd", "tenant_id": "t_kwd", "plan": "dinar", "start": "2026-01-01T00:00:00Z"},
+    ],
+}
+METRICS_BY_TENANT = {
+    "t_up": ["api_calls", "users", "gb", "credits"],
+    "t_cancel": ["api_calls", "credits"],
+    "t_end": ["api_calls", "users", "gb"],
+    "t_year": ["seats"],
+    "t_kwd": ["api_calls"],
+}
+
+
+def usage(seed: int, start: datetime, end: datetime, prefix: str, n: int) -> list[Event]:
+    rng = random.Random(seed)
+    span = int((end - start).total_seconds())
+    events = []
+    for i in range(n):
+        tenant = rng.choice(sorted(METRICS_BY_TENANT))
+        metric = rng.choice(METRICS_BY_TENANT[tenant])
+        amount = {
+            "api_calls": Decimal(rng.randrange(1, 40)),
+            "users": Decimal(1),
+            "gb": Decimal(rng.randrange(1, 300)) / 10,
+            "seats": Decimal(rng.randrange(1, 9)),
+            "credits": Decimal(rng.randrange(-3, 6)),
+        }[metric]
+        events.append(
+            Event(
+                tenant,
+                metric,
+                amount,
+                start + timedelta(seconds=rng.randrange(span)),
+                f"{prefix}-{i}",
+                {"user_id": f"u{rng.randrange(12)}"} if metric == "users" else None,
+            )
+        )
+    # the edges of October belong to it, and only them
+    events.append(Event("t_kwd", "api_calls", Decimal(7), utc(2026, 10, 1), f"{prefix}-first"))
+    events.append(
+        Event(
+            "t_kwd",
+            "api_calls",
+            Decimal(11),
+            utc(2026, 11, 1) - timedelta(microseconds=1),
+            f"{prefix}-last",
+        )
+    )
+    return events
+
+
+def store(url: str, events: list[Event]) -> None:
+    with psycopg.connect(url) as conn:
+        copy_events(conn, events)
+
+
+def history(url: str, *changes: tuple[Any, ...]) -> None:
+    with psycopg.connect(url) as conn:
+        for sub, tenant, action, at, plan, at_period_end in changes:
+            record_subscription_event(
+                conn, sub, tenant, action, at, plan_key=plan, at_period_end=at_period_end
+            )
+
+
+def expected(url: str, month: date) -> dict[str, Any]:
+    events, subs = load_raw(url)
+    return rate_month(parse_catalog_doc(), events, subs, month)
+
+
+def parse_catalog_doc() -> Any:
+    import yaml
+
+    return parse_catalog(yaml.safe_dump(CATALOG), "catalog.yaml")
+
+
+def test_segments_finalization_and_late_usage(warehouse: str, tmp_path: Path) -> None:
+    apply_catalog(CATALOG, tmp_path)
+    history(
+        warehouse,
+        ("s_up", "t_up", "change_plan", utc(2026, 10, 10, 12), "plus", False),
+        ("s_cancel", "t_cancel", "cancel", utc(2026, 10, 20, 6), None, False),
+        ("s_end", "t_end", "cancel", utc(2026, 10, 15), None, True),
+        ("s_year", "t_year", "change_plan", utc(2026, 10, 15), "basic", False),
+    )
+    events = usage(1, utc(2026, 9, 25), utc(2026, 11, 5), "e", 3000)
+    store(warehouse, events + events[:200])  # retries count once
+    run_monthly(OCT, quiet=True)
+
+    october = warehouse_invoices(warehouse, OCT)
+    assert_matches(october, expected(warehouse, OCT))
+    assert {i.status for i in october.values()} == {"draft"}
+    lines = october["t_up"].lines
+    assert sum(1 for t, m, _ in lines if t == "base_fee") == 2  # basic, then plus: prorated
+    assert any(t == "base_fee" and a < 0 for t, _, a in october["t_year"].lines)  # credit
+
+    # finalize October: the invoices freeze
+    run_monthly(OCT, finalize=True, quiet=True)
+    frozen = warehouse_invoices(warehouse, OCT)
+    assert {i.status for i in frozen.values()} == {"finalized"}
+    assert {t: (i.subtotal, i.lines) for t, i in frozen.items()} == {
+        t: (i.subtotal, i.lines) for t, i in october.items()
+    }
+
+    # late usage for October, and a backdated cancellation that lowers it
+    late = usage(2, utc(2026, 10, 1), utc(2026, 11, 1), "late", 400)
+    store(warehouse, late)
+    history(warehouse, ("s_kwd", "t_kwd", "cancel", utc(2026, 10, 25), None, False))
+    october_now = expected(warehouse, OCT)
+    run_monthly(OCT, quiet=True)
+    assert warehouse_invoices(warehouse, OCT) == frozen  # a finalized invoice never moves
+
+    # November carries the corrections: recomputed October less what was billed
+    run_monthly(NOV, quiet=True)
+    run_monthly(NOV, quiet=True)  # a re-run does not bill them twice
+    adjustments = warehouse_invoices(warehouse, NOV, ("adjustment",))
+    for tenant, invoice in october_now.items():
+        delta = invoice.subtotal - frozen[tenant].subtotal
+        billed = sum(a for _, _, a in adjustments[tenant].lines) if tenant in adjustments else 0
+        assert billed == delta, tenant
+    assert any(a < 0 for _, _, a in adjustments["t_kwd"].lines)  # the cancel lowers it
+    with psycopg.connect(warehouse) as conn:
+        names = {
+            r[0]
+            for r in conn.execute(
+                "select description from marts.fct_invoice_lines where line_type = 'adjustment'"
+            )
+        }
+    assert all(name.startswith("correction of 2026-10") for name in names)
+    november = warehouse_invoices(warehouse, NOV)
+    november_expected = expected(warehouse, NOV)
+    for tenant, invoice in november.items():
+        rated = november_expected.get(tenant)
+        assert invoice.lines == Counter(rated.lines if rated else []), tenant
+        with_adjustments = (
+            (rated.subtotal if rated else 0) + sum(a for _, _, a in adjustments[tenant].lines)
+            if tenant in adjustments
+            else (rated.subtotal if rated else 0)
+        )
+        assert invoice.subtotal == with_adjustments, tenant
+    assert set(november_expected) <= set(november)
+
+    # once November is finalized, December bills no October correction again
+    run_monthly(NOV, finalize=True, quiet=True)
+    run_monthly(DEC, quiet=True)
+    assert warehouse_invoices(warehouse, DEC, ("adjustment",)) == {}
+
+
+def test_catalog_change_does_not_reprice_a_past_month(warehouse: str, tmp_path: Path) -> None:
+    apply_catalog(CATALOG, tmp_path)
+    store(warehouse, usage(3, utc(2026, 10, 1), utc(2026, 11, 1), "c", 500))
+    run_monthly(OCT, quiet=True)
+    before = warehouse_invoices(warehouse, OCT)
+
+    changed = {**CATALOG, "plans": [dict(p) for p in CATALOG["plans"]]}
+    changed["plans"][0]["base_price"] = "99.00"
+    changed["plans"][0]["charges"] = [
+        {"metric": "api_calls", "model": "per_unit", "unit_price": "5"}
+    ]
+    apply_catalog(changed, tmp_path, "changed.yaml")
+    run_monthly(OCT, quiet=True)
+    assert warehouse_invoices(warehouse, OCT) == before
+    with psycopg.connect(warehouse) as conn:
+        versions = conn.execute(
+            "select version from app.plan_versions where plan_key = 'basic' order by version"
+        ).fetchall()
+    assert versions == [(1,), (2,)]  # the new price is kept, for months from now on
+
+
+def test_daily_rerun_gives_the_same_rows(warehouse: str, tmp_path: Path) -> None:
+    apply_catalog(CATALOG, tmp_path)
+    store(warehouse, usage(4, utc(2026, 10, 1), utc(2026, 10, 8), "d", 2000))
+
+    def day_rows() -> list[tuple[Any, ...]]:
+        with psycopg.connect(warehouse) as conn:
+            return conn.execute(
+                "select tenant_id, metric, usage_date, quantity, event_count "
+                "from marts.fct_usage_daily order by 1, 2, 3"
+            ).fetchall()
+
+    run_daily(date(2026, 10, 1), date(2026, 10, 7), quiet=True)
+    week = day_rows()
+    run_daily(date(2026, 10, 5), date(2026, 10, 5), quiet=True)
+    assert day_rows() == week
+    events, _ = load_raw(warehouse)
+    users_oct5 = {
+        (e.metadata or {}).get("user_id")
+        for e in events
+        if e.tenant_id == "t_up" and e.metric == "users" and e.ts.date() == date(2026, 10, 5)
+    }
+    daily = {(t, m, d): q for t, m, d, q, _ in week}
+    assert daily.get(("t_up", "users", date(2026, 10, 5)), 0) == len(users_oct5)
+    totals: Counter[str] = Counter()
+    for e in events:
+        if e.metric == "api_calls" and e.ts < utc(2026, 10, 8):
+            totals[e.tenant_id] += e.amount
+    assert sum(q for (t, m, _), q in daily.items() if m == "api_calls") == sum(totals.values())
