@@ -1,0 +1,162 @@
+"""Randomized catalogs, subscription histories and usage (hypothesis): the dbt invoices match
+the independent pure-Python rater to the minor unit."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ingest.writer import Event, copy_events
+from orchestration.pipeline import run_monthly
+from tests.engine_helpers import assert_matches, load_raw, warehouse_invoices
+from tests.helpers import with_dbname
+from tests.reference_rater import rate_month
+from warehouse.catalog import apply_catalog, parse_catalog
+from warehouse.migrate import apply_migrations
+from warehouse.settings import get_settings
+from warehouse.subscriptions import record_subscription_event
+
+pytestmark = pytest.mark.slow
+OCT = date(2026, 10, 1)
+OCT_START = datetime(2026, 10, 1, tzinfo=UTC)
+METRICS = [
+    {"key": "calls", "aggregation": "sum"},
+    {"key": "builds", "aggregation": "count"},
+    {"key": "gb", "aggregation": "max"},
+    {"key": "users", "aggregation": "unique_count", "property": "user_id"},
+    {"key": "seats", "aggregation": "latest"},
+]
+
+
+def decimals(places: int, high: int) -> st.SearchStrategy[str]:
+    return st.integers(0, high * 10**places).map(lambda n: str(Decimal(n).scaleb(-places)))
+
+
+@st.composite
+def charges(draw: st.DrawFn, metric: str) -> dict[str, Any]:
+    model = draw(st.sampled_from(["per_unit", "package", "graduated", "volume"]))
+    charge: dict[str, Any] = {
+        "metric": metric,
+        "model": model,
+        "included": draw(st.sampled_from([0, 0, 5, 50, 1000])),
+    }
+    if model == "per_unit":
+        charge["unit_price"] = draw(decimals(6, 3))
+    elif model == "package":
+        charge["package_size"] = draw(st.integers(1, 50))
+        charge["package_price"] = draw(decimals(3, 20))
+    else:
+        bounds = sorted(draw(st.sets(st.integers(1, 400), min_size=0, max_size=3)))
+        charge["tiers"] = [
+            {"up_to": bound, "unit_price": draw(decimals(5, 2)), "flat_fee": draw(decimals(2, 5))}
+            for bound in [*bounds, None]
+        ]
+    return charge
+
+
+@st.composite
+def scenarios(draw: st.DrawFn) -> dict[str, Any]:
+    plans, tenants, subs, changes = [], [], [], []
+    for i, currency in enumerate(
+        draw(st.lists(st.sampled_from(["usd", "jpy", "kwd"]), min_size=2, max_size=4))
+    ):
+        metrics = draw(
+            st.lists(
+                st.sampled_from([m["key"] for m in METRICS]), min_size=1, max_size=3, unique=True
+            )
+        )
+        plans.append(
+            {
+                "key": f"p{i}",
+                "name": f"Plan {i}",
+                "interval": draw(st.sampled_from(["month", "month", "year"])),
+                "currency": currency,
+                "base_price": draw(decimals(3, 500)),
+                "charges": [draw(charges(m)) for m in metrics],
+            }
+        )
+        tenants.append(
+            {"id": f"t{i}", "name": f"T{i}", "currency": currency, "tax_rate": draw(decimals(4, 0))}
+        )
+        start = OCT_START + timedelta(seconds=draw(st.integers(-40 * 86400, 20 * 86400)))
+        subs.append(
+            {"id": f"s{i}", "tenant_id": f"t{i}", "plan": f"p{i}", "start": start.isoformat()}
+        )
+        same_currency = [p for p in plans if p["currency"] == currency and p["key"] != f"p{i}"]
+        change = draw(st.sampled_from(["none", "cancel_now", "cancel_end", "change"]))
+        at = max(start, OCT_START) + timedelta(seconds=draw(st.integers(1, 25 * 86400)))
+        if change == "change" and same_currency:
+            changes.append((f"s{i}", f"t{i}", "change_plan", at, same_currency[0]["key"], False))
+        elif change.startswith("cancel"):
+            changes.append((f"s{i}", f"t{i}", "cancel", at, None, change == "cancel_end"))
+    catalog = {"metrics": METRICS, "plans": plans, "tenants": tenants, "subscriptions": subs}
+    events = []
+    for n in range(draw(st.integers(20, 120))):
+        tenant = draw(st.sampled_from(tenants))["id"]
+        metric = draw(st.sampled_from(METRICS))["key"]
+        ts = OCT_START + timedelta(seconds=draw(st.integers(-86400, 32 * 86400)))
+        events.append(
+            Event(
+                tenant,
+                metric,
+                Decimal(draw(decimals(2, 300))),
+                ts,
+                f"e{n}",
+                {"user_id": f"u{draw(st.integers(0, 6))}"},
+            )
+        )
+    return {"catalog": catalog, "changes": changes, "events": events}
+
+
+@contextmanager
+def fresh_database(server_url: str) -> Iterator[str]:
+    name = f"h_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'create database "{name}"')
+    try:
+        yield with_dbname(server_url, name)
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(f'drop database if exists "{name}" with (force)')
+
+
+@settings(
+    max_examples=6,
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+    ],
+)
+@given(scenario=scenarios())
+def test_dbt_invoices_match_the_reference_rater(
+    scenario: dict[str, Any], server_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with fresh_database(server_url) as url:
+        monkeypatch.setenv("BILLING_DATABASE_URL", url)
+        get_settings.cache_clear()
+        catalog = parse_catalog(yaml.safe_dump(scenario["catalog"]), "random.yaml")
+        with psycopg.connect(url) as conn:
+            apply_migrations(conn)
+            apply_catalog(conn, catalog, "random.yaml")
+            for sub, tenant, action, at, plan, at_period_end in scenario["changes"]:
+                record_subscription_event(
+                    conn, sub, tenant, action, at, plan_key=plan, at_period_end=at_period_end
+                )
+            copy_events(conn, scenario["events"])
+        run_monthly(OCT, quiet=True)
+        events, subs = load_raw(url)
+        assert_matches(warehouse_invoices(url, OCT), rate_month(catalog, events, subs, OCT))
+    get_settings.cache_clear()
