@@ -1,0 +1,206 @@
+"""The month close: raw events to invoices for one month (daily usage for every day, then the
+monthly invoices), against the bare floor measured in the same run on the same data: one
+deduplication and one daily GROUP BY in plain SQL. Then one new day, incrementally.
+
+    .venv/bin/python -m bench.month_close_bench --events 10000000 --tenants 10000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from datetime import date
+from pathlib import Path
+
+import psycopg
+
+from bench.common import BILLING, scratch_warehouse
+
+MONTH = date(2026, 10, 1)
+METRICS = ("api_calls", "active_users", "storage_gb", "builds", "seats")
+
+
+@dataclass
+class MonthCloseResult:
+    events: int
+    tenants: int
+    load_seconds: float
+    floor_dedup_seconds: float
+    floor_group_by_seconds: float
+    floor_seconds: float
+    full_build_seconds: float
+    ratio_to_floor: float
+    new_day_events: int
+    incremental_day_seconds: float
+    incremental_share_of_full: float
+    invoices: int
+
+
+def catalog_yaml(tenants: int) -> str:
+    """Four plans covering every pricing model; every tenant subscribed before the month."""
+    plans = """
+metrics:
+  - {key: api_calls, aggregation: sum}
+  - {key: active_users, aggregation: unique_count, property: user_id}
+  - {key: storage_gb, aggregation: max}
+  - {key: builds, aggregation: count}
+  - {key: seats, aggregation: latest}
+plans:
+  - key: starter
+    name: Starter
+    interval: month
+    currency: usd
+    base_price: "19.00"
+    charges:
+      - {metric: api_calls, model: per_unit, unit_price: "0.001", included: 1000}
+      - {metric: builds, model: package, package_size: 100, package_price: "2.50"}
+  - key: pro
+    name: Pro
+    interval: month
+    currency: usd
+    base_price: "49.00"
+    charges:
+      - {metric: api_calls, model: graduated, tiers: [{up_to: 10000, unit_price: "0.001"}, {up_to: null, unit_price: "0.0005", flat_fee: "5"}]}
+      - {metric: active_users, model: package, package_size: 10, package_price: "5.00"}
+      - {metric: storage_gb, model: graduated, tiers: [{up_to: 100, unit_price: "0.10"}, {up_to: null, unit_price: "0.05"}]}
+      - {metric: seats, model: volume, tiers: [{up_to: 10, unit_price: "8"}, {up_to: null, unit_price: "6", flat_fee: "10"}]}
+  - key: scale
+    name: Scale
+    interval: year
+    currency: eur
+    base_price: "12000.00"
+    charges:
+      - {metric: api_calls, model: volume, included: 100000, tiers: [{up_to: 1000000, unit_price: "0.0003"}, {up_to: null, unit_price: "0.0002"}]}
+      - {metric: builds, model: per_unit, unit_price: "0.05"}
+  - key: team_jp
+    name: Team JP
+    interval: month
+    currency: jpy
+    base_price: "5000"
+    charges:
+      - {metric: api_calls, model: per_unit, unit_price: "0.05"}
+tenants:
+"""
+    plan_of = [("starter", "usd"), ("pro", "usd"), ("scale", "eur"), ("team_jp", "jpy")]
+    lines = [plans]
+    subs = ["subscriptions:"]
+    for i in range(tenants):
+        plan, currency = plan_of[i % 4]
+        lines.append(f"  - {{id: tenant_{i}, name: Tenant {i}, currency: {currency}}}")
+        subs.append(f"  - {{id: sub_{i}, tenant_id: tenant_{i}, plan: {plan}, "
+                    f"start: \"2026-0{1 + i % 9}-15T00:00:00Z\"}}")
+    return "\n".join(lines + subs) + "\n"
+
+
+def generate_sql(events: int, tenants: int, first_day: str, days: int, seed_offset: int) -> str:
+    """Events generated inside PostgreSQL: skewed tenants (a power law), five metrics, about
+    1% client retries (a reused key), received shortly after they happened."""
+    return f"""
+        insert into raw.events (tenant_id, metric, amount, event_ts, idempotency_key, metadata,
+                                received_at)
+        select
+            'tenant_' || (floor(power(random(), 3) * {tenants}))::int,
+            metric,
+            case metric when 'storage_gb' then round((random() * 500)::numeric, 2)
+                        when 'seats' then floor(random() * 40)::numeric
+                        else floor(random() * 100)::numeric + 1 end,
+            ts,
+            'evt-' || ({seed_offset} + case when g % 100 = 0 then g - 1 else g end),
+            case when metric = 'active_users'
+                 then jsonb_build_object('user_id', 'u' || floor(random() * 2000)::int) end,
+            ts + interval '2 seconds'
+        from (
+            select g,
+                   (array['api_calls','api_calls','active_users','storage_gb','builds','seats'])
+                       [1 + floor(random() * 6)::int] as metric,
+                   timestamptz '{first_day} 00:00:00+00'
+                       + random() * interval '{days} days' as ts
+            from generate_series(1, {events}) as g
+        ) as s
+        order by ts
+    """
+
+
+def timed(fn: object) -> float:
+    started = time.perf_counter()
+    fn()  # type: ignore[operator]
+    return time.perf_counter() - started
+
+
+def billing(env: dict[str, str], *args: str) -> None:
+    import os
+
+    subprocess.run([BILLING, *args], env={**os.environ, **env}, check=True,
+                   capture_output=True, text=True)
+
+
+def run(events: int, tenants: int, workdir: Path) -> MonthCloseResult:
+    with scratch_warehouse() as (url, env):
+        catalog = workdir / "bench_catalog.yaml"
+        catalog.write_text(catalog_yaml(tenants))
+        billing(env, "catalog", "apply", str(catalog))
+        with psycopg.connect(url, autocommit=True) as conn:
+            load = timed(lambda: conn.execute(generate_sql(events, tenants, "2026-10-01", 31, 0)))
+            conn.execute("analyze raw.events")
+
+            def floor_dedup() -> None:
+                conn.execute("""create table public.floor_dedup as
+                    select distinct on (tenant_id, idempotency_key) *
+                    from raw.events order by tenant_id, idempotency_key, received_at, event_seq""")
+
+            def floor_group_by() -> None:
+                conn.execute("""create table public.floor_daily as
+                    select tenant_id, metric, date_trunc('day', event_ts) as day,
+                           sum(amount) as quantity, count(*) as event_count
+                    from public.floor_dedup group by 1, 2, 3""")
+
+            dedup_s = timed(floor_dedup)
+            group_s = timed(floor_group_by)
+            conn.execute("drop table public.floor_dedup, public.floor_daily")
+
+        def full_build() -> None:
+            billing(env, "run", "daily", "--from", "2026-10-01", "--to", "2026-10-31")
+            billing(env, "run", "monthly", "--month", "2026-10")
+
+        full_s = timed(full_build)
+        new_day = events // 31
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(generate_sql(new_day, tenants, "2026-11-01", 1, events + 1))
+            invoices = conn.execute("select count(*) from marts.fct_invoices").fetchone()
+        incremental_s = timed(lambda: billing(env, "run", "daily", "--date", "2026-11-01"))
+    floor_s = dedup_s + group_s
+    assert invoices is not None
+    return MonthCloseResult(
+        events, tenants, round(load, 2), round(dedup_s, 2), round(group_s, 2), round(floor_s, 2),
+        round(full_s, 2), round(full_s / floor_s, 2), new_day, round(incremental_s, 2),
+        round(incremental_s / full_s, 3), int(invoices[0]),
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=10_000_000)
+    parser.add_argument("--tenants", type=int, default=10_000)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        result = run(args.events, args.tenants, Path(tmp))
+    print(
+        f"month close: {result.events:,} events, {result.tenants:,} tenants: full build "
+        f"{result.full_build_seconds:.1f} s vs floor {result.floor_seconds:.1f} s (dedup "
+        f"{result.floor_dedup_seconds:.1f} + group by {result.floor_group_by_seconds:.1f}): "
+        f"ratio {result.ratio_to_floor:.2f}; one new day ({result.new_day_events:,} events) "
+        f"{result.incremental_day_seconds:.1f} s = {result.incremental_share_of_full:.1%} of "
+        f"the full build; {result.invoices:,} invoices"
+    )
+    if args.json:
+        args.json.write_text(json.dumps(asdict(result), indent=2))
+
+
+if __name__ == "__main__":
+    main()
