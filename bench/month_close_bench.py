@@ -63,17 +63,30 @@ plans:
     currency: usd
     base_price: "49.00"
     charges:
-      - {metric: api_calls, model: graduated, tiers: [{up_to: 10000, unit_price: "0.001"}, {up_to: null, unit_price: "0.0005", flat_fee: "5"}]}
+      - metric: api_calls
+        model: graduated
+        tiers:
+          - {up_to: 10000, unit_price: "0.001"}
+          - {up_to: null, unit_price: "0.0005", flat_fee: "5"}
       - {metric: active_users, model: package, package_size: 10, package_price: "5.00"}
-      - {metric: storage_gb, model: graduated, tiers: [{up_to: 100, unit_price: "0.10"}, {up_to: null, unit_price: "0.05"}]}
-      - {metric: seats, model: volume, tiers: [{up_to: 10, unit_price: "8"}, {up_to: null, unit_price: "6", flat_fee: "10"}]}
+      - metric: storage_gb
+        model: graduated
+        tiers: [{up_to: 100, unit_price: "0.10"}, {up_to: null, unit_price: "0.05"}]
+      - metric: seats
+        model: volume
+        tiers: [{up_to: 10, unit_price: "8"}, {up_to: null, unit_price: "6", flat_fee: "10"}]
   - key: scale
     name: Scale
     interval: year
     currency: eur
     base_price: "12000.00"
     charges:
-      - {metric: api_calls, model: volume, included: 100000, tiers: [{up_to: 1000000, unit_price: "0.0003"}, {up_to: null, unit_price: "0.0002"}]}
+      - metric: api_calls
+        model: volume
+        included: 100000
+        tiers:
+          - {up_to: 1000000, unit_price: "0.0003"}
+          - {up_to: null, unit_price: "0.0002"}
       - {metric: builds, model: per_unit, unit_price: "0.05"}
   - key: team_jp
     name: Team JP
@@ -90,8 +103,10 @@ tenants:
     for i in range(tenants):
         plan, currency = plan_of[i % 4]
         lines.append(f"  - {{id: tenant_{i}, name: Tenant {i}, currency: {currency}}}")
-        subs.append(f"  - {{id: sub_{i}, tenant_id: tenant_{i}, plan: {plan}, "
-                    f"start: \"2026-0{1 + i % 9}-15T00:00:00Z\"}}")
+        subs.append(
+            f"  - {{id: sub_{i}, tenant_id: tenant_{i}, plan: {plan}, "
+            f'start: "2026-0{1 + i % 9}-15T00:00:00Z"}}'
+        )
     return "\n".join(lines + subs) + "\n"
 
 
@@ -133,8 +148,9 @@ def timed(fn: object) -> float:
 def billing(env: dict[str, str], *args: str) -> None:
     import os
 
-    subprocess.run([BILLING, *args], env={**os.environ, **env}, check=True,
-                   capture_output=True, text=True)
+    subprocess.run(
+        [BILLING, *args], env={**os.environ, **env}, check=True, capture_output=True, text=True
+    )
 
 
 def run(events: int, tenants: int, workdir: Path) -> MonthCloseResult:
@@ -174,9 +190,18 @@ def run(events: int, tenants: int, workdir: Path) -> MonthCloseResult:
     floor_s = dedup_s + group_s
     assert invoices is not None
     return MonthCloseResult(
-        events, tenants, round(load, 2), round(dedup_s, 2), round(group_s, 2), round(floor_s, 2),
-        round(full_s, 2), round(full_s / floor_s, 2), new_day, round(incremental_s, 2),
-        round(incremental_s / full_s, 3), int(invoices[0]),
+        events,
+        tenants,
+        round(load, 2),
+        round(dedup_s, 2),
+        round(group_s, 2),
+        round(floor_s, 2),
+        round(full_s, 2),
+        round(full_s / floor_s, 2),
+        new_day,
+        round(incremental_s, 2),
+        round(incremental_s / full_s, 3),
+        int(invoices[0]),
     )
 
 

@@ -132,7 +132,7 @@ def fresh_database(server_url: str) -> Iterator[str]:
 
 
 @settings(
-    max_examples=6,
+    max_examples=int(os.environ.get("RATER_EXAMPLES", "6")),
     deadline=None,
     suppress_health_check=[
         HealthCheck.function_scoped_fixture,
