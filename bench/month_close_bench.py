@@ -162,6 +162,10 @@ def run(events: int, tenants: int, workdir: Path) -> MonthCloseResult:
             load = timed(lambda: conn.execute(generate_sql(events, tenants, "2026-10-01", 31, 0)))
             conn.execute("analyze raw.events")
 
+            # the floor gets the session settings the dbt models get (dbt_project.yml vars)
+            conn.execute("set work_mem = '256MB'")
+            conn.execute("set maintenance_work_mem = '1GB'")
+
             def floor_dedup() -> None:
                 conn.execute("""create table public.floor_dedup as
                     select distinct on (tenant_id, idempotency_key) *

@@ -23,3 +23,14 @@
         date_trunc('month', {{ start_expr }}), {{ end_expr }}, interval '1 month') as g(m)
     where m < {{ end_expr }}
 {%- endmacro %}
+
+{#- Session settings for the big sorts and hashes of a model, scoped to its transaction. -#}
+{% macro tune_session() -%}
+    {{ return(adapter.dispatch('tune_session', 'billing')()) }}
+{%- endmacro %}
+{% macro default__tune_session() -%}
+{%- endmacro %}
+{% macro postgres__tune_session() -%}
+    set local work_mem = '{{ var("work_mem") }}';
+    set local maintenance_work_mem = '{{ var("maintenance_work_mem") }}'
+{%- endmacro %}

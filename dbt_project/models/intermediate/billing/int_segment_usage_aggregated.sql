@@ -45,7 +45,9 @@ segment_events as (
         events.amount,
         events.event_ts,
         events.event_seq,
-        {{ json_text('events.metadata', 'segment_charges.property') }} as property_value
+        case when segment_charges.aggregation = 'unique_count'
+             then {{ json_text('events.metadata', 'segment_charges.property') }}
+        end as property_value
     from segment_charges
     inner join events
         on events.tenant_id = segment_charges.tenant_id
@@ -62,11 +64,21 @@ additive as (
             when 'sum' then sum(amount)
             when 'count' then cast(count(*) as numeric)
             when 'max' then max(amount)
-            when 'unique_count' then cast(count(distinct property_value) as numeric)
         end as quantity,
         count(*) as event_count
     from segment_events
-    where aggregation <> 'latest'
+    where aggregation in ('sum', 'count', 'max')
+    group by segment_id, metric
+),
+
+distinct_counts as (
+    select
+        segment_id,
+        metric,
+        cast(count(distinct property_value) as numeric) as quantity,
+        count(*) as event_count
+    from segment_events
+    where aggregation = 'unique_count'
     group by segment_id, metric
 ),
 
@@ -85,6 +97,8 @@ latest_ranked as (
 
 quantities as (
     select segment_id, metric, quantity, event_count from additive
+    union all
+    select segment_id, metric, quantity, event_count from distinct_counts
     union all
     select segment_id, metric, amount as quantity, event_count
     from latest_ranked

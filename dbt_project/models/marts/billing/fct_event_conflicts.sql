@@ -1,7 +1,23 @@
 {#- One row per later event that reused a (tenant_id, idempotency_key) with a different
-    payload. The first received event is the one billed; this lists what was ignored. -#}
+    payload. The first received event is the one billed; this lists what was ignored.
+    Incremental on arrival time, over the same window the deduplication just read. -#}
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='conflicting_event_seq',
+        on_schema_change='fail',
+    )
+}}
+
 with events as (
     select * from {{ ref('stg_raw__events') }}
+    {% if is_incremental() %}
+    where received_at >= (
+        select coalesce(max(received_at), cast('-infinity' as timestamptz))
+        from {{ ref('int_events_deduplicated') }}
+    ) - interval '{{ var("dedup_lookback_hours") }} hours'
+    {% endif %}
 ),
 
 kept as (

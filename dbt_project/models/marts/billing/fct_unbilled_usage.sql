@@ -1,7 +1,18 @@
 {#- One row per tenant, metric and UTC day with usage outside every subscription: events
-    no active subscription covers, so no invoice bills them. -#}
+    no active subscription covers, so no invoice bills them. Incremental by day. -#}
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='usage_date',
+        on_schema_change='fail',
+    )
+}}
+
 with events as (
     select * from {{ ref('int_events_deduplicated') }}
+    where event_ts >= cast('{{ var("min_date") }}' as timestamptz)
+      and event_ts < cast('{{ var("max_date") }}' as timestamptz)
 ),
 
 intervals as (

@@ -28,7 +28,8 @@ day_events as (
         events.amount,
         events.event_ts,
         events.event_seq,
-        {{ json_text('events.metadata', 'metrics.property') }} as property_value
+        case when metrics.aggregation = 'unique_count'
+             then {{ json_text('events.metadata', 'metrics.property') }} end as property_value
     from events
     inner join metrics on metrics.metric = events.metric
 ),
@@ -42,11 +43,23 @@ additive as (
             when 'sum' then sum(amount)
             when 'count' then cast(count(*) as numeric)
             when 'max' then max(amount)
-            when 'unique_count' then cast(count(distinct property_value) as numeric)
         end as quantity,
         count(*) as event_count
     from day_events
-    where aggregation <> 'latest'
+    where aggregation in ('sum', 'count', 'max')
+    group by tenant_id, metric, usage_date
+),
+
+distinct_counts as (
+    -- apart: a distinct count sorts its rows, which the additive aggregations need not
+    select
+        tenant_id,
+        metric,
+        usage_date,
+        cast(count(distinct property_value) as numeric) as quantity,
+        count(*) as event_count
+    from day_events
+    where aggregation = 'unique_count'
     group by tenant_id, metric, usage_date
 ),
 
@@ -72,6 +85,14 @@ final as (
         cast(quantity as numeric) as quantity,
         cast(event_count as bigint) as event_count
     from additive
+    union all
+    select
+        tenant_id,
+        metric,
+        usage_date,
+        cast(quantity as numeric) as quantity,
+        cast(event_count as bigint) as event_count
+    from distinct_counts
     union all
     select
         tenant_id,
