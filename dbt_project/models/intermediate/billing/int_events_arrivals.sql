@@ -20,26 +20,60 @@
     )
 }}
 
+{% if is_incremental() %}
+{#- The newest stored arrival, found through the unique index on event_seq. -#}
+{%- set newest_seq = "(select coalesce(max(event_seq), 0) from " ~ this ~ ")" -%}
 with events as (
-    select * from {{ ref('stg_raw__events') }} as received
-    {% if is_incremental() %}
-    where received_at >= (
-        select coalesce(max(received_at), cast('-infinity' as timestamptz)) from {{ this }}
-    ) - interval '{{ var("dedup_lookback_hours") }} hours'
-      and not exists (
-          select 1 from {{ this }} as stored where stored.event_seq = received.event_seq
-      )
-    {% endif %}
+    select received.*
+    from {{ ref('stg_raw__events') }} as received
+    where received.received_at >= coalesce(
+            (select received_at from {{ this }} where event_seq = {{ newest_seq }}),
+            cast('-infinity' as timestamptz)
+          ) - interval '{{ var("dedup_lookback_hours") }} hours'
 ),
+
+unstored as (
+    -- newer than anything stored, or else looked up one by one in the unique index (a
+    -- lateral lookup: a hash of every stored arrival would cost more than the day itself)
+    select events.*
+    from events
+    left join lateral (
+        select 1 as found from {{ this }} as stored
+        where stored.event_seq = events.event_seq
+        limit 1
+    ) as stored on events.event_seq <= {{ newest_seq }}
+    where stored.found is null
+),
+{% else %}
+with unstored as (
+    select * from {{ ref('stg_raw__events') }}
+),
+{% endif %}
 
 ranked as (
     select
-        events.*,
+        unstored.*,
         row_number() over (
             partition by tenant_id, idempotency_key order by received_at, event_seq
         ) as arrival_rank
-    from events
+    from unstored
 ),
+
+{% if is_incremental() %}
+kept_before as (
+    -- a key first seen in an earlier run is never first again (lateral: index lookups)
+    select ranked.event_seq
+    from ranked
+    cross join lateral (
+        select 1 as found from {{ this }} as kept
+        where kept.is_first
+          and kept.tenant_id = ranked.tenant_id
+          and kept.idempotency_key = ranked.idempotency_key
+        limit 1
+    ) as kept
+    where ranked.arrival_rank = 1
+),
+{% endif %}
 
 final as (
     select
@@ -54,10 +88,7 @@ final as (
         ranked.arrival_rank = 1
         {% if is_incremental() %}
             and not exists (
-                select 1 from {{ this }} as kept
-                where kept.is_first
-                  and kept.tenant_id = ranked.tenant_id
-                  and kept.idempotency_key = ranked.idempotency_key
+                select 1 from kept_before where kept_before.event_seq = ranked.event_seq
             )
         {% endif %}
             as is_first

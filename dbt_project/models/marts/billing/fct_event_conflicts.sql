@@ -1,16 +1,8 @@
 {#- One row per later event that reused a (tenant_id, idempotency_key) with a different
     payload. The first received event is the one billed; this lists what was ignored.
     Built from the retries alone (a partial index holds them), so it stays cheap. -#}
-with arrivals as (
-    select * from {{ ref('int_events_arrivals') }}
-),
-
-retries as (
-    select * from arrivals where not is_first
-),
-
-kept as (
-    select * from arrivals where is_first
+with retries as (
+    select * from {{ ref('int_events_arrivals') }} where not is_first
 ),
 
 final as (
@@ -28,9 +20,14 @@ final as (
         retries.event_ts as conflicting_event_ts,
         retries.received_at as conflicting_received_at
     from retries
-    inner join kept
-        on kept.tenant_id = retries.tenant_id
-       and kept.idempotency_key = retries.idempotency_key
+    -- one index lookup per retry, rather than a hash of every kept event
+    cross join lateral (
+        select * from {{ ref('int_events_arrivals') }} as first_arrival
+        where first_arrival.is_first
+          and first_arrival.tenant_id = retries.tenant_id
+          and first_arrival.idempotency_key = retries.idempotency_key
+        limit 1
+    ) as kept
     where retries.metric <> kept.metric
        or retries.amount <> kept.amount
        or retries.event_ts <> kept.event_ts
