@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -42,10 +44,19 @@ def parse_month(text: str) -> date:
         raise ValueError(f"{text!r} is not a month like 2026-10") from None
 
 
-def daily_vars(start: date | datetime, end: date | datetime) -> dict[str, str]:
-    """dbt vars for the daily usage models over [start, end)."""
+def daily_vars(
+    start: date | datetime, end: date | datetime, extra_days: Iterable[date] = ()
+) -> dict[str, Any]:
+    """dbt vars for the daily usage models over [start, end), plus whole late days."""
     window = Window(_as_date(start), _as_date(end))
-    return {"min_date": window.start.isoformat(), "max_date": window.end.isoformat()}
+    found: dict[str, Any] = {
+        "min_date": window.start.isoformat(),
+        "max_date": window.end.isoformat(),
+    }
+    late = sorted({d for d in extra_days if not window.start <= d < window.end})
+    if late:
+        found["extra_days"] = [d.isoformat() for d in late]
+    return found
 
 
 def monthly_vars(start: date | datetime, end: date | datetime) -> dict[str, str]:

@@ -7,36 +7,51 @@ time (`make manifest`) and the warehouse is resolved when an asset runs.
 import json
 import os
 from collections.abc import Iterator
+from datetime import UTC, date, datetime
 from typing import Any
 
 from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
     AssetExecutionContext,
+    AssetKey,
     BackfillPolicy,
     DailyPartitionsDefinition,
     Definitions,
     MonthlyPartitionsDefinition,
+    asset_check,
     build_schedule_from_partitioned_job,
+    build_sensor_for_freshness_checks,
+    build_time_partition_freshness_checks,
     define_asset_job,
 )
 from dagster_dbt import DbtCliResource, dbt_assets
 
-from orchestration.dbt_vars import daily_vars, monthly_vars
+from orchestration.checks import reconcile_month
+from orchestration.dbt_vars import Window, month_window, monthly_vars
 from orchestration.pipeline import (
     DAILY_MODELS,
     DBT_PROJECT_DIR,
+    FINALIZED_MARTS,
     MANIFEST_PATH,
     MONTHLY_MODELS,
+    DbtInvocation,
     dbt_executable,
     dbt_process_env,
+    finalize_month,
+    plan_daily,
+    record_run,
 )
+from warehouse.db import connect
 
 PARTITIONS_START = "2026-01-01"
+FINALIZE_TAG = "billing/finalize"
 daily_partitions = DailyPartitionsDefinition(start_date=PARTITIONS_START, timezone="UTC")
 monthly_partitions = MonthlyPartitionsDefinition(start_date=PARTITIONS_START, timezone="UTC")
 
 
 def _dbt_build(
-    context: AssetExecutionContext, dbt: DbtCliResource, dbt_vars: dict[str, str] | None
+    context: AssetExecutionContext, dbt: DbtCliResource, dbt_vars: dict[str, Any] | None
 ) -> Iterator[Any]:
     # The warehouse connection is resolved here, at run time, never at import.
     os.environ.update(dbt_process_env())
@@ -54,8 +69,13 @@ def _dbt_build(
     name="daily_usage_models",
 )
 def daily_usage_models(context: AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
+    # the same plan as `billing run daily`: the partitions, and the days late events hit
     window = context.partition_time_window
-    yield from _dbt_build(context, dbt, daily_vars(window.start, window.end))
+    plan = plan_daily(Window(window.start.date(), window.end.date()))
+    if plan.extra_days:
+        context.log.info(f"late events: also rebuilding {', '.join(map(str, plan.extra_days))}")
+    yield from _dbt_build(context, dbt, plan.invocation().vars)
+    record_run("daily", plan.window, plan.started_at, plan.extra_days)
 
 
 @dbt_assets(
@@ -66,8 +86,19 @@ def daily_usage_models(context: AssetExecutionContext, dbt: DbtCliResource) -> I
     name="monthly_invoice_models",
 )
 def monthly_invoice_models(context: AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
+    # the same steps as `billing run monthly [--finalize]`
     window = context.partition_time_window
-    yield from _dbt_build(context, dbt, monthly_vars(window.start, window.end))
+    month_vars = monthly_vars(window.start, window.end)
+    started_at = datetime.now(UTC)
+    yield from _dbt_build(context, dbt, month_vars)
+    record_run("monthly", month_window(window.start.date()), started_at)
+    if context.run.tags.get(FINALIZE_TAG) == "true":
+        # the monthly schedule closes the month: freeze its invoices, as --finalize does
+        frozen = finalize_month(window.start.date())
+        context.log.info(f"finalized {frozen} invoices of {window.start:%Y-%m}")
+        os.environ.update(dbt_process_env())
+        refresh = DbtInvocation("run", FINALIZED_MARTS, month_vars).args()
+        dbt.cli(refresh, context=context, raise_on_error=True).wait()
 
 
 @dbt_assets(
@@ -88,13 +119,41 @@ daily_schedule = build_schedule_from_partitioned_job(
     daily_job, name="daily_usage_0100_utc", hour_of_day=1
 )
 monthly_schedule = build_schedule_from_partitioned_job(
-    monthly_job, name="monthly_invoices_0200_utc_on_1st", hour_of_day=2, day_of_month=1
+    monthly_job,
+    name="monthly_invoices_0200_utc_on_1st",
+    hour_of_day=2,
+    day_of_month=1,
+    tags={FINALIZE_TAG: "true"},
 )
+
+FCT_INVOICES = AssetKey(["marts", "fct_invoices"])
+
+
+@asset_check(asset=FCT_INVOICES, description="Invoiced usage equals metered usage for the month")
+def invoices_reconcile_with_daily_usage(context: AssetCheckExecutionContext) -> AssetCheckResult:
+    """Additive usage on the month's invoices against fct_usage_daily, less unbilled usage."""
+    month = date.today().replace(day=1)
+    if context.has_partition_key:
+        month = monthly_partitions.time_window_for_partition_key(context.partition_key).start.date()
+    with connect() as conn:
+        mismatches = reconcile_month(conn, month)
+    return AssetCheckResult(
+        passed=not mismatches,
+        metadata={"month": str(month), "mismatches": len(mismatches), "first": str(mismatches[:5])},
+    )
+
+
+invoice_freshness = build_time_partition_freshness_checks(
+    assets=[FCT_INVOICES], deadline_cron="0 6 1 * *", timezone="UTC"
+)
+freshness_sensor = build_sensor_for_freshness_checks(freshness_checks=invoice_freshness)
 
 defs = Definitions(
     assets=[unpartitioned_models, daily_usage_models, monthly_invoice_models],
     jobs=[daily_job, monthly_job],
     schedules=[daily_schedule, monthly_schedule],
+    asset_checks=[invoices_reconcile_with_daily_usage, *invoice_freshness],
+    sensors=[freshness_sensor],
     resources={
         "dbt": DbtCliResource(
             project_dir=str(DBT_PROJECT_DIR),

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from orchestration.dbt_vars import Window, daily_vars, days_window, month_window, monthly_vars
@@ -19,6 +19,9 @@ from warehouse.db import connect, dbt_env
 from warehouse.settings import Settings, get_settings
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
+# dbt_project.yml's dedup_lookback_hours: arrivals this much older than the last run's start
+# may still be in flight then, so they count as new.
+DEDUP_LOOKBACK_HOURS = 1
 MANIFEST_PATH = DBT_PROJECT_DIR / "target" / "manifest.json"
 
 # The partitioned models: daily ones are built a UTC day at a time, monthly ones a calendar
@@ -72,6 +75,58 @@ class DbtInvocation:
         ]
 
 
+@dataclass(frozen=True)
+class DailyPlan:
+    """What a daily run builds: its window, and earlier days that late events arrived for."""
+
+    window: Window
+    extra_days: tuple[date, ...]
+    started_at: datetime
+
+    def invocation(self) -> DbtInvocation:
+        return DbtInvocation(
+            "build", DAILY_SELECT, daily_vars(self.window.start, self.window.end, self.extra_days)
+        )
+
+
+def plan_daily(window: Window, settings: Settings | None = None) -> DailyPlan:
+    """The days to build: the window, and every earlier day with events received since the
+    last daily run began (less the arrival lookback), so late events are never left out."""
+    with connect(settings) as conn:
+        started_at = conn.execute("select now()").fetchone()[0]  # type: ignore[index]
+        late = conn.execute(
+            """select distinct cast(e.event_ts as date)
+               from raw.events e
+               where e.received_at >= (
+                       select coalesce(max(received_through), '-infinity')
+                       from app.pipeline_runs where kind = 'daily')
+                     - make_interval(hours => %(lookback)s)
+                 and e.event_ts < %(start)s::date::timestamptz
+                 -- only days a daily run has built before
+                 and exists (select 1 from app.pipeline_runs r
+                             where r.kind = 'daily' and r.window_start <= cast(e.event_ts as date))
+               order by 1""",
+            {"start": window.start, "lookback": DEDUP_LOOKBACK_HOURS},
+        ).fetchall()
+    return DailyPlan(window, tuple(row[0] for row in late), started_at)
+
+
+def record_run(
+    kind: str,
+    window: Window,
+    started_at: datetime,
+    extra_days: tuple[date, ...] = (),
+    settings: Settings | None = None,
+) -> None:
+    with connect(settings) as conn:
+        conn.execute(
+            """insert into app.pipeline_runs (kind, window_start, window_end, extra_days,
+                                              received_through, started_at)
+               values (%s, %s, %s, %s, %s, %s)""",
+            (kind, window.start, window.end, list(extra_days), started_at, started_at),
+        )
+
+
 def daily_invocation(window: Window) -> DbtInvocation:
     return DbtInvocation("build", DAILY_SELECT, daily_vars(window.start, window.end))
 
@@ -118,17 +173,21 @@ def run_dbt(args: Sequence[str], settings: Settings | None = None, *, quiet: boo
         raise PipelineError(f"dbt {' '.join(args[:1])} failed (exit {result.returncode})\n{detail}")
 
 
-def run_daily(first_day: date, last_day: date, *, quiet: bool = False) -> DbtInvocation:
-    invocation = daily_invocation(days_window(first_day, last_day))
-    run_dbt(invocation.args(), quiet=quiet)
-    return invocation
+def run_daily(first_day: date, last_day: date, *, quiet: bool = False) -> DailyPlan:
+    """Build daily usage for first_day..last_day and for the days late events arrived for."""
+    plan = plan_daily(days_window(first_day, last_day))
+    run_dbt(plan.invocation().args(), quiet=quiet)
+    record_run("daily", plan.window, plan.started_at, plan.extra_days)
+    return plan
 
 
 def run_monthly(month: date, *, finalize: bool = False, quiet: bool = False) -> DbtInvocation:
     """Compute the month's invoices; with ``finalize``, freeze its drafts afterwards."""
     window = month_window(month)
     invocation = monthly_invocation(window)
+    started_at = datetime.now(UTC)
     run_dbt(invocation.args(), quiet=quiet)
+    record_run("monthly", window, started_at)
     if finalize:
         finalize_month(window.start)
         # the marts now read the frozen copies, with status `finalized`

@@ -11,8 +11,7 @@
 
 with events as (
     select * from {{ ref('int_events_deduplicated') }}
-    where event_ts >= cast('{{ var("min_date") }}' as timestamptz)
-      and event_ts < cast('{{ var("max_date") }}' as timestamptz)
+    where {{ in_daily_window('event_ts') }}
 ),
 
 intervals as (

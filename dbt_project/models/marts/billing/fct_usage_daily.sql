@@ -1,5 +1,5 @@
 {#- One row per tenant, metric and UTC day. Incremental by day: a run replaces the days in
-    [min_date, max_date) whole, so re-running a day gives the same rows. -#}
+    its window (and the late days named in extra_days) whole, so re-running a day gives the same rows. -#}
 {{
     config(
         materialized='incremental',
@@ -11,8 +11,7 @@
 
 with events as (
     select * from {{ ref('int_events_deduplicated') }}
-    where event_ts >= cast('{{ var("min_date") }}' as timestamptz)
-      and event_ts < cast('{{ var("max_date") }}' as timestamptz)
+    where {{ in_daily_window('event_ts') }}
 ),
 
 metrics as (
