@@ -148,17 +148,17 @@ invoice_freshness = build_time_partition_freshness_checks(
 )
 freshness_sensor = build_sensor_for_freshness_checks(freshness_checks=invoice_freshness)
 
+dbt_resource = DbtCliResource(
+    project_dir=str(DBT_PROJECT_DIR),
+    profiles_dir=str(DBT_PROJECT_DIR),
+    dbt_executable=dbt_executable(),
+)
+
 defs = Definitions(
     assets=[unpartitioned_models, daily_usage_models, monthly_invoice_models],
     jobs=[daily_job, monthly_job],
     schedules=[daily_schedule, monthly_schedule],
     asset_checks=[invoices_reconcile_with_daily_usage, *invoice_freshness],
     sensors=[freshness_sensor],
-    resources={
-        "dbt": DbtCliResource(
-            project_dir=str(DBT_PROJECT_DIR),
-            profiles_dir=str(DBT_PROJECT_DIR),
-            dbt_executable=dbt_executable(),
-        )
-    },
+    resources={"dbt": dbt_resource},
 )

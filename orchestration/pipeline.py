@@ -19,8 +19,8 @@ from warehouse.db import connect, dbt_env
 from warehouse.settings import Settings, get_settings
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
-# dbt_project.yml's dedup_lookback_hours: arrivals this much older than the last run's start
-# may still be in flight then, so they count as new.
+# dbt_project.yml's dedup_lookback_hours: how far back before the newest stored arrival
+# unseen events are looked for (a batch committed late is stamped earlier).
 DEDUP_LOOKBACK_HOURS = 1
 MANIFEST_PATH = DBT_PROJECT_DIR / "target" / "manifest.json"
 
@@ -90,24 +90,33 @@ class DailyPlan:
 
 
 def plan_daily(window: Window, settings: Settings | None = None) -> DailyPlan:
-    """The days to build: the window, and every earlier day with events received since the
-    last daily run began (less the arrival lookback), so late events are never left out."""
+    """The days to build: the window, and every earlier day already built that has events
+    the deduplication has not seen yet (late events), so they are never left out."""
     with connect(settings) as conn:
         started_at = conn.execute("select now()").fetchone()[0]  # type: ignore[index]
-        late = conn.execute(
-            """select distinct cast(e.event_ts as date)
-               from raw.events e
-               where e.received_at >= (
-                       select coalesce(max(received_through), '-infinity')
-                       from app.pipeline_runs where kind = 'daily')
-                     - make_interval(hours => %(lookback)s)
-                 and e.event_ts < %(start)s::date::timestamptz
-                 -- only days a daily run has built before
-                 and exists (select 1 from app.pipeline_runs r
-                             where r.kind = 'daily' and r.window_start <= cast(e.event_ts as date))
-               order by 1""",
-            {"start": window.start, "lookback": DEDUP_LOOKBACK_HOURS},
-        ).fetchall()
+        built = conn.execute(
+            "select to_regclass('intermediate.int_events_arrivals') is not null"
+        ).fetchone()
+        late = []
+        if built and built[0]:
+            late = conn.execute(
+                """select distinct cast(e.event_ts as date)
+                   from raw.events e
+                   where e.received_at >= (
+                           select coalesce(max(received_at), '-infinity')
+                           from intermediate.int_events_arrivals
+                           where event_seq = (select max(event_seq)
+                                              from intermediate.int_events_arrivals))
+                         - make_interval(hours => %(lookback)s)
+                     and e.event_ts < %(start)s::date::timestamptz
+                     and not exists (select 1 from intermediate.int_events_arrivals a
+                                     where a.event_seq = e.event_seq)
+                     and exists (select 1 from app.pipeline_runs r
+                                 where r.kind = 'daily'
+                                   and r.window_start <= cast(e.event_ts as date))
+                   order by 1""",
+                {"start": window.start, "lookback": DEDUP_LOOKBACK_HOURS},
+            ).fetchall()
     return DailyPlan(window, tuple(row[0] for row in late), started_at)
 
 
