@@ -56,53 +56,8 @@ segment_events as (
        and events.event_ts < segment_charges.segment_end
 ),
 
-additive as (
-    select
-        segment_id,
-        metric,
-        case max(aggregation)
-            when 'sum' then sum(amount)
-            when 'count' then cast(count(*) as numeric)
-            when 'max' then max(amount)
-        end as quantity,
-        count(*) as event_count
-    from segment_events
-    where aggregation in ('sum', 'count', 'max')
-    group by segment_id, metric
-),
-
-distinct_counts as (
-    select
-        segment_id,
-        metric,
-        cast(count(distinct property_value) as numeric) as quantity,
-        count(*) as event_count
-    from segment_events
-    where aggregation = 'unique_count'
-    group by segment_id, metric
-),
-
-latest_ranked as (
-    select
-        segment_id,
-        metric,
-        amount,
-        count(*) over (partition by segment_id, metric) as event_count,
-        row_number() over (
-            partition by segment_id, metric order by event_ts desc, event_seq desc
-        ) as recency
-    from segment_events
-    where aggregation = 'latest'
-),
-
 quantities as (
-    select segment_id, metric, quantity, event_count from additive
-    union all
-    select segment_id, metric, quantity, event_count from distinct_counts
-    union all
-    select segment_id, metric, amount as quantity, event_count
-    from latest_ranked
-    where recency = 1
+    {{ aggregate_usage('segment_events', ['segment_id', 'metric']) }}
 ),
 
 final as (

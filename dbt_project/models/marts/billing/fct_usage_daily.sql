@@ -33,47 +33,8 @@ day_events as (
     inner join metrics on metrics.metric = events.metric
 ),
 
-additive as (
-    select
-        tenant_id,
-        metric,
-        usage_date,
-        case max(aggregation)
-            when 'sum' then sum(amount)
-            when 'count' then cast(count(*) as numeric)
-            when 'max' then max(amount)
-        end as quantity,
-        count(*) as event_count
-    from day_events
-    where aggregation in ('sum', 'count', 'max')
-    group by tenant_id, metric, usage_date
-),
-
-distinct_counts as (
-    -- apart: a distinct count sorts its rows, which the additive aggregations need not
-    select
-        tenant_id,
-        metric,
-        usage_date,
-        cast(count(distinct property_value) as numeric) as quantity,
-        count(*) as event_count
-    from day_events
-    where aggregation = 'unique_count'
-    group by tenant_id, metric, usage_date
-),
-
-latest_ranked as (
-    select
-        tenant_id,
-        metric,
-        usage_date,
-        amount,
-        count(*) over (partition by tenant_id, metric, usage_date) as event_count,
-        row_number() over (
-            partition by tenant_id, metric, usage_date order by event_ts desc, event_seq desc
-        ) as recency
-    from day_events
-    where aggregation = 'latest'
+quantities as (
+    {{ aggregate_usage('day_events', ['tenant_id', 'metric', 'usage_date']) }}
 ),
 
 final as (
@@ -83,24 +44,7 @@ final as (
         usage_date,
         cast(quantity as numeric) as quantity,
         cast(event_count as bigint) as event_count
-    from additive
-    union all
-    select
-        tenant_id,
-        metric,
-        usage_date,
-        cast(quantity as numeric) as quantity,
-        cast(event_count as bigint) as event_count
-    from distinct_counts
-    union all
-    select
-        tenant_id,
-        metric,
-        usage_date,
-        cast(amount as numeric) as quantity,
-        cast(event_count as bigint) as event_count
-    from latest_ranked
-    where recency = 1
+    from quantities
 )
 
 select tenant_id, metric, usage_date, quantity, event_count from final
