@@ -102,6 +102,11 @@ def plan_daily(window: Window, settings: Settings | None = None) -> DailyPlan:
             late = conn.execute(
                 """select distinct cast(e.event_ts as date)
                    from raw.events e
+                   -- one index lookup per candidate, never a hash of every arrival
+                   left join lateral (
+                       select 1 as found from intermediate.int_events_arrivals a
+                       where a.event_seq = e.event_seq limit 1
+                   ) as seen on true
                    where e.received_at >= (
                            select coalesce(max(received_at), '-infinity')
                            from intermediate.int_events_arrivals
@@ -109,8 +114,7 @@ def plan_daily(window: Window, settings: Settings | None = None) -> DailyPlan:
                                               from intermediate.int_events_arrivals))
                          - make_interval(hours => %(lookback)s)
                      and e.event_ts < %(start)s::date::timestamptz
-                     and not exists (select 1 from intermediate.int_events_arrivals a
-                                     where a.event_seq = e.event_seq)
+                     and seen.found is null
                      and exists (select 1 from app.pipeline_runs r
                                  where r.kind = 'daily'
                                    and r.window_start <= cast(e.event_ts as date))
