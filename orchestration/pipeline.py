@@ -140,10 +140,6 @@ def record_run(
         )
 
 
-def daily_invocation(window: Window) -> DbtInvocation:
-    return DbtInvocation("build", DAILY_SELECT, daily_vars(window.start, window.end))
-
-
 def monthly_invocation(window: Window) -> DbtInvocation:
     return DbtInvocation("build", MONTHLY_SELECT, monthly_vars(window.start, window.end))
 
