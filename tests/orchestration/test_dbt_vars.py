@@ -66,3 +66,15 @@ def test_parse_month() -> None:
     assert parse_month("2026-02") == date(2026, 2, 1)
     with pytest.raises(ValueError, match="not a month like"):
         parse_month("2026-13")
+
+
+def test_late_days_ride_along_and_days_inside_the_window_are_not_repeated() -> None:
+    assert daily_vars(
+        date(2026, 10, 5),
+        date(2026, 10, 6),
+        [date(2026, 10, 2), date(2026, 10, 5), date(2026, 9, 30), date(2026, 10, 2)],
+    ) == {
+        "min_date": "2026-10-05",
+        "max_date": "2026-10-06",
+        "extra_days": ["2026-09-30", "2026-10-02"],
+    }
