@@ -76,9 +76,7 @@ target as (
 
 final as (
     select
-        'inv_' || {{ dbt.right(dbt.hash(dbt.concat([
-            "target.tenant_id", "'|'", "target.currency", "'|'",
-            "cast(cast(target.period_start as date) as " ~ dbt.type_string() ~ ")"])), 20) }}
+        {{ invoice_id('target.tenant_id', 'target.currency', 'target.period_start') }}
             as invoice_id,
         'il_' || {{ dbt.right(dbt.hash(dbt.concat([
             "'adjustment|'", "target.tenant_id", "'|'", "target.currency", "'|'",

@@ -149,9 +149,7 @@ all_lines as (
 
 final as (
     select
-        'inv_' || {{ dbt.right(dbt.hash(dbt.concat([
-            "all_lines.tenant_id", "'|'", "all_lines.currency", "'|'",
-            "cast(cast(all_lines.period_start as date) as " ~ dbt.type_string() ~ ")"])), 20) }}
+        {{ invoice_id('all_lines.tenant_id', 'all_lines.currency', 'all_lines.period_start') }}
             as invoice_id,
         'il_' || {{ dbt.right(dbt.hash(dbt.concat([
             "all_lines.segment_id", "'|'", "all_lines.line_type", "'|'",
