@@ -96,16 +96,13 @@ yearly_fee_lines as (
 yearly_endings as (
     -- the last segment of a yearly subscription interval that ends before its period does
     select
-        yearly_segments.*,
+        yearly_anniversaries.*,
         case
-            when {{ dbt.dateadd('year', 'cast(months_in / 12 as integer)',
-                                'subscription_interval_start') }} < subscription_interval_end
-                then {{ dbt.dateadd('year', 'cast(months_in / 12 as integer)',
-                                    'subscription_interval_start') }}
+            when anniversary < subscription_interval_end then anniversary
             else {{ dbt.dateadd('year', 'cast(months_in / 12 as integer) - 1',
                                 'subscription_interval_start') }}
         end as period_anniversary
-    from yearly_segments
+    from yearly_anniversaries
     where segment_end = subscription_interval_end
 ),
 
