@@ -11,7 +11,7 @@ from psycopg_pool import ConnectionPool
 from ingest.auth import KeyResolver
 from ingest.errors import install_error_handlers
 from ingest.metrics import MetricCatalog
-from ingest.routes import events, health
+from ingest.routes import events, health, webhooks
 from warehouse.db import database_url
 from warehouse.migrate import apply_migrations
 from warehouse.settings import Settings, get_settings
@@ -29,6 +29,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         with pool.connection() as conn:
             apply_migrations(conn)
         admin = current.admin_key.get_secret_value() if current.admin_key else None
+        app.state.settings = current
         app.state.pool = pool
         app.state.keys = KeyResolver(pool, admin)
         app.state.metrics = MetricCatalog(pool)
@@ -45,5 +46,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.include_router(events.router)
+    app.include_router(webhooks.router)
     app.include_router(health.router)
     return app

@@ -232,6 +232,52 @@ def run_monthly_cmd(month: str, finalize: bool) -> None:
     console.print(f"invoices {'built and finalized' if finalize else 'built'} for {month}")
 
 
+# -- sync -------------------------------------------------------------------------------------
+
+
+@main.group()
+def sync() -> None:
+    """Push finalized invoices to payment providers."""
+
+
+@sync.command("stripe")
+@click.option("--month", help="Only this month's invoices, YYYY-MM (default: every month).")
+def sync_stripe(month: str | None) -> None:
+    """Push finalized invoices not yet in Stripe; each failure is reported, the rest go on."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from orchestration.dbt_vars import parse_month
+    from sync.stripe_push import PushInProgress, StripeNotConfigured, push_invoices
+
+    try:
+        first = parse_month(month) if month else None
+    except ValueError as exc:
+        fail(f"--month: {exc}", 2)
+    with Progress(
+        TextColumn("pushing to Stripe"), BarColumn(), MofNCompleteColumn(), console=err_console
+    ) as progress:
+        task = progress.add_task("push", total=None)
+        try:
+            report = push_invoices(
+                first,
+                on_start=lambda total: progress.update(task, total=total),
+                on_result=lambda _: progress.advance(task),
+            )
+        except StripeNotConfigured as exc:
+            fail(str(exc), 2)
+        except PushInProgress as exc:
+            fail(str(exc))
+    for failed in report.failed:
+        err_console.print(
+            f"[red]failed[/red] {failed.invoice_id} (tenant {failed.tenant_id}): {failed.message}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    console.print(report.summary())
+    if report.failed:
+        sys.exit(1)
+
+
 # -- invoices ---------------------------------------------------------------------------------
 
 

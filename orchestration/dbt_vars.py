@@ -69,3 +69,12 @@ def monthly_vars(start: date | datetime, end: date | datetime) -> dict[str, str]
     first = window.start.replace(day=1)
     last = month_window(window.end - timedelta(days=1)).end
     return {"min_month": first.isoformat(), "max_month": last.isoformat()}
+
+
+def month_starts(start: date, end: date) -> list[date]:
+    """The first days of the calendar months that [start, end) touches."""
+    window = Window(start, end)
+    months = [window.start.replace(day=1)]
+    while (following := month_window(months[-1]).end) < window.end:
+        months.append(following)
+    return months

@@ -18,7 +18,10 @@ from dagster import (
     BackfillPolicy,
     DailyPartitionsDefinition,
     Definitions,
+    Failure,
+    MaterializeResult,
     MonthlyPartitionsDefinition,
+    asset,
     asset_check,
     build_schedule_from_partitioned_job,
     build_sensor_for_freshness_checks,
@@ -28,7 +31,7 @@ from dagster import (
 from dagster_dbt import DbtCliResource, dbt_assets
 
 from orchestration.checks import reconcile_month
-from orchestration.dbt_vars import Window, month_window, monthly_vars
+from orchestration.dbt_vars import Window, month_starts, month_window, monthly_vars
 from orchestration.pipeline import (
     DAILY_MODELS,
     DBT_PROJECT_DIR,
@@ -42,7 +45,9 @@ from orchestration.pipeline import (
     plan_daily,
     record_run,
 )
+from sync.stripe_push import PushReport, PushResult, push_invoices
 from warehouse.db import connect
+from warehouse.settings import get_settings
 
 PARTITIONS_START = "2026-01-01"
 FINALIZE_TAG = "billing/finalize"
@@ -110,8 +115,59 @@ def unpartitioned_models(context: AssetExecutionContext, dbt: DbtCliResource) ->
     yield from _dbt_build(context, dbt, None)
 
 
+FCT_INVOICES = AssetKey(["marts", "fct_invoices"])
+
+
+@asset(
+    key=AssetKey(["stripe", "invoices"]),
+    deps=[FCT_INVOICES],
+    partitions_def=monthly_partitions,
+    backfill_policy=BackfillPolicy.single_run(),
+    group_name="stripe",
+    description="The month's finalized invoices pushed to Stripe, each exactly once "
+    "(the same code as `billing sync stripe --month`).",
+)
+def stripe_invoices(context: AssetExecutionContext) -> MaterializeResult:
+    window = context.partition_time_window
+    months = month_starts(window.start.date(), window.end.date())
+    label = f"{months[0]:%Y-%m}" + (f"..{months[-1]:%Y-%m}" if len(months) > 1 else "")
+    if get_settings().stripe_api_key is None:
+        context.log.warning("BILLING_STRIPE_API_KEY is not set: no invoice was pushed")
+        return MaterializeResult(metadata={"months": label, "stripe": "not configured"})
+
+    def log(result: PushResult) -> None:
+        line = f"{result.outcome} {result.invoice_id} {result.provider_invoice_id or ''}"
+        (context.log.error if result.outcome == "failed" else context.log.info)(
+            f"{line} {result.message}".strip()
+        )
+
+    def count(total: int) -> None:
+        context.log.info(f"{total} finalized invoices")
+
+    report = PushReport()
+    for month in months:  # a backfill pushes its months in one run
+        report.results += push_invoices(month, on_start=count, on_result=log).results
+    metadata: dict[str, str | int] = {
+        "months": label,
+        "pushed": report.count("pushed"),
+        "skipped": report.count("skipped"),
+        "failed": report.count("failed"),
+    }
+    if report.failed:
+        first = report.failed[0]
+        raise Failure(
+            description=f"{report.summary()}; first: {first.invoice_id}: {first.message}",
+            metadata=metadata,
+        )
+    context.log.info(report.summary())
+    return MaterializeResult(metadata=metadata)
+
+
 daily_job = define_asset_job("daily_usage", selection=[daily_usage_models])
-monthly_job = define_asset_job("monthly_invoices", selection=[monthly_invoice_models])
+# the monthly run builds the invoices, finalizes them when scheduled, then pushes them
+monthly_job = define_asset_job(
+    "monthly_invoices", selection=[monthly_invoice_models, stripe_invoices]
+)
 
 # Each run builds the partition that has just closed: yesterday at 01:00 UTC, last month at
 # 02:00 UTC on the 1st.
@@ -125,8 +181,6 @@ monthly_schedule = build_schedule_from_partitioned_job(
     day_of_month=1,
     tags={FINALIZE_TAG: "true"},
 )
-
-FCT_INVOICES = AssetKey(["marts", "fct_invoices"])
 
 
 @asset_check(asset=FCT_INVOICES, description="Invoiced usage equals metered usage for the month")
@@ -155,7 +209,7 @@ dbt_resource = DbtCliResource(
 )
 
 defs = Definitions(
-    assets=[unpartitioned_models, daily_usage_models, monthly_invoice_models],
+    assets=[unpartitioned_models, daily_usage_models, monthly_invoice_models, stripe_invoices],
     jobs=[daily_job, monthly_job],
     schedules=[daily_schedule, monthly_schedule],
     asset_checks=[invoices_reconcile_with_daily_usage, *invoice_freshness],

@@ -24,6 +24,8 @@ class Settings(BaseSettings):
     stripe_api_key: SecretStr | None = None
     stripe_api_base: str = STRIPE_DEFAULT_API_BASE
     stripe_webhook_secret: SecretStr | None = None
+    stripe_max_network_retries: int = Field(default=2, ge=0, le=10)
+    stripe_timeout_seconds: float = Field(default=30.0, gt=0)
     dbt_target: str = "postgres"
 
     @property

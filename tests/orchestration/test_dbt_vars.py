@@ -78,3 +78,18 @@ def test_late_days_ride_along_and_days_inside_the_window_are_not_repeated() -> N
         "max_date": "2026-10-06",
         "extra_days": ["2026-09-30", "2026-10-02"],
     }
+
+
+def test_month_starts_lists_every_month_a_window_touches() -> None:
+    from orchestration.dbt_vars import month_starts
+
+    assert month_starts(date(2026, 10, 1), date(2026, 11, 1)) == [date(2026, 10, 1)]
+    assert month_starts(date(2026, 11, 15), date(2027, 2, 1)) == [
+        date(2026, 11, 1),
+        date(2026, 12, 1),
+        date(2027, 1, 1),
+    ]
+    assert month_starts(date(2026, 12, 31), date(2027, 1, 2)) == [
+        date(2026, 12, 1),
+        date(2027, 1, 1),
+    ]

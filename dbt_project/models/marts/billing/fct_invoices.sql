@@ -1,6 +1,8 @@
 {#- One row per tenant, currency and calendar month (UTC): the invoice, billed in arrears.
     A finalized invoice is read from its frozen copy with its latest payment status; a
-    draft is summed from its lines. -#}
+    draft is summed from its lines. A view, so that a payment status a Stripe webhook
+    stored is read at once, without a dbt run. -#}
+{{ config(materialized='view') }}
 with lines as (
     select * from {{ ref('fct_invoice_lines') }}
 ),
@@ -22,7 +24,15 @@ latest_status as (
     from (
         select
             status_events.*,
-            row_number() over (partition by invoice_id order by event_seq desc) as recency
+            -- Stripe's outcome (paid, failed, void) wins over our own `pending`, whichever
+            -- was recorded last; outcomes are ordered by Stripe's event time.
+            row_number() over (
+                partition by invoice_id
+                order by
+                    case when status in ('finalized', 'pending') then 0 else 1 end desc,
+                    occurred_at desc,
+                    event_seq desc
+            ) as recency
         from status_events
     ) as ranked
     where recency = 1
