@@ -11,7 +11,7 @@ from psycopg_pool import ConnectionPool
 from ingest.auth import KeyResolver
 from ingest.errors import install_error_handlers
 from ingest.metrics import MetricCatalog
-from ingest.routes import events, health, webhooks
+from ingest.routes import events, health, quotas, reads, subscriptions, webhooks
 from warehouse.db import database_url
 from warehouse.migrate import apply_migrations
 from warehouse.settings import Settings, get_settings
@@ -46,6 +46,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.include_router(events.router)
+    app.include_router(quotas.router)
+    app.include_router(subscriptions.router)
+    app.include_router(reads.router)
     app.include_router(webhooks.router)
     app.include_router(health.router)
     return app

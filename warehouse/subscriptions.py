@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Literal
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
 
 import psycopg
 
@@ -33,3 +35,161 @@ def record_subscription_event(
     ).fetchone()
     assert row is not None
     return int(row[0])
+
+
+class SubscriptionError(ValueError):
+    """A change that cannot be made; names the field, with the HTTP status it maps to."""
+
+    def __init__(self, field: str, message: str, status: int = 422, code: str = "invalid_request"):
+        super().__init__(message)
+        self.field = field
+        self.status = status
+        self.code = code
+
+
+@dataclass(frozen=True)
+class SubscriptionState:
+    subscription_id: str
+    tenant_id: str
+    plan: str | None
+    ends_at: datetime | None
+    history: list[dict[str, Any]]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.subscription_id,
+            "tenant_id": self.tenant_id,
+            "plan": self.plan,
+            "status": "canceled" if self.ends_at is not None else "active",
+            "ends_at": self.ends_at,
+            "history": self.history,
+        }
+
+
+def _lock(conn: psycopg.Connection, subscription_id: str) -> None:
+    conn.execute(
+        "select pg_advisory_xact_lock(hashtext('subscription:' || %s))", (subscription_id,)
+    )
+
+
+def _plan_for_tenant(conn: psycopg.Connection, plan: str, tenant_id: str, field: str) -> None:
+    row = conn.execute(
+        """select v.currency, t.currency
+           from app.tenants t
+           left join lateral (select currency from app.plan_versions
+                              where plan_key = %s order by version desc limit 1) v on true
+           where t.tenant_id = %s""",
+        (plan, tenant_id),
+    ).fetchone()
+    if row is None:
+        raise SubscriptionError("tenant_id", f"unknown tenant {tenant_id!r}")
+    plan_currency, tenant_currency = row
+    if plan_currency is None:
+        raise SubscriptionError(field, f"unknown plan {plan!r}")
+    if plan_currency != tenant_currency:
+        raise SubscriptionError(
+            field,
+            f"currency mismatch: plan {plan!r} bills in {plan_currency}, "
+            f"tenant {tenant_id!r} pays in {tenant_currency}",
+        )
+
+
+def subscription_state(conn: psycopg.Connection, subscription_id: str) -> SubscriptionState:
+    rows = conn.execute(
+        """select tenant_id, action, plan_key, effective_at, at_period_end
+           from raw.subscription_events where subscription_id = %s
+           order by effective_at, event_seq""",
+        (subscription_id,),
+    ).fetchall()
+    if not rows:
+        raise SubscriptionError(
+            "id", f"no subscription {subscription_id!r}", status=404, code="not_found"
+        )
+    plan: str | None = None
+    ends_at: datetime | None = None
+    history = []
+    for _, action, plan_key, effective_at, at_period_end in rows:
+        history.append(
+            {
+                "action": action,
+                "plan": plan_key,
+                "effective_at": effective_at,
+                "at_period_end": at_period_end,
+            }
+        )
+        if action == "cancel":
+            ends_at = _month_end(effective_at) if at_period_end else effective_at
+        else:
+            plan = plan_key
+    return SubscriptionState(subscription_id, rows[0][0], plan, ends_at, history)
+
+
+def _month_end(moment: datetime) -> datetime:
+    first = moment.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return (first + timedelta(days=32)).replace(day=1)
+
+
+def start(
+    conn: psycopg.Connection,
+    tenant_id: str,
+    plan: str,
+    at: datetime,
+    subscription_id: str | None = None,
+) -> SubscriptionState:
+    """Start a subscription of ``tenant_id`` to ``plan`` at ``at``."""
+    subscription_id = subscription_id or f"sub_{secrets.token_hex(8)}"
+    with conn.transaction():
+        _lock(conn, subscription_id)
+        if conn.execute(
+            "select 1 from raw.subscription_events where subscription_id = %s", (subscription_id,)
+        ).fetchone():
+            raise SubscriptionError(
+                "id", f"subscription {subscription_id!r} exists", status=409, code="conflict"
+            )
+        _plan_for_tenant(conn, plan, tenant_id, "plan")
+        record_subscription_event(conn, subscription_id, tenant_id, "start", at, plan_key=plan)
+        return subscription_state(conn, subscription_id)
+
+
+def _active_at(state: SubscriptionState, at: datetime) -> None:
+    started = state.history[0]["effective_at"]
+    if at < started:
+        raise SubscriptionError("at", f"{at.isoformat()} is before the subscription started")
+    if state.ends_at is not None:
+        raise SubscriptionError(
+            "id",
+            f"subscription {state.subscription_id!r} is cancelled (ends {state.ends_at})",
+            status=409,
+            code="conflict",
+        )
+
+
+def change_plan(
+    conn: psycopg.Connection, subscription_id: str, plan: str, at: datetime
+) -> SubscriptionState:
+    """Move the subscription to ``plan`` from ``at``; the month is split there."""
+    with conn.transaction():
+        _lock(conn, subscription_id)
+        state = subscription_state(conn, subscription_id)
+        _active_at(state, at)
+        if plan == state.plan:
+            raise SubscriptionError("plan", f"the subscription is on {plan!r} already")
+        _plan_for_tenant(conn, plan, state.tenant_id, "plan")
+        record_subscription_event(
+            conn, subscription_id, state.tenant_id, "change_plan", at, plan_key=plan
+        )
+        return subscription_state(conn, subscription_id)
+
+
+def cancel(
+    conn: psycopg.Connection, subscription_id: str, at: datetime, at_period_end: bool
+) -> SubscriptionState:
+    """End the subscription at ``at``, or at the end of ``at``'s month."""
+    with conn.transaction():
+        _lock(conn, subscription_id)
+        state = subscription_state(conn, subscription_id)
+        _active_at(state, at)
+        record_subscription_event(
+            conn, subscription_id, state.tenant_id, "cancel", at, at_period_end=at_period_end
+        )
+        return subscription_state(conn, subscription_id)

@@ -1,0 +1,127 @@
+"""Quota check-and-increment against the plan's quota, for the current calendar month (UTC).
+
+The counter of a tenant, metric and month lives in ``app.quota_counters``; one call of the
+SQL function ``app.quota_check`` locks it, decides and increments, so concurrent checks
+against a hard limit never let more through than the limit. A month's counter starts from
+the warehouse's usage of that month (``ingest.usage``), so nothing is lost on a restart or
+a new month; afterwards the checks move it. A check with an idempotency key is recorded,
+and a retry of it answers as the first time without incrementing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+
+from ingest.usage import daily_usage
+
+QUOTA_AGGREGATIONS = ("sum", "count")
+
+
+class QuotaRefused(ValueError):
+    """The check cannot be made: the message names the field and why."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class QuotaDecision:
+    allowed: bool
+    used: Decimal
+    limit: Decimal | None
+    policy: str
+    period_end: datetime
+    replayed: bool
+
+    @property
+    def overage(self) -> bool:
+        return self.limit is not None and self.used > self.limit
+
+    @property
+    def remaining(self) -> Decimal | None:
+        return None if self.limit is None else max(self.limit - self.used, Decimal(0))
+
+    def retry_after(self, now: datetime) -> int:
+        """Seconds to the end of the period, when the counter starts again."""
+        return max(1, math.ceil((self.period_end - now).total_seconds()))
+
+    def as_json(self) -> dict[str, Any]:
+        def text(value: Decimal | None) -> str | None:
+            return None if value is None else format(value.normalize(), "f")
+
+        return {
+            "allowed": self.allowed,
+            "used": text(self.used),
+            "limit": text(self.limit),
+            "remaining": text(self.remaining),
+            "policy": self.policy,
+            "period_end": self.period_end.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+            "overage": self.overage,
+            "replayed": self.replayed,
+        }
+
+
+def _seed(conn: psycopg.Connection, tenant: str, metric: str, start: datetime) -> None:
+    """Create the month's counter from the warehouse's usage (once; a racing twin loses)."""
+    end = (start + timedelta(days=32)).replace(day=1)
+    usage = daily_usage(conn, tenant, metric, start.date(), (end - timedelta(days=1)).date())
+    used = sum((day.quantity for day in usage), Decimal(0))
+    conn.execute(
+        """insert into app.quota_counters (tenant_id, metric, period_start, used, seeded_with)
+           values (%s, %s, %s, %s, %s) on conflict do nothing""",
+        (tenant, metric, start, used, used),
+    )
+
+
+def check_quota(
+    conn: psycopg.Connection,
+    tenant: str,
+    metric: str,
+    amount: Decimal,
+    key: str | None,
+    now: datetime | None = None,
+) -> QuotaDecision:
+    """Check ``amount`` more of ``metric`` for ``tenant`` and count it if allowed."""
+    now = now or datetime.now(UTC)
+    row = conn.execute(
+        "select aggregation from app.metrics where metric_key = %s", (metric,)
+    ).fetchone()
+    if row is None:
+        raise QuotaRefused("metric", f"unknown metric {metric!r}")
+    if row[0] not in QUOTA_AGGREGATIONS:
+        raise QuotaRefused(
+            "metric", f"{metric!r} aggregates by {row[0]}; quotas count sum and count metrics"
+        )
+    for _ in range(3):
+        try:
+            with conn.transaction():
+                result = conn.execute(
+                    "select * from app.quota_check(%s, %s, %s, %s, %s)",
+                    (tenant, metric, amount, key, now),
+                ).fetchone()
+                assert result is not None
+                status, allowed, used, limit, policy, period_start, period_end = result
+                if status == "needs_seed":
+                    raise _Seed(period_start)  # rolls back the check's idempotency record
+        except _Seed as missing:
+            with conn.transaction():
+                _seed(conn, tenant, metric, missing.period_start)
+            continue
+        if status == "no_subscription":
+            raise QuotaRefused("tenant_id", f"tenant {tenant!r} has no active subscription")
+        return QuotaDecision(
+            bool(allowed), used, limit, policy, period_end, replayed=status == "replayed"
+        )
+    raise RuntimeError("the quota counter could not be created")  # pragma: no cover
+
+
+class _Seed(Exception):
+    def __init__(self, period_start: datetime) -> None:
+        self.period_start = period_start

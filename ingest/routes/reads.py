@@ -1,0 +1,147 @@
+"""Tenant reads: GET /v1/usage (live daily usage) and GET /v1/invoices (with lines).
+
+A tenant key reads only its own tenant: ``tenant_id`` may be left out, and naming another
+tenant is a 403. The admin key names the tenant (usage) or may list every tenant (invoices).
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
+
+from ingest.auth import Principal
+from ingest.deps import authenticate
+from ingest.errors import ApiError
+from ingest.usage import daily_usage
+
+router = APIRouter(tags=["reads"])
+MAX_DAYS = 366
+
+
+def _tenant(principal: Principal, tenant_id: str | None, required: bool) -> str | None:
+    if principal.is_admin:
+        if tenant_id is None and required:
+            raise ApiError(
+                422,
+                "invalid_request",
+                "tenant_id is required with the admin key",
+                [{"field": "tenant_id", "message": "required with the admin key"}],
+            )
+        return tenant_id
+    if tenant_id is not None and tenant_id != principal.tenant_id:
+        raise ApiError(403, "forbidden", f"this key reads only tenant {principal.tenant_id!r}")
+    return principal.tenant_id
+
+
+def _day(value: str, name: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ApiError(
+            422,
+            "invalid_request",
+            f"{name}: {value!r} is not a date like 2026-10-01",
+            [{"field": name, "message": "must be a date YYYY-MM-DD"}],
+        ) from None
+
+
+@router.get("/v1/usage", summary="Daily quantities of one metric, including events just sent")
+async def get_usage(
+    request: Request,
+    principal: Annotated[Principal, Depends(authenticate)],
+    metric: Annotated[str, Query(min_length=1, max_length=64)],
+    from_: Annotated[str, Query(alias="from", description="First UTC day, YYYY-MM-DD")],
+    to: Annotated[str, Query(description="Last UTC day, included, YYYY-MM-DD")],
+    tenant_id: Annotated[str | None, Query(description="Admin key only")] = None,
+) -> dict[str, Any]:
+    tenant = _tenant(principal, tenant_id, required=True)
+    assert tenant is not None
+    first, last = _day(from_, "from"), _day(to, "to")
+    if last < first or last - first >= timedelta(days=MAX_DAYS):
+        raise ApiError(
+            422,
+            "invalid_request",
+            f"to must be on or after from, at most {MAX_DAYS} days",
+            [{"field": "to", "message": f"on or after from, at most {MAX_DAYS} days"}],
+        )
+
+    def read() -> dict[str, Any]:
+        with request.app.state.pool.connection() as conn:
+            found = conn.execute(
+                "select aggregation from app.metrics where metric_key = %s", (metric,)
+            ).fetchone()
+            if found is None:
+                raise ApiError(
+                    422,
+                    "invalid_request",
+                    f"unknown metric {metric!r}",
+                    [{"field": "metric", "message": "not a metric in the catalog"}],
+                )
+            days = daily_usage(conn, tenant, metric, first, last)
+        return {
+            "tenant_id": tenant,
+            "metric": metric,
+            "aggregation": found[0],
+            "from": first,
+            "to": last,
+            "days": [
+                {"date": d.day, "quantity": str(d.quantity), "event_count": d.event_count}
+                for d in days
+            ],
+        }
+
+    return await run_in_threadpool(read)
+
+
+@router.get("/v1/invoices", summary="Invoices with their lines")
+async def get_invoices(
+    request: Request,
+    principal: Annotated[Principal, Depends(authenticate)],
+    month: Annotated[str | None, Query(description="YYYY-MM")] = None,
+    tenant_id: Annotated[str | None, Query(description="Admin key only")] = None,
+) -> dict[str, Any]:
+    tenant = _tenant(principal, tenant_id, required=False)
+    first = _day(f"{month}-01", "month") if month else None
+
+    def read() -> dict[str, Any]:
+        with request.app.state.pool.connection() as conn:
+            return {"invoices": invoices_with_lines(conn, tenant, first)}
+
+    return await run_in_threadpool(read)
+
+
+def invoices_with_lines(conn: Any, tenant: str | None, month: date | None) -> list[dict[str, Any]]:
+    """Invoices from the marts (none before the first monthly run), lines nested."""
+    built = conn.execute("select to_regclass('marts.fct_invoices') is not null").fetchone()
+    if not built or not built[0]:
+        return []
+    params = {"tenant": tenant, "month": month}
+    where = """(%(tenant)s::text is null or tenant_id = %(tenant)s::text)
+               and (%(month)s::date is null or period_start = %(month)s::date::timestamptz)"""
+    cur = conn.execute(
+        f"""select invoice_id, tenant_id, currency, period_start, period_end, status,
+                   subtotal_minor, tax_minor, total_minor, provider_invoice_id, finalized_at
+            from marts.fct_invoices where {where}
+            order by period_start, tenant_id, currency""",
+        params,
+    )
+    columns = [c.name for c in cur.description]
+    invoices = {row[0]: dict(zip(columns, row, strict=True)) | {"lines": []} for row in cur}
+    cur = conn.execute(
+        f"""select invoice_id, line_id, line_type, metric, plan, quantity, billable_quantity,
+                   amount_minor, description, service_start, service_end
+            from marts.fct_invoice_lines where {where.replace("period_start", "period_start")}
+            order by invoice_id, line_type, line_id""",
+        params,
+    )
+    columns = [c.name for c in cur.description]
+    for row in cur:
+        line = dict(zip(columns, row, strict=True))
+        for name in ("quantity", "billable_quantity"):
+            line[name] = None if line[name] is None else str(line[name])
+        if line["invoice_id"] in invoices:
+            invoices[line.pop("invoice_id")]["lines"].append(line)
+    return list(invoices.values())

@@ -1,0 +1,116 @@
+"""Subscription changes, appended to the history the dbt engine reads."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from ingest.auth import Principal
+from ingest.bodies import read_model
+from ingest.deps import authenticate
+from ingest.errors import ApiError
+from ingest.schemas import TENANT_RE
+from warehouse.subscriptions import SubscriptionError, cancel, change_plan, start
+
+router = APIRouter(tags=["subscriptions"])
+ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+
+
+class SubscriptionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tenant_id: str = Field(pattern=f"^{TENANT_RE.pattern}$")
+    plan: str = Field(min_length=1, max_length=64)
+    start: AwareDatetime | None = Field(default=None, description="Default: now.")
+    id: str | None = Field(default=None, pattern=ID_PATTERN, description="Default: generated.")
+
+
+class ChangePlanIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    plan: str = Field(min_length=1, max_length=64)
+    at: AwareDatetime | None = Field(default=None, description="Default: now.")
+
+
+class CancelIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    at_period_end: bool
+    at: AwareDatetime | None = Field(default=None, description="Default: now.")
+
+
+def _schema(model: type[BaseModel]) -> dict[str, Any]:
+    return {"requestBody": {"content": {"application/json": {"schema": model.model_json_schema()}}}}
+
+
+async def _run(request: Request, action: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    def work() -> dict[str, Any]:
+        with request.app.state.pool.connection() as conn:
+            state = action(conn, *args, **kwargs)
+            return state.as_json()
+
+    try:
+        return await run_in_threadpool(work)
+    except SubscriptionError as exc:
+        raise ApiError(
+            exc.status, exc.code, str(exc), [{"field": exc.field, "message": str(exc)}]
+        ) from None
+
+
+async def _owned(request: Request, principal: Principal, subscription_id: str) -> None:
+    def owner() -> str | None:
+        with request.app.state.pool.connection() as conn:
+            row = conn.execute(
+                "select tenant_id from raw.subscription_events where subscription_id = %s "
+                "order by event_seq limit 1",
+                (subscription_id,),
+            ).fetchone()
+        return None if row is None else str(row[0])
+
+    tenant = await run_in_threadpool(owner)
+    if tenant is None:
+        raise ApiError(404, "not_found", f"no subscription {subscription_id!r}")
+    if not principal.may_act_for(tenant):
+        raise ApiError(403, "forbidden", f"this key acts only for tenant {principal.tenant_id!r}")
+
+
+@router.post("/v1/subscriptions", status_code=201, openapi_extra=_schema(SubscriptionIn))
+async def create_subscription(
+    request: Request, principal: Annotated[Principal, Depends(authenticate)]
+) -> dict[str, Any]:
+    body = await read_model(request, SubscriptionIn)
+    if not principal.may_act_for(body.tenant_id):
+        raise ApiError(403, "forbidden", f"this key acts only for tenant {principal.tenant_id!r}")
+    return await _run(
+        request, start, body.tenant_id, body.plan, body.start or datetime.now(UTC), body.id
+    )
+
+
+@router.post("/v1/subscriptions/{subscription_id}/change-plan", openapi_extra=_schema(ChangePlanIn))
+async def change_subscription_plan(
+    subscription_id: str,
+    request: Request,
+    principal: Annotated[Principal, Depends(authenticate)],
+) -> dict[str, Any]:
+    await _owned(request, principal, subscription_id)
+    body = await read_model(request, ChangePlanIn)
+    return await _run(
+        request, change_plan, subscription_id, body.plan, body.at or datetime.now(UTC)
+    )
+
+
+@router.post("/v1/subscriptions/{subscription_id}/cancel", openapi_extra=_schema(CancelIn))
+async def cancel_subscription(
+    subscription_id: str,
+    request: Request,
+    principal: Annotated[Principal, Depends(authenticate)],
+) -> dict[str, Any]:
+    await _owned(request, principal, subscription_id)
+    body = await read_model(request, CancelIn)
+    return await _run(
+        request, cancel, subscription_id, body.at or datetime.now(UTC), body.at_period_end
+    )

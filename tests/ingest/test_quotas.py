@@ -1,0 +1,215 @@
+"""POST /v1/quotas/check: atomic under concurrency, idempotent, seeded from the warehouse."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from click.testing import CliRunner
+from fastapi.testclient import TestClient
+
+from ingest.app import create_app
+from orchestration.cli import main
+from tests.helpers import ApiServer
+from tests.ingest.conftest import ADMIN_KEY
+from warehouse.settings import get_settings
+
+QUOTA_CATALOG = """
+metrics:
+  - {key: api_calls, aggregation: sum}
+  - {key: emails, aggregation: count}
+  - {key: exports, aggregation: sum}
+  - {key: storage_gb, aggregation: max}
+plans:
+  - key: capped
+    name: Capped
+    interval: month
+    currency: usd
+    base_price: "10.00"
+    charges:
+      - metric: api_calls
+        model: per_unit
+        unit_price: "0.01"
+        quota: {limit: 1000, policy: hard}
+      - metric: emails
+        model: per_unit
+        unit_price: "0.01"
+        quota: {limit: 5, policy: soft}
+      - {metric: exports, model: per_unit, unit_price: "0.01"}
+tenants:
+  - {id: acme, name: Acme, currency: usd, tax_rate: "0"}
+  - {id: globex, name: Globex, currency: usd, tax_rate: "0"}
+  - {id: idle, name: Idle, currency: usd, tax_rate: "0"}
+subscriptions:
+  - {id: sub_acme, tenant_id: acme, plan: capped, start: "2026-01-01T00:00:00Z"}
+  - {id: sub_globex, tenant_id: globex, plan: capped, start: "2026-01-01T00:00:00Z"}
+"""
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+
+@pytest.fixture
+def quota_catalog(warehouse: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("BILLING_ADMIN_KEY", ADMIN_KEY)
+    get_settings.cache_clear()
+    path = tmp_path / "catalog.yaml"
+    path.write_text(QUOTA_CATALOG)
+    result = CliRunner().invoke(main, ["catalog", "apply", str(path)])
+    assert result.exit_code == 0, result.output
+    return warehouse
+
+
+@pytest.fixture
+def client(quota_catalog: str) -> Any:
+    with TestClient(create_app(), headers=ADMIN) as test_client:
+        yield test_client
+
+
+def check(client: Any, amount: Any = 1, key: str | None = None, **extra: Any) -> Any:
+    body = {"tenant_id": "acme", "metric": "api_calls", "amount": amount, **extra}
+    if key is not None:
+        body["idempotency_key"] = key
+    return client.post("/v1/quotas/check", json=body)
+
+
+def month_end() -> datetime:
+    now = datetime.now(UTC)
+    return (
+        now.replace(day=1, hour=0, minute=0, second=0, microsecond=0) + timedelta(days=32)
+    ).replace(day=1)
+
+
+def test_sixteen_clients_never_get_past_a_hard_limit(quota_catalog: str) -> None:
+    server = ApiServer(
+        {"BILLING_DATABASE_URL": quota_catalog, "BILLING_ADMIN_KEY": ADMIN_KEY}, workers=2
+    )
+    server.start()
+    outcomes: Counter[int] = Counter()
+    replays: Counter[int] = Counter()
+    lock = threading.Lock()
+
+    def client_thread(n: int) -> None:
+        with httpx.Client(base_url=server.url, headers=ADMIN, timeout=30) as http:
+            for i in range(100):
+                key = f"c{n}-{i}"
+                first = check(http, 1, key)
+                again = check(http, 1, key)  # a retry of the same check
+                with lock:
+                    outcomes[first.status_code] += 1
+                    replays[again.status_code == first.status_code] += 1
+                assert again.json()["replayed"] is True
+                assert again.json()["used"] == first.json()["used"]
+
+    try:
+        threads = [threading.Thread(target=client_thread, args=(n,)) for n in range(16)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        last = check(httpx.Client(base_url=server.url, headers=ADMIN), 1)
+    finally:
+        server.stop()
+    assert outcomes == {200: 1000, 429: 600}
+    assert replays == {True: 1600}
+    assert last.status_code == 429
+    body = last.json()
+    assert body == {
+        "allowed": False,
+        "used": "1000",
+        "limit": "1000",
+        "remaining": "0",
+        "policy": "hard",
+        "period_end": month_end().isoformat().replace("+00:00", "Z"),
+        "overage": False,
+        "replayed": False,
+    }
+    retry_after = int(last.headers["Retry-After"])
+    expected = (month_end() - datetime.now(UTC)).total_seconds()
+    assert abs(retry_after - expected) < 60
+    with psycopg.connect(quota_catalog) as conn:
+        used = conn.execute(
+            "select used from app.quota_counters where tenant_id = 'acme'"
+        ).fetchone()
+    assert used is not None and used[0] == 1000
+
+
+def test_counter_starts_from_the_warehouse_and_survives_a_restart(client: Any) -> None:
+    now = datetime.now(UTC)
+    stamp = max(
+        now.replace(day=1, hour=0, minute=0, second=0, microsecond=0), now - timedelta(minutes=1)
+    )
+    events = [
+        {
+            "tenant_id": "acme",
+            "metric": "api_calls",
+            "amount": "100",
+            "timestamp": stamp.isoformat(),
+            "idempotency_key": f"e{i % 4}",  # 8 events, 4 keys: 400 counted
+        }
+        for i in range(8)
+    ]
+    assert client.post("/v1/events", json={"events": events}).status_code == 200
+    first = check(client, 1)
+    assert first.status_code == 200
+    assert first.json()["used"] == "401"
+    assert check(client, 599).json()["remaining"] == "0"
+    with TestClient(create_app(), headers=ADMIN) as restarted:
+        after = check(restarted, 1)
+    assert after.status_code == 429
+    assert after.json()["used"] == "1000"
+
+
+def test_soft_limits_allow_and_flag_overage(client: Any) -> None:
+    answers = [check(client, 1, metric="emails").json() for _ in range(7)]
+    assert [a["allowed"] for a in answers] == [True] * 7
+    assert [a["overage"] for a in answers] == [False] * 5 + [True] * 2
+    assert answers[-1]["used"] == "7" and answers[-1]["remaining"] == "0"
+    assert answers[-1]["policy"] == "soft"
+
+
+def test_a_metric_without_quota_is_allowed_and_counted(client: Any) -> None:
+    answer = check(client, "2.5", metric="exports").json()
+    assert answer["allowed"] is True and answer["policy"] == "none"
+    assert answer["limit"] is None and answer["remaining"] is None
+    assert check(client, "0.5", metric="exports").json()["used"] == "3"
+
+
+def test_each_tenant_has_its_own_counter(client: Any) -> None:
+    assert check(client, 1000).status_code == 200
+    assert check(client, 1).status_code == 429
+    assert check(client, 1000, tenant_id="globex").status_code == 200
+
+
+def test_bad_checks_name_the_field(client: Any, quota_catalog: str) -> None:
+    cases = {
+        "amount": [check(client, 0), check(client, -1), check(client, "NaN"), check(client, "x")],
+        "metric": [check(client, 1, metric="nope"), check(client, 1, metric="storage_gb")],
+        "tenant_id": [check(client, 1, tenant_id="idle"), check(client, 1, tenant_id="a b")],
+        "idempotency_key": [check(client, 1, key="")],
+        "surprise": [check(client, 1, surprise=True)],
+    }
+    for field, responses in cases.items():
+        for response in responses:
+            assert response.status_code == 422, (field, response.text)
+            assert field in [d["field"] for d in response.json()["error"]["details"]], response.text
+    with psycopg.connect(quota_catalog) as conn:
+        assert conn.execute("select count(*) from app.quota_checks").fetchone() == (0,)
+
+
+def test_a_tenant_key_checks_only_its_own_tenant(client: Any, quota_catalog: str) -> None:
+    result = CliRunner().invoke(main, ["apikey", "create", "--tenant", "acme"])
+    key = result.stdout.strip().splitlines()[-1]
+    tenant = {"Authorization": f"Bearer {key}"}
+    body = {"tenant_id": "globex", "metric": "api_calls", "amount": 1}
+    assert client.post("/v1/quotas/check", json=body, headers=tenant).status_code == 403
+    body["tenant_id"] = "acme"
+    assert client.post("/v1/quotas/check", json=body, headers=tenant).status_code == 200
+    assert client.post("/v1/quotas/check", json=body, headers={}).status_code == 200  # admin
+    assert (
+        client.post("/v1/quotas/check", json=body, headers={"Authorization": ""}).status_code == 401
+    )
