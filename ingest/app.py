@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from psycopg_pool import ConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from ingest.auth import KeyResolver
 from ingest.errors import install_error_handlers
@@ -23,11 +23,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         current = settings or get_settings()
+        # autocommit: a request's one statement is its own transaction (one round trip);
+        # writes of several statements open `conn.transaction()` themselves
         pool = ConnectionPool(
-            database_url(current), min_size=1, max_size=8, open=True, name="billing-api"
+            database_url(current),
+            min_size=1,
+            max_size=8,
+            open=True,
+            name="billing-api",
+            kwargs={"autocommit": True},
         )
         with pool.connection() as conn:
             apply_migrations(conn)
+        # the quota checks' hot path: async, so a check never waits for a worker thread
+        async_pool = AsyncConnectionPool(
+            database_url(current),
+            min_size=1,
+            max_size=8,
+            open=False,
+            name="billing-api-async",
+            kwargs={"autocommit": True},
+        )
+        await async_pool.open()
+        app.state.async_pool = async_pool
         admin = current.admin_key.get_secret_value() if current.admin_key else None
         app.state.settings = current
         app.state.pool = pool
@@ -36,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await async_pool.close()
             pool.close()
 
     app = FastAPI(

@@ -14,7 +14,10 @@ async def authenticate(request: Request) -> Principal:
     scheme, _, key = header.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
         raise ApiError(401, "unauthorized", "missing API key: send Authorization: Bearer KEY")
-    principal = await run_in_threadpool(request.app.state.keys.resolve, key.strip())
+    keys = request.app.state.keys
+    known, principal = keys.cached(key.strip())
+    if not known:  # a database lookup: off the event loop
+        principal = await run_in_threadpool(keys.resolve, key.strip())
     if principal is None:
         raise ApiError(401, "unauthorized", "unknown or revoked API key")
     assert isinstance(principal, Principal)

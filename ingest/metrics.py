@@ -11,8 +11,9 @@ from ingest.schemas import Metric
 
 
 class MetricCatalog:
-    """Metric keys and whether they accept negative amounts, re-read every few seconds and
-    at once (at most once a second) when an event names a metric not known yet."""
+    """Metric keys, their aggregation and whether they accept negative amounts, re-read
+    every few seconds and at once (at most once a second) when an event names a metric not
+    known yet."""
 
     def __init__(self, pool: ConnectionPool, ttl: float = 5.0) -> None:
         self._pool = pool
@@ -23,8 +24,10 @@ class MetricCatalog:
 
     def _load(self) -> None:
         with self._pool.connection() as conn:
-            rows = conn.execute("select metric_key, allow_negative from app.metrics").fetchall()
-        self._metrics = {key: Metric(key, allow) for key, allow in rows}
+            rows = conn.execute(
+                "select metric_key, allow_negative, aggregation from app.metrics"
+            ).fetchall()
+        self._metrics = {key: Metric(key, allow, aggregation) for key, allow, aggregation in rows}
         self._loaded_at = time.monotonic()
 
     def current(self, wanted: set[str] | None = None) -> dict[str, Metric]:

@@ -16,7 +16,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import psycopg
+from fastapi.concurrency import run_in_threadpool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from ingest.usage import daily_usage
 
@@ -68,51 +69,51 @@ class QuotaDecision:
         }
 
 
-def _seed(conn: psycopg.Connection, tenant: str, metric: str, start: datetime) -> None:
+def _seed(pool: ConnectionPool, tenant: str, metric: str, start: datetime) -> None:
     """Create the month's counter from the warehouse's usage (once; a racing twin loses)."""
     end = (start + timedelta(days=32)).replace(day=1)
-    usage = daily_usage(conn, tenant, metric, start.date(), (end - timedelta(days=1)).date())
-    used = sum((day.quantity for day in usage), Decimal(0))
-    conn.execute(
-        """insert into app.quota_counters (tenant_id, metric, period_start, used, seeded_with)
-           values (%s, %s, %s, %s, %s) on conflict do nothing""",
-        (tenant, metric, start, used, used),
-    )
+    with pool.connection() as conn:
+        usage = daily_usage(conn, tenant, metric, start.date(), (end - timedelta(days=1)).date())
+        used = sum((day.quantity for day in usage), Decimal(0))
+        conn.execute(
+            """insert into app.quota_counters (tenant_id, metric, period_start, used, seeded_with)
+               values (%s, %s, %s, %s, %s) on conflict do nothing""",
+            (tenant, metric, start, used, used),
+        )
 
 
-def check_quota(
-    conn: psycopg.Connection,
+async def check_quota(
+    pool: AsyncConnectionPool,
+    seed_pool: ConnectionPool,
     tenant: str,
     metric: str,
+    aggregation: str,
     amount: Decimal,
     key: str | None,
     now: datetime | None = None,
 ) -> QuotaDecision:
-    """Check ``amount`` more of ``metric`` for ``tenant`` and count it if allowed."""
+    """Check ``amount`` more of ``metric`` for ``tenant`` and count it if allowed.
+
+    The check is one statement on an autocommit connection of the async ``pool`` (one
+    round trip, no thread hop); a month's first check seeds its counter through
+    ``seed_pool`` in a worker thread.
+    """
     now = now or datetime.now(UTC)
-    row = conn.execute(
-        "select aggregation from app.metrics where metric_key = %s", (metric,)
-    ).fetchone()
-    if row is None:
-        raise QuotaRefused("metric", f"unknown metric {metric!r}")
-    if row[0] not in QUOTA_AGGREGATIONS:
+    if aggregation not in QUOTA_AGGREGATIONS:
         raise QuotaRefused(
-            "metric", f"{metric!r} aggregates by {row[0]}; quotas count sum and count metrics"
+            "metric", f"{metric!r} aggregates by {aggregation}; quotas count sum and count metrics"
         )
     for _ in range(3):
-        try:
-            with conn.transaction():
-                result = conn.execute(
-                    "select * from app.quota_check(%s, %s, %s, %s, %s)",
-                    (tenant, metric, amount, key, now),
-                ).fetchone()
-                assert result is not None
-                status, allowed, used, limit, policy, period_start, period_end = result
-                if status == "needs_seed":
-                    raise _Seed(period_start)  # rolls back the check's idempotency record
-        except _Seed as missing:
-            with conn.transaction():
-                _seed(conn, tenant, metric, missing.period_start)
+        async with pool.connection() as conn:
+            cursor = await conn.execute(
+                "select * from app.quota_check(%s, %s, %s, %s, %s)",
+                (tenant, metric, amount, key, now),
+            )
+            result = await cursor.fetchone()
+        assert result is not None
+        status, allowed, used, limit, policy, period_start, period_end = result
+        if status == "needs_seed":
+            await run_in_threadpool(_seed, seed_pool, tenant, metric, period_start)
             continue
         if status == "no_subscription":
             raise QuotaRefused("tenant_id", f"tenant {tenant!r} has no active subscription")
@@ -120,8 +121,3 @@ def check_quota(
             bool(allowed), used, limit, policy, period_end, replayed=status == "replayed"
         )
     raise RuntimeError("the quota counter could not be created")  # pragma: no cover
-
-
-class _Seed(Exception):
-    def __init__(self, period_start: datetime) -> None:
-        self.period_start = period_start

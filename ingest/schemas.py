@@ -33,6 +33,7 @@ TENANT_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 class Metric:
     key: str
     allow_negative: bool
+    aggregation: str = "sum"
 
 
 @dataclass(frozen=True, slots=True)

@@ -130,9 +130,8 @@ def ingest_events(
             [e.as_dict() for e in errors],
         )
     if rows:
-        with request.app.state.pool.connection() as conn:
-            copy_rows(conn, rows)
-            conn.commit()  # the 200 goes out only after this durable commit
+        with request.app.state.pool.connection() as conn, conn.transaction():
+            copy_rows(conn, rows)  # the 200 goes out only after this transaction commits
     return {"accepted": len(rows), "rejected": [e.as_dict() for e in errors]}
 
 

@@ -7,7 +7,6 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -66,21 +65,29 @@ async def quota_check(
     if not principal.may_act_for(body.tenant_id):
         raise ApiError(403, "forbidden", f"this key acts only for tenant {principal.tenant_id!r}")
     now = datetime.now(UTC)
-
-    def check() -> Any:
-        with request.app.state.pool.connection() as conn:
-            return check_quota(
-                conn, body.tenant_id, body.metric, body.amount, body.idempotency_key, now
-            )
+    metric = request.app.state.metrics.current({body.metric}).get(body.metric)
+    if metric is None:
+        message = f"unknown metric {body.metric!r}"
+        raise ApiError(422, "invalid_request", message, [{"field": "metric", "message": message}])
 
     try:
-        decision = await run_in_threadpool(check)
+        decision = await check_quota(
+            request.app.state.async_pool,
+            request.app.state.pool,
+            body.tenant_id,
+            body.metric,
+            metric.aggregation,
+            body.amount,
+            body.idempotency_key,
+            now,
+        )
     except QuotaRefused as exc:
         raise ApiError(
             422, "invalid_request", str(exc), [{"field": exc.field, "message": str(exc)}]
         ) from None
+    # a Response as is: the body is built once, not validated again against response_model
     if decision.allowed:
-        return decision.as_json()
+        return JSONResponse(decision.as_json())
     return JSONResponse(
         decision.as_json(),
         status_code=429,

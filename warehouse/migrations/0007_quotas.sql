@@ -47,9 +47,9 @@ language sql stable as $$
     limit 1
 $$;
 
--- One quota check in one round trip. Returns status `needs_seed` when the month's counter
--- does not exist yet: the caller rolls back, creates it from the warehouse's usage and
--- calls again. The counter row is locked for the decision, so concurrent checks against a
+-- One quota check in one statement. Returns status `needs_seed`, having written nothing,
+-- when the month's counter does not exist yet: the caller creates it from the warehouse's
+-- usage and calls again. The counter row is locked for the decision, so concurrent checks against a
 -- hard limit are serialized and never let more through than the limit.
 create function app.quota_check(
     p_tenant text, p_metric text, p_amount numeric, p_key text, p_now timestamptz
@@ -79,6 +79,14 @@ begin
       and c.version = (select v.version from app.plan_versions v
                        where v.plan_key = v_plan and v.effective_from <= p_now
                        order by v.effective_from desc limit 1);
+    -- a month's first check creates nothing here: the caller seeds the counter first
+    perform 1 from app.quota_counters q
+    where q.tenant_id = p_tenant and q.metric = p_metric and q.period_start = v_start;
+    if not found then
+        return query select 'needs_seed', null::boolean, null::numeric, v_limit, v_policy,
+                            v_start, v_end;
+        return;
+    end if;
     if p_key is not null then
         insert into app.quota_checks (tenant_id, idempotency_key, metric, amount, period_start)
         values (p_tenant, p_key, p_metric, p_amount, v_start)
@@ -94,11 +102,6 @@ begin
     select q.used into v_used from app.quota_counters q
     where q.tenant_id = p_tenant and q.metric = p_metric and q.period_start = v_start
     for update;
-    if not found then
-        return query select 'needs_seed', null::boolean, null::numeric, v_limit, v_policy,
-                            v_start, v_end;
-        return;
-    end if;
     v_allowed := v_limit is null or v_policy = 'soft' or v_used + p_amount <= v_limit;
     if v_allowed then
         update app.quota_counters q set used = q.used + p_amount

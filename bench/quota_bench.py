@@ -1,0 +1,228 @@
+"""Quota checks per second and their latency, against GET /healthz in the same run.
+
+A scratch embedded warehouse gets a plan with a hard quota far above what the run uses;
+`billing serve` runs with N workers; C keep-alive connections (a small asyncio HTTP/1.1
+client, so that the load generator costs less CPU than httpx would on the same two cores)
+send checks back to back for D seconds, each with its own idempotency key. The baseline is
+the same load on GET /healthz, which does one `select 1` per request.
+
+A third run offers a fixed rate (default 2,000 checks/s, open loop) and reports the
+latency counted from when each request was due.
+
+    python -m bench.quota_bench --seconds 10 --connections 16 --workers 2 --rate 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import subprocess
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from bench.common import BILLING, api_server, scratch_warehouse
+
+ADMIN_KEY = "bench-admin-key"
+CATALOG = """
+metrics:
+  - {key: api_calls, aggregation: sum}
+plans:
+  - key: capped
+    name: Capped
+    interval: month
+    currency: usd
+    base_price: "10.00"
+    charges:
+      - metric: api_calls
+        model: per_unit
+        unit_price: "0.0001"
+        quota: {limit: 1000000000, policy: hard}
+tenants:
+"""
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    requests: int
+    per_second: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+@dataclass(frozen=True)
+class QuotaResult:
+    tenants: int
+    connections: int
+    workers: int
+    seconds: float
+    rate: float
+    quota: LoadResult
+    healthz: LoadResult
+    quota_at_rate: LoadResult
+
+    @property
+    def ratio(self) -> float:
+        return self.quota.per_second / self.healthz.per_second
+
+
+async def _connection(
+    port: int,
+    make_request: object,
+    deadline: float,
+    latencies: list[float],
+    errors: list[int],
+    interval: float | None,
+    offset: float,
+) -> None:
+    """Back to back (closed loop), or one request every ``interval`` seconds (open loop:
+    the latency counts from when the request was due, so a stall is not hidden)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    n = 0
+    due = time.perf_counter() + offset  # connections take turns: no bursts
+    try:
+        while time.perf_counter() < deadline:
+            request = make_request(n)  # type: ignore[operator]
+            n += 1
+            if interval is not None:
+                due += interval
+                await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            started = due if interval is not None else time.perf_counter()
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":", 1)[1])
+            await reader.readexactly(length)
+            latencies.append(time.perf_counter() - started)
+            status = int(head.split(b" ", 2)[1])
+            if status != 200:
+                errors.append(status)
+    finally:
+        writer.close()
+
+
+def _load(
+    port: int, connections: int, seconds: float, make_request: object, rate: float | None = None
+) -> LoadResult:
+    latencies: list[float] = []
+    errors: list[int] = []
+    interval = connections / rate if rate else None
+
+    async def run() -> None:
+        deadline = time.perf_counter() + seconds
+        await asyncio.gather(
+            *(
+                _connection(
+                    port,
+                    make_request(c),  # type: ignore[operator]
+                    deadline,
+                    latencies,
+                    errors,
+                    interval,
+                    c / rate if rate else 0.0,
+                )
+                for c in range(connections)
+            )
+        )
+
+    started = time.perf_counter()
+    asyncio.run(run())
+    elapsed = time.perf_counter() - started
+    ordered = sorted(latencies)
+    return LoadResult(
+        requests=len(ordered),
+        per_second=len(ordered) / elapsed,
+        p50_ms=statistics.median(ordered) * 1000,
+        p99_ms=ordered[int(len(ordered) * 0.99) - 1] * 1000,
+        errors=len(errors),
+    )
+
+
+def _quota_requests(tenants: int, port: int) -> object:
+    def for_connection(c: int) -> object:
+        def request(n: int) -> bytes:
+            body = json.dumps(
+                {
+                    "tenant_id": f"t{(c * 7919 + n) % tenants}",
+                    "metric": "api_calls",
+                    "amount": 1,
+                    "idempotency_key": f"c{c}-{n}",
+                }
+            ).encode()
+            return (
+                f"POST /v1/quotas/check HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                f"Authorization: Bearer {ADMIN_KEY}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n"
+            ).encode() + body
+
+        return request
+
+    return for_connection
+
+
+def _healthz_requests(port: int) -> object:
+    raw = f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+    return lambda c: lambda n: raw
+
+
+def run(
+    seconds: float, connections: int, workers: int, tenants: int, port: int, rate: float
+) -> QuotaResult:
+    with scratch_warehouse() as (_, env):
+        catalog = CATALOG + "".join(
+            f"  - {{id: t{i}, name: T{i}, currency: usd}}\n" for i in range(tenants)
+        )
+        catalog += "subscriptions:\n" + "".join(
+            f"  - {{id: s{i}, tenant_id: t{i}, plan: capped, start: '2026-01-01T00:00:00Z'}}\n"
+            for i in range(tenants)
+        )
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml") as file:
+            file.write(catalog)
+            file.flush()
+            subprocess.run(
+                [BILLING, "catalog", "apply", file.name], env=env, check=True, capture_output=True
+            )
+        env = {**env, "BILLING_ADMIN_KEY": ADMIN_KEY}
+        with api_server(env, port, workers):
+            _load(port, connections, min(seconds, 2.0), _quota_requests(tenants, port))  # warm
+            healthz = _load(port, connections, seconds, _healthz_requests(port))
+            quota = _load(port, connections, seconds, _quota_requests(tenants, port))
+            at_rate = _load(port, connections, seconds, _quota_requests(tenants, port), rate)
+    return QuotaResult(tenants, connections, workers, seconds, rate, quota, healthz, at_rate)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--tenants", type=int, default=100)
+    parser.add_argument("--port", type=int, default=18_081)
+    parser.add_argument(
+        "--rate", type=float, default=2_000, help="Offered checks/s of the open-loop run."
+    )
+    parser.add_argument("--json", type=Path, help="Also write the result here.")
+    args = parser.parse_args()
+    result = run(args.seconds, args.connections, args.workers, args.tenants, args.port, args.rate)
+    for name, load in (
+        ("quota, max", result.quota),
+        ("healthz, max", result.healthz),
+        (f"quota at {args.rate:,.0f}/s", result.quota_at_rate),
+    ):
+        print(
+            f"{name:>18}: {load.per_second:,.0f}/s  p50 {load.p50_ms:.2f} ms  "
+            f"p99 {load.p99_ms:.2f} ms  ({load.requests:,} requests, {load.errors} non-200)"
+        )
+    print(f"ratio quota/healthz throughput: {result.ratio:.2f}")
+    if args.json:
+        args.json.write_text(json.dumps(asdict(result) | {"ratio": result.ratio}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,209 @@
+"""Subscription endpoints into the billing engine, and tenant reads kept to their tenant."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+from click.testing import CliRunner
+from fastapi.testclient import TestClient
+
+from orchestration.cli import main
+from orchestration.pipeline import run_daily, run_monthly
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def tenant_key(tenant: str) -> str:
+    result = CliRunner().invoke(main, ["apikey", "create", "--tenant", tenant])
+    assert result.exit_code == 0, result.output
+    return result.stdout.strip().splitlines()[-1]
+
+
+def test_create_upgrade_cancel_bills_prorated_segments(
+    api: TestClient, catalog_loaded: str
+) -> None:
+    # globex's catalog subscription starts in October; September is ours to shape
+    created = api.post(
+        "/v1/subscriptions",
+        json={"tenant_id": "globex", "plan": "starter", "start": "2026-09-01T00:00:00Z"},
+    )
+    assert created.status_code == 201, created.text
+    sub = created.json()["id"]
+    upgraded = api.post(
+        f"/v1/subscriptions/{sub}/change-plan", json={"plan": "pro", "at": "2026-09-16T00:00:00Z"}
+    )
+    assert upgraded.status_code == 200, upgraded.text
+    assert upgraded.json()["plan"] == "pro"
+    cancelled = api.post(
+        f"/v1/subscriptions/{sub}/cancel",
+        json={"at_period_end": False, "at": "2026-09-24T00:00:00Z"},
+    )
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["status"] == "canceled"
+    assert [h["action"] for h in cancelled.json()["history"]] == ["start", "change_plan", "cancel"]
+
+    run_monthly(date(2026, 9, 1), quiet=True)
+    with psycopg.connect(catalog_loaded) as conn:
+        lines = conn.execute(
+            """select plan, quantity, amount_minor from marts.fct_invoice_lines
+               where tenant_id = 'globex' and line_type = 'base_fee'
+                 and period_start = '2026-09-01' order by service_start"""
+        ).fetchall()
+    # starter 19.00 for 15 of 30 days, pro 49.00 for 8 of 30 days
+    assert [(plan, amount) for plan, _, amount in lines] == [("starter", 950), ("pro", 1307)]
+    assert lines[0][1] == Decimal(15) / 30
+    assert abs(lines[1][1] - Decimal(8) / 30) < Decimal("1e-12")
+
+
+def test_subscription_changes_are_checked(api: TestClient) -> None:
+    bad = {
+        "plan": api.post("/v1/subscriptions", json={"tenant_id": "acme", "plan": "nope"}),
+        "tenant_id": api.post("/v1/subscriptions", json={"tenant_id": "who", "plan": "pro"}),
+        "start": api.post(
+            "/v1/subscriptions", json={"tenant_id": "acme", "plan": "pro", "start": "2026-09-01"}
+        ),
+    }
+    for field, response in bad.items():
+        assert response.status_code == 422, (field, response.text)
+        assert field in [d["field"] for d in response.json()["error"]["details"]]
+    # a jpy plan for a usd tenant
+    mismatch = api.post("/v1/subscriptions", json={"tenant_id": "acme", "plan": "team_jp"})
+    assert mismatch.status_code == 422
+    assert "currency mismatch" in mismatch.json()["error"]["message"]
+    assert (
+        api.post("/v1/subscriptions/sub_nope/cancel", json={"at_period_end": True}).status_code
+        == 404
+    )
+    ended = api.post("/v1/subscriptions/sub_acme/cancel", json={"at_period_end": True})
+    assert ended.status_code == 200
+    again = api.post("/v1/subscriptions/sub_acme/change-plan", json={"plan": "starter"})
+    assert again.status_code == 409
+    duplicate = api.post(
+        "/v1/subscriptions", json={"tenant_id": "acme", "plan": "pro", "id": "sub_acme"}
+    )
+    assert duplicate.status_code == 409
+
+
+def test_live_usage_includes_events_sent_a_moment_ago_and_matches_dbt(
+    api: TestClient, catalog_loaded: str
+) -> None:
+    key = tenant_key("acme")
+    now = datetime.now(UTC).replace(microsecond=0)
+    today, yesterday = now.date(), now.date() - timedelta(days=1)
+    stamp_y = datetime.combine(yesterday, datetime.min.time(), UTC) + timedelta(hours=12)
+
+    def send(events: list[dict[str, Any]]) -> None:
+        response = api.post("/v1/events", json={"events": events}, headers=bearer(key))
+        assert response.status_code == 200, response.text
+
+    def ev(key_: str, metric: str, amount: Any, at: datetime, **meta: Any) -> dict[str, Any]:
+        body = {
+            "tenant_id": "acme",
+            "metric": metric,
+            "amount": amount,
+            "timestamp": at.isoformat(),
+            "idempotency_key": key_,
+        }
+        return body | ({"metadata": meta} if meta else {})
+
+    send([ev("a1", "api_calls", 5, stamp_y), ev("a2", "api_calls", "2.5", now)])
+    usage = api.get(
+        "/v1/usage",
+        params={"metric": "api_calls", "from": str(yesterday), "to": str(today)},
+        headers=bearer(key),
+    )
+    assert usage.status_code == 200, usage.text
+    assert [(d["date"], d["quantity"]) for d in usage.json()["days"]] == [
+        (str(yesterday), "5"),
+        (str(today), "2.5"),
+    ]
+
+    run_daily(yesterday, today, quiet=True)
+    # after the dbt run: a retry of a1 (not counted again), new events of every aggregation
+    send(
+        [
+            ev("a1", "api_calls", 5, stamp_y),
+            ev("a3", "api_calls", 1, now),
+            ev("u1", "active_users", 1, now, user_id="x"),
+            ev("u2", "active_users", 1, now, user_id="x"),
+            ev("u3", "active_users", 1, now, user_id="y"),
+            ev("s1", "storage_gb", 40, stamp_y),
+            ev("s2", "storage_gb", 30, stamp_y + timedelta(minutes=1)),
+            ev("b1", "builds", 1, now),
+            ev("t1", "seats", 7, stamp_y),
+            ev("t2", "seats", 4, stamp_y + timedelta(hours=1)),
+        ]
+    )
+    metrics = ["api_calls", "active_users", "storage_gb", "builds", "seats"]
+
+    def live() -> dict[tuple[str, str], tuple[Decimal, int]]:
+        found = {}
+        for metric in metrics:
+            response = api.get(
+                "/v1/usage",
+                params={"metric": metric, "from": str(yesterday), "to": str(today)},
+                headers=bearer(key),
+            )
+            for d in response.json()["days"]:
+                found[(metric, d["date"])] = (Decimal(d["quantity"]), d["event_count"])
+        return found
+
+    before_dbt = live()
+    assert before_dbt[("api_calls", str(yesterday))] == (Decimal(5), 1)
+    assert before_dbt[("api_calls", str(today))] == (Decimal("3.5"), 2)
+    assert before_dbt[("active_users", str(today))] == (Decimal(2), 3)
+    assert before_dbt[("storage_gb", str(yesterday))] == (Decimal(40), 2)
+    assert before_dbt[("seats", str(yesterday))] == (Decimal(4), 2)
+    run_daily(yesterday, today, quiet=True)
+    with psycopg.connect(catalog_loaded) as conn:
+        marts = {
+            (metric, str(day)): (quantity, count)
+            for metric, day, quantity, count in conn.execute(
+                """select metric, usage_date, quantity, event_count from marts.fct_usage_daily
+                   where tenant_id = 'acme' and usage_date >= %s""",
+                (yesterday,),
+            )
+        }
+    assert live() == before_dbt == marts
+
+
+def test_reads_are_kept_to_the_callers_tenant(api: TestClient, catalog_loaded: str) -> None:
+    run_monthly(date(2026, 10, 1), quiet=True)
+    acme = bearer(tenant_key("acme"))
+    mine = api.get("/v1/invoices", headers=acme)
+    assert mine.status_code == 200
+    invoices = mine.json()["invoices"]
+    assert invoices and {i["tenant_id"] for i in invoices} == {"acme"}
+    assert all(invoice["lines"] for invoice in invoices)
+    assert api.get("/v1/invoices", params={"month": "2026-10"}).json()["invoices"]  # admin: all
+    assert len({i["tenant_id"] for i in api.get("/v1/invoices").json()["invoices"]}) > 1
+
+    usage = {"metric": "api_calls", "from": "2026-10-01", "to": "2026-10-31"}
+    forbidden = [
+        api.get("/v1/invoices", params={"tenant_id": "globex"}, headers=acme),
+        api.get("/v1/usage", params=usage | {"tenant_id": "globex"}, headers=acme),
+        api.post("/v1/subscriptions/sub_globex/cancel", json={"at_period_end": True}, headers=acme),
+        api.post("/v1/subscriptions/sub_globex/change-plan", json={"plan": "pro"}, headers=acme),
+        api.post("/v1/subscriptions", json={"tenant_id": "globex", "plan": "pro"}, headers=acme),
+    ]
+    for response in forbidden:
+        assert response.status_code == 403, response.text
+    # whatever else is asked, a tenant key reads its own tenant only
+    for params in ({"tenant_id": "acme"}, {"month": "2026-10"}, {"tenant_id": "ACME"}):
+        response = api.get("/v1/invoices", params=params, headers=acme)
+        assert response.status_code in (200, 403)
+        if response.status_code == 200:
+            assert {i["tenant_id"] for i in response.json()["invoices"]} <= {"acme"}
+    assert api.get("/v1/usage", params=usage).status_code == 422  # admin must name the tenant
+    assert api.get("/v1/usage", params=usage | {"tenant_id": "globex"}).status_code == 200
+    assert api.get("/v1/usage", params=usage, headers={}).status_code == 422
+    assert (
+        api.get("/v1/usage", params=usage, headers={"Authorization": "Bearer x"}).status_code == 401
+    )
+    bad = api.get("/v1/usage", params=usage | {"from": "2026-13-01"}, headers=acme)
+    assert bad.status_code == 422 and bad.json()["error"]["details"][0]["field"] == "from"
