@@ -30,43 +30,39 @@ class DailyUsage:
 
 def _events_sql(has_arrivals: bool) -> str:
     """The counted events of one tenant and metric in [start, end)."""
-    if not has_arrivals:
-        return """
-        select r.event_seq, r.amount, r.event_ts, r.metadata
-        from (
-            select e.*, row_number() over (
-                       partition by e.idempotency_key order by e.received_at, e.event_seq
-                   ) as arrival_rank
-            from raw.events e
-            where e.tenant_id = %(tenant)s
-        ) as r
-        where r.arrival_rank = 1 and r.metric = %(metric)s
-          and r.event_ts >= %(start)s and r.event_ts < %(end)s"""
-    return f"""
+    # events dbt has not seen yet: all of them before its first run
+    fresh_filter = "true"
+    stored = ""
+    if has_arrivals:
+        fresh_filter = f"""e.received_at >= coalesce(
+                    (select max(received_at) from {ARRIVALS}), '-infinity'::timestamptz
+                ) - interval '{LOOKBACK}'
+              and not exists (select 1 from {ARRIVALS} s where s.event_seq = e.event_seq)"""
+        stored = f"""
         select a.event_seq, a.amount, a.event_ts, a.metadata
         from {ARRIVALS} a
         where a.is_first and a.tenant_id = %(tenant)s and a.metric = %(metric)s
           and a.event_ts >= %(start)s and a.event_ts < %(end)s
-        union all
+        union all"""
+    fresh = f"""
         select f.event_seq, f.amount, f.event_ts, f.metadata
         from (
             select e.*, row_number() over (
                        partition by e.idempotency_key order by e.received_at, e.event_seq
                    ) as arrival_rank
             from raw.events e
-            where e.tenant_id = %(tenant)s
-              and e.received_at >= coalesce(
-                    (select max(received_at) from {ARRIVALS}), '-infinity'::timestamptz
-                  ) - interval '{LOOKBACK}'
-              and not exists (select 1 from {ARRIVALS} s where s.event_seq = e.event_seq)
+            where e.tenant_id = %(tenant)s and {fresh_filter}
         ) as f
         where f.arrival_rank = 1 and f.metric = %(metric)s
-          and f.event_ts >= %(start)s and f.event_ts < %(end)s
+          and f.event_ts >= %(start)s and f.event_ts < %(end)s"""
+    if has_arrivals:  # a key counted before is never first again
+        fresh += f"""
           and not exists (
                 select 1 from {ARRIVALS} k
                 where k.is_first and k.tenant_id = %(tenant)s
                   and k.idempotency_key = f.idempotency_key
               )"""
+    return stored + fresh
 
 
 def _has_arrivals(conn: psycopg.Connection) -> bool:
