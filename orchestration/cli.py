@@ -313,6 +313,79 @@ def invoices_show(invoice_id: str) -> None:
         fail(f"no invoice {invoice_id!r}", 2)
 
 
+# -- report -----------------------------------------------------------------------------------
+
+_format = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+)
+_plot = click.option(
+    "--plot", "plot_file", type=click.Path(path_type=Path), help="Also draw a chart to FILE.png."
+)
+
+
+@main.group()
+def report() -> None:
+    """Usage and revenue reports as a table, CSV or JSON, with a chart."""
+
+
+def _emit(built: object, fmt: str, plot_file: Path | None) -> None:
+    from orchestration.finance import Report, plot
+
+    assert isinstance(built, Report)
+    rendered = built.render(fmt)
+    if isinstance(rendered, str):
+        click.echo(rendered, nl=False)
+    else:
+        console.print(rendered)
+    if plot_file is not None:
+        if plot_file.suffix.lower() != ".png":
+            fail(f"--plot {plot_file}: the chart is a PNG; name the file .png", 2)
+        plot(built, plot_file)
+        err_console.print(f"chart written to {plot_file}")
+
+
+@report.command("usage")
+@click.option("--tenant", required=True)
+@click.option("--from", "first", required=True, help="First UTC day, YYYY-MM-DD.")
+@click.option("--to", "last", required=True, help="Last UTC day, included, YYYY-MM-DD.")
+@_format
+@_plot
+def report_usage(tenant: str, first: str, last: str, fmt: str, plot_file: Path | None) -> None:
+    """A tenant's daily usage of every metric, including events sent a moment ago."""
+    from orchestration.finance import ReportError, usage_report
+
+    try:
+        built = usage_report(tenant, _parse_day(first, "--from"), _parse_day(last, "--to"))
+    except ReportError as exc:
+        fail(str(exc), 2)
+    _emit(built, fmt, plot_file)
+
+
+@report.command("revenue")
+@click.option("--from", "first", required=True, help="First month, YYYY-MM.")
+@click.option("--to", "last", required=True, help="Last month, included, YYYY-MM.")
+@_format
+@_plot
+def report_revenue(first: str, last: str, fmt: str, plot_file: Path | None) -> None:
+    """Invoiced, paid and outstanding money by month and currency."""
+    from orchestration.dbt_vars import parse_month
+    from orchestration.finance import ReportError, revenue_report
+
+    try:
+        first_month, last_month = parse_month(first), parse_month(last)
+    except ValueError as exc:
+        fail(f"--from/--to: {exc}", 2)
+    try:
+        built = revenue_report(first_month, last_month)
+    except ReportError as exc:
+        fail(str(exc), 2)
+    _emit(built, fmt, plot_file)
+
+
 # -- demo -------------------------------------------------------------------------------------
 
 

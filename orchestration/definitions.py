@@ -35,13 +35,12 @@ from orchestration.dbt_vars import Window, month_starts, month_window, monthly_v
 from orchestration.pipeline import (
     DAILY_MODELS,
     DBT_PROJECT_DIR,
-    FINALIZED_MARTS,
     MANIFEST_PATH,
     MONTHLY_MODELS,
-    DbtInvocation,
     dbt_executable,
     dbt_process_env,
     finalize_month,
+    finalized_refresh,
     plan_daily,
     record_run,
 )
@@ -102,7 +101,7 @@ def monthly_invoice_models(context: AssetExecutionContext, dbt: DbtCliResource) 
         frozen = finalize_month(window.start.date())
         context.log.info(f"finalized {frozen} invoices of {window.start:%Y-%m}")
         os.environ.update(dbt_process_env())
-        refresh = DbtInvocation("run", FINALIZED_MARTS, month_vars).args()
+        refresh = finalized_refresh(month_vars).args()
         dbt.cli(refresh, context=context, raise_on_error=True).wait()
 
 

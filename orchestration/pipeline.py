@@ -39,6 +39,11 @@ MONTHLY_MODELS = (
     "int_invoice_lines_draft",
     "fct_invoice_lines",
     "fct_invoices",
+    "int_mrr_tenant_months",
+    "fct_mrr_monthly",
+    "fct_revenue_monthly",
+    "stg_app__stripe_webhook_events",
+    "fct_billing_reconciliation",
 )
 DAILY_SELECT = (
     "+fct_usage_daily",
@@ -47,7 +52,10 @@ DAILY_SELECT = (
     "+dim_tenants",
     "+dim_plans",
 )
-MONTHLY_SELECT = ("+fct_invoices",)
+MONTHLY_SELECT = ("+fct_invoices", "+fct_mrr_monthly", "+fct_revenue_monthly")
+# Reads the daily marts too: built by a monthly run once a daily run has made them (it is a
+# view, rebuilt with the invoices it reads; a monthly run does not rebuild daily usage).
+RECONCILIATION = ("stg_app__stripe_webhook_events", "fct_billing_reconciliation")
 
 
 class PipelineError(RuntimeError):
@@ -59,6 +67,7 @@ class DbtInvocation:
     command: str
     select: tuple[str, ...]
     vars: dict[str, str]
+    exclude: tuple[str, ...] = ()
 
     def args(self) -> list[str]:
         # Unit tests check the SQL, not the data: `make test` runs them, not every pipeline run.
@@ -69,6 +78,7 @@ class DbtInvocation:
             self.command,
             "--select",
             *self.select,
+            *(["--exclude", *self.exclude] if self.exclude else []),
             *skip_unit_tests,
             "--vars",
             json.dumps(self.vars, sort_keys=True),
@@ -140,8 +150,27 @@ def record_run(
         )
 
 
-def monthly_invocation(window: Window) -> DbtInvocation:
-    return DbtInvocation("build", MONTHLY_SELECT, monthly_vars(window.start, window.end))
+def _daily_marts_built(settings: Settings | None = None) -> bool:
+    with connect(settings) as conn:
+        row = conn.execute(
+            """select to_regclass('marts.fct_usage_daily') is not null
+                      and to_regclass('marts.fct_unbilled_usage') is not null"""
+        ).fetchone()
+    return bool(row and row[0])
+
+
+def monthly_invocation(window: Window, settings: Settings | None = None) -> DbtInvocation:
+    select = MONTHLY_SELECT + (RECONCILIATION if _daily_marts_built(settings) else ())
+    return DbtInvocation("build", select, monthly_vars(window.start, window.end))
+
+
+def finalized_refresh(
+    month_vars: dict[str, str], settings: Settings | None = None
+) -> DbtInvocation:
+    """After finalizing: rebuild the invoice lines, which now read the frozen copies, and the
+    views over them (a view is dropped with the table it reads)."""
+    exclude = () if _daily_marts_built(settings) else RECONCILIATION
+    return DbtInvocation("run", ("fct_invoice_lines+",), month_vars, exclude)
 
 
 def dbt_executable() -> str:
@@ -200,11 +229,8 @@ def run_monthly(month: date, *, finalize: bool = False, quiet: bool = False) -> 
     if finalize:
         finalize_month(window.start)
         # the marts now read the frozen copies, with status `finalized`
-        run_dbt(DbtInvocation("run", FINALIZED_MARTS, invocation.vars).args(), quiet=quiet)
+        run_dbt(finalized_refresh(invocation.vars).args(), quiet=quiet)
     return invocation
-
-
-FINALIZED_MARTS = ("fct_invoice_lines", "fct_invoices")
 
 
 def finalize_month(month: date, settings: Settings | None = None) -> int:

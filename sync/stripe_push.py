@@ -260,14 +260,19 @@ def push_invoices(
     with connect(settings, autocommit=True) as conn:
         if not conn.execute("select pg_try_advisory_lock(%s)", (PUSH_LOCK,)).fetchone()[0]:  # type: ignore[index]
             raise PushInProgress("another Stripe push is running on this warehouse")
-        todo = invoices_to_push(conn, month)
-        if on_start:
-            on_start(len(todo))
-        for invoice in todo:
-            result = _push_and_record(conn, client, invoice)
-            report.results.append(result)
-            if on_result:
-                on_result(result)
+        try:
+            todo = invoices_to_push(conn, month)
+            if on_start:
+                on_start(len(todo))
+            for invoice in todo:
+                result = _push_and_record(conn, client, invoice)
+                report.results.append(result)
+                if on_result:
+                    on_result(result)
+        finally:
+            # released now, not when the server notices the closed connection: a push
+            # started right after this one must not find the lock still held
+            conn.execute("select pg_advisory_unlock(%s)", (PUSH_LOCK,))
     return report
 
 

@@ -27,7 +27,7 @@ def test_unit_tests_pass_and_docs_describe_every_mart_column(warehouse: str) -> 
     manifest = json.loads((DBT_PROJECT_DIR / "target" / "manifest.json").read_text())
     catalog = json.loads((DBT_PROJECT_DIR / "target" / "catalog.json").read_text())
     unit_tests = [n for n in manifest["unit_tests"].values()]
-    assert len(unit_tests) >= 5
+    assert len(unit_tests) >= 7
     marts = [
         node
         for node in manifest["nodes"].values()
@@ -41,6 +41,16 @@ def test_unit_tests_pass_and_docs_describe_every_mart_column(warehouse: str) -> 
         "fct_event_conflicts",
         "dim_tenants",
         "dim_plans",
+        "fct_revenue_monthly",
+        "fct_mrr_monthly",
+        "fct_billing_reconciliation",
+    }
+    assert {e["name"] for e in manifest["exposures"].values()} == {
+        "revenue_dashboard",
+        "stripe_sync",
+    }
+    assert {"minor_units", "mrr_movement", "invoice_status"} <= {
+        d["name"] for d in manifest["docs"].values()
     }
     for model in marts:
         assert model["description"].lower().startswith("one row per"), model["name"]

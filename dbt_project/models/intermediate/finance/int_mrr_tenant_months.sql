@@ -1,0 +1,69 @@
+{#- One row per tenant, currency and month with recurring or usage revenue. Recurring
+    revenue is a base fee spread evenly over the calendar months its service period covers
+    (a yearly fee is a twelfth a month; a credit takes back its months); usage revenue is
+    the month's usage lines. Void invoices count nothing; adjustments correct the past and
+    are not recurring, so they are left out. -#}
+with lines as (
+    select * from {{ ref('fct_invoice_lines') }}
+),
+
+invoices as (
+    select invoice_id, status from {{ ref('fct_invoices') }}
+),
+
+kept as (
+    select lines.*
+    from lines
+    inner join invoices on invoices.invoice_id = lines.invoice_id
+    where invoices.status <> 'void' and lines.line_type in ('base_fee', 'usage')
+),
+
+base_fee_months as (
+    select
+        kept.line_id,
+        kept.tenant_id,
+        kept.currency,
+        months.month_start,
+        kept.amount_minor,
+        count(*) over (partition by kept.line_id) as months_covered
+    from kept
+    cross join lateral (
+        {{ month_spine('kept.service_start', 'kept.service_end') }}
+    ) as months
+    where kept.line_type = 'base_fee'
+),
+
+recurring as (
+    select
+        tenant_id,
+        currency,
+        month_start,
+        sum(cast(amount_minor as numeric) / months_covered) as recurring_exact
+    from base_fee_months
+    group by tenant_id, currency, month_start
+),
+
+usage as (
+    select tenant_id, currency, period_start as month_start, sum(amount_minor) as usage_minor
+    from kept
+    where line_type = 'usage'
+    group by tenant_id, currency, period_start
+),
+
+final as (
+    select
+        coalesce(recurring.tenant_id, usage.tenant_id) as tenant_id,
+        coalesce(recurring.currency, usage.currency) as currency,
+        coalesce(recurring.month_start, usage.month_start) as month_start,
+        cast(coalesce({{ to_minor_units('recurring.recurring_exact', 0) }}, 0) as bigint)
+            as recurring_minor,
+        cast(coalesce(usage.usage_minor, 0) as bigint) as usage_minor
+    from recurring
+    full outer join usage
+        on usage.tenant_id = recurring.tenant_id
+        and usage.currency = recurring.currency
+        and usage.month_start = recurring.month_start
+)
+
+select tenant_id, currency, month_start, recurring_minor, usage_minor
+from final

@@ -1,0 +1,92 @@
+{#- Monthly recurring revenue per tenant and currency over a month spine, with its
+    movement against the month before (DECISIONLOG.md, "MRR"):
+      new           nothing before, ever, and something now
+      reactivation  nothing last month, something in an earlier month, something now
+      expansion     more than last month
+      contraction   less than last month, but not nothing
+      churn         something last month, nothing now
+      unchanged     the same as last month
+    A tenant has a row for every month from its first revenue to the month after its last,
+    up to the newest month with any revenue; months with nothing now and nothing before are
+    left out. -#}
+with tenant_months as (
+    select * from {{ ref('int_mrr_tenant_months') }}
+),
+
+bounds as (
+    select
+        tenant_id,
+        currency,
+        min(month_start) as first_month,
+        (select max(month_start) from tenant_months) as last_month
+    from tenant_months
+    group by tenant_id, currency
+),
+
+spine as (
+    select bounds.tenant_id, bounds.currency, months.month_start
+    from bounds
+    cross join lateral (
+        {{ month_spine('bounds.first_month', dbt.dateadd('month', 1, 'bounds.last_month')) }}
+    ) as months
+),
+
+filled as (
+    select
+        spine.tenant_id,
+        spine.currency,
+        spine.month_start,
+        coalesce(tenant_months.recurring_minor, 0) as recurring_minor,
+        coalesce(tenant_months.usage_minor, 0) as usage_minor,
+        coalesce(tenant_months.recurring_minor, 0) + coalesce(tenant_months.usage_minor, 0)
+            as mrr_minor
+    from spine
+    left join tenant_months
+        on tenant_months.tenant_id = spine.tenant_id
+        and tenant_months.currency = spine.currency
+        and tenant_months.month_start = spine.month_start
+),
+
+compared as (
+    select
+        filled.*,
+        coalesce(
+            lag(mrr_minor) over (
+                partition by tenant_id, currency order by month_start
+            ),
+            0
+        ) as previous_mrr_minor,
+        coalesce(
+            max(case when mrr_minor > 0 then 1 else 0 end) over (
+                partition by tenant_id, currency
+                order by month_start
+                rows between unbounded preceding and 1 preceding
+            ),
+            0
+        ) as had_revenue_before
+    from filled
+),
+
+final as (
+    select
+        month_start as month,
+        tenant_id,
+        currency,
+        cast(mrr_minor as bigint) as mrr_minor,
+        cast(recurring_minor as bigint) as recurring_minor,
+        cast(usage_minor as bigint) as usage_minor,
+        case
+            when previous_mrr_minor = 0 and mrr_minor > 0 and had_revenue_before = 1
+                then 'reactivation'
+            when previous_mrr_minor = 0 and mrr_minor > 0 then 'new'
+            when previous_mrr_minor > 0 and mrr_minor = 0 then 'churn'
+            when mrr_minor > previous_mrr_minor then 'expansion'
+            when mrr_minor < previous_mrr_minor then 'contraction'
+            else 'unchanged'
+        end as movement
+    from compared
+    where mrr_minor <> 0 or previous_mrr_minor <> 0
+)
+
+select month, tenant_id, currency, mrr_minor, recurring_minor, usage_minor, movement
+from final
