@@ -8,7 +8,7 @@ MANIFEST := dbt_project/target/manifest.json
 DBT_SOURCES := dbt_project/dbt_project.yml dbt_project/profiles.yml \
 	$(shell find dbt_project/models dbt_project/macros dbt_project/tests -type f 2>/dev/null)
 
-.PHONY: install manifest lint test demo bench clean
+.PHONY: install manifest lint test demo docs clean
 
 install: $(STAMP)
 
@@ -36,6 +36,11 @@ test: $(STAMP) $(MANIFEST) lint
 
 demo: $(STAMP) $(MANIFEST)
 	$(BIN)/billing demo
+
+# The dbt documentation site for finance, against the configured warehouse.
+docs: $(STAMP) $(MANIFEST)
+	$(BIN)/python -c "from orchestration.pipeline import run_dbt; run_dbt(['docs', 'generate'])"
+	@echo "open dbt_project/target/index.html, or: cd dbt_project && ../$(BIN)/dbt docs serve --profiles-dir ."
 
 clean:
 	-$(BIN)/billing db down
