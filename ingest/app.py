@@ -64,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_middleware(quotas.QuotaFastPath)
     app.include_router(events.router)
     app.include_router(quotas.router)
     app.include_router(subscriptions.router)

@@ -27,7 +27,10 @@ def validation_details(exc: ValidationError) -> list[dict[str, Any]]:
 
 
 async def read_model(request: Request, model: type[Model]) -> Model:
-    body = await request.body()
+    return parse_model(await request.body(), model)
+
+
+def parse_model(body: bytes, model: type[Model]) -> Model:
     if len(body) > MAX_SMALL_BODY:
         raise ApiError(413, "payload_too_large", f"at most {MAX_SMALL_BODY} bytes")
     try:

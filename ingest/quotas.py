@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from fastapi.concurrency import run_in_threadpool
+from psycopg.errors import UniqueViolation
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from ingest.usage import daily_usage
@@ -105,10 +106,13 @@ async def check_quota(
         )
     for _ in range(3):
         async with pool.connection() as conn:
-            cursor = await conn.execute(
-                "select * from app.quota_check(%s, %s, %s, %s, %s)",
-                (tenant, metric, amount, key, now),
-            )
+            try:
+                cursor = await conn.execute(
+                    "select * from app.quota_check(%s, %s, %s, %s, %s)",
+                    (tenant, metric, amount, key, now),
+                )
+            except UniqueViolation:  # the key was just recorded for another metric: replay it
+                continue
             result = await cursor.fetchone()
         assert result is not None
         status, allowed, used, limit, policy, period_start, period_end = result

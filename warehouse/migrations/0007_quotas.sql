@@ -67,41 +67,42 @@ declare
     v_used    numeric;
     v_allowed boolean;
 begin
-    v_plan := app.plan_at(p_tenant, p_now);
+    -- the plan in effect now and its quota for the metric (null: no quota)
+    select plan_now.plan_key, c.quota_limit, c.quota_policy
+    into v_plan, v_limit, v_policy
+    from (select app.plan_at(p_tenant, p_now) as plan_key) as plan_now
+    left join lateral (
+        select v.version from app.plan_versions v
+        where v.plan_key = plan_now.plan_key and v.effective_from <= p_now
+        order by v.effective_from desc limit 1
+    ) as version on true
+    left join app.plan_charges c
+        on c.plan_key = plan_now.plan_key and c.version = version.version
+        and c.metric = p_metric;
     if v_plan is null then
         return query select 'no_subscription', false, null::numeric, null::numeric,
                             null::text, v_start, v_end;
         return;
     end if;
-    select c.quota_limit, c.quota_policy into v_limit, v_policy
-    from app.plan_charges c
-    where c.plan_key = v_plan and c.metric = p_metric
-      and c.version = (select v.version from app.plan_versions v
-                       where v.plan_key = v_plan and v.effective_from <= p_now
-                       order by v.effective_from desc limit 1);
-    -- a month's first check creates nothing here: the caller seeds the counter first
-    perform 1 from app.quota_counters q
-    where q.tenant_id = p_tenant and q.metric = p_metric and q.period_start = v_start;
+    -- the counter, locked: checks of one tenant and metric take turns from here
+    select q.used into v_used from app.quota_counters q
+    where q.tenant_id = p_tenant and q.metric = p_metric and q.period_start = v_start
+    for update;
     if not found then
+        -- a month's first check writes nothing: the caller seeds the counter, calls again
         return query select 'needs_seed', null::boolean, null::numeric, v_limit, v_policy,
                             v_start, v_end;
         return;
     end if;
     if p_key is not null then
-        insert into app.quota_checks (tenant_id, idempotency_key, metric, amount, period_start)
-        values (p_tenant, p_key, p_metric, p_amount, v_start)
-        on conflict do nothing;
-        if not found then
-            return query select 'replayed', c.allowed, c.used, v_limit, coalesce(v_policy, 'none'),
-                                c.period_start, c.period_start + interval '1 month'
-                         from app.quota_checks c
-                         where c.tenant_id = p_tenant and c.idempotency_key = p_key;
+        return query select 'replayed', c.allowed, c.used, v_limit, coalesce(v_policy, 'none'),
+                            c.period_start, c.period_start + interval '1 month'
+                     from app.quota_checks c
+                     where c.tenant_id = p_tenant and c.idempotency_key = p_key;
+        if found then
             return;
         end if;
     end if;
-    select q.used into v_used from app.quota_counters q
-    where q.tenant_id = p_tenant and q.metric = p_metric and q.period_start = v_start
-    for update;
     v_allowed := v_limit is null or v_policy = 'soft' or v_used + p_amount <= v_limit;
     if v_allowed then
         update app.quota_counters q set used = q.used + p_amount
@@ -109,8 +110,11 @@ begin
         returning q.used into v_used;
     end if;
     if p_key is not null then
-        update app.quota_checks c set allowed = v_allowed, used = v_used
-        where c.tenant_id = p_tenant and c.idempotency_key = p_key;
+        -- the same key for another metric, at the same moment, is the one race the counter
+        -- lock does not cover: the primary key refuses the second, which then fails
+        insert into app.quota_checks
+            (tenant_id, idempotency_key, metric, amount, period_start, allowed, used)
+        values (p_tenant, p_key, p_metric, p_amount, v_start, v_allowed, v_used);
     end if;
     return query select 'ok', v_allowed, v_used, v_limit, coalesce(v_policy, 'none'),
                         v_start, v_end;
