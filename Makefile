@@ -8,7 +8,14 @@ MANIFEST := dbt_project/target/manifest.json
 DBT_SOURCES := dbt_project/dbt_project.yml dbt_project/profiles.yml \
 	$(shell find dbt_project/models dbt_project/macros dbt_project/tests -type f 2>/dev/null)
 
-.PHONY: install manifest lint test demo docs clean
+PEER := .billing/peer/.installed
+# svc-infra, the peer of bench/peer_bench.py, without its dependencies (they would pull a
+# web stack we do not need) plus the few its billing module imports, apart from our venv.
+PEER_PACKAGES := svc-infra==1.22.2 greenlet pyjwt cashews redis itsdangerous fastapi-users \
+	email-validator dnspython makefun pwdlib argon2-cffi argon2-cffi-bindings cffi pycparser \
+	bcrypt aiofiles
+
+.PHONY: install manifest lint test demo docs bench clean
 
 install: $(STAMP)
 
@@ -31,8 +38,16 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: $(STAMP) $(MANIFEST) lint
+$(PEER): $(STAMP)
+	$(BIN)/python -m pip install --quiet --no-deps --target .billing/peer $(PEER_PACKAGES)
+	touch $@
+
+test: $(STAMP) $(MANIFEST) $(PEER) lint
 	$(BIN)/pytest
+
+# Every benchmark, figures against their baselines, into bench/RESULTS.md (not part of test).
+bench: $(STAMP) $(MANIFEST) $(PEER)
+	$(BIN)/python -m bench.run_all
 
 demo: $(STAMP) $(MANIFEST)
 	$(BIN)/billing demo

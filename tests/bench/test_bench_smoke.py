@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from bench.ingest_bench import run
@@ -22,3 +24,25 @@ def test_quota_benchmark_smoke() -> None:
     result = run_quota(seconds=0.5, connections=2, workers=1, tenants=3, port=free_port(), rate=50)
     assert result.quota.requests > 0 and result.quota.errors == 0
     assert result.healthz.requests > 0 and result.quota_at_rate.requests > 0
+
+
+def test_make_bench_smoke_writes_results_with_the_peer(tmp_path: Path) -> None:
+    """`make bench` end to end at a tiny size, the svc-infra peer included."""
+    from bench.run_all import run as run_all
+
+    out = tmp_path / "RESULTS.md"
+    text = run_all(
+        sizes=(20_000,),
+        tenant_counts=(50,),
+        tenant_size=20_000,
+        ingest_events=2_000,
+        quota_seconds=0.5,
+        peer_events=600,
+        peer_tenants=5,
+        out=out,
+    )
+    assert out.read_text() == text
+    for heading in ("Ingest through HTTP", "Quota checks", "Month close", "svc-infra"):
+        assert heading in text
+    assert "0 disagree" in text  # the peer's daily totals equal ours
+    assert (tmp_path / "scale.png").stat().st_size > 1_000

@@ -1,0 +1,212 @@
+"""`make bench`: every benchmark, each figure next to its baseline from the same run, into
+``bench/RESULTS.md`` (with a chart of how the month close grows, ``bench/scale.png``).
+
+    python -m bench.run_all                        # the full set (about half an hour)
+    python -m bench.run_all --sizes 1000000 --peer-events 20000 --out /tmp/RESULTS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import ingest_bench, month_close_bench, peer_bench, quota_bench
+from bench.common import REPO
+
+DEFAULT_SIZES = (1_000_000, 10_000_000, 30_000_000)
+DEFAULT_TENANT_COUNTS = (100, 1_000, 10_000)
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += [
+        "| " + " | ".join(f"{v:,}" if isinstance(v, int) else str(v) for v in row) + " |"
+        for row in rows
+    ]
+    return "\n".join(lines)
+
+
+def _plot(closes: list[month_close_bench.MonthCloseResult], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by_events = sorted(
+        (r for r in closes if r.tenants == max(c.tenants for c in closes)), key=lambda r: r.events
+    )
+    figure, axes = plt.subplots(figsize=(7, 4), dpi=100)
+    xs = [r.events / 1e6 for r in by_events]
+    axes.plot(xs, [r.full_build_seconds for r in by_events], marker="o", label="full build (ours)")
+    axes.plot(xs, [r.floor_seconds for r in by_events], marker="o", label="floor: dedup + GROUP BY")
+    axes.set_xlabel("events (millions)")
+    axes.set_ylabel("seconds")
+    axes.set_title("Month close, raw events to invoices")
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def _say(message: str) -> None:
+    print(f"[{datetime.now(UTC):%H:%M:%S}] {message}", file=sys.stderr, flush=True)
+
+
+def run(
+    sizes: tuple[int, ...],
+    tenant_counts: tuple[int, ...],
+    tenant_size: int,
+    ingest_events: int,
+    quota_seconds: float,
+    peer_events: int,
+    peer_tenants: int,
+    out: Path,
+) -> str:
+    started = time.perf_counter()
+    _say(f"ingest: {ingest_events:,} events")
+    ingest = ingest_bench.run(
+        ingest_events, 10_000 if ingest_events >= 100_000 else 1_000, 2, 4, 18_180
+    )
+    _say(f"quota checks: {quota_seconds:g} s a run")
+    quota = quota_bench.run(quota_seconds, 16, 2, 100, 18_181, 2_000)
+    _say(f"side by side with svc-infra: {peer_events:,} events")
+    peer = peer_bench.run(peer_events, peer_tenants, 18_182)
+    closes = []
+    with tempfile.TemporaryDirectory() as work:
+        for size in sizes:
+            _say(f"month close: {size:,} events, {max(tenant_counts):,} tenants")
+            closes.append(month_close_bench.run(size, max(tenant_counts), Path(work)))
+        for tenants in tenant_counts:
+            if tenants != max(tenant_counts) or tenant_size not in sizes:
+                _say(f"month close: {tenant_size:,} events, {tenants:,} tenants")
+                closes.append(month_close_bench.run(tenant_size, tenants, Path(work)))
+    chart = out.with_name("scale.png")
+    _plot(closes, chart)
+    elapsed = time.perf_counter() - started
+
+    sections = [
+        "# Benchmark results",
+        "",
+        f"Written by `make bench` ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
+        f"{elapsed / 60:.0f} min) on "
+        f"{platform.node()}: {platform.processor() or platform.machine()}, Python "
+        f"{platform.python_version()}, the embedded PostgreSQL. Every figure has its baseline "
+        "from the same run beside it; machines are noisy, ratios less so. How each is "
+        "measured: `bench/README.md`.",
+        "",
+        "## Ingest through HTTP against a bare COPY",
+        "",
+        _table(
+            ["events", "HTTP events/s", "bare COPY events/s", "ratio"],
+            [[ingest.events, ingest.http_events_per_s, ingest.copy_events_per_s, ingest.ratio]],
+        ),
+        "",
+        "## Quota checks against GET /healthz",
+        "",
+        _table(
+            ["run", "per second", "p50 ms", "p99 ms"],
+            [
+                [
+                    "checks, back to back",
+                    round(quota.quota.per_second),
+                    round(quota.quota.p50_ms, 2),
+                    round(quota.quota.p99_ms, 2),
+                ],
+                [
+                    "healthz, back to back",
+                    round(quota.healthz.per_second),
+                    round(quota.healthz.p50_ms, 2),
+                    round(quota.healthz.p99_ms, 2),
+                ],
+                [
+                    f"checks offered at {quota.rate:,.0f}/s",
+                    round(quota.quota_at_rate.per_second),
+                    round(quota.quota_at_rate.p50_ms, 2),
+                    round(quota.quota_at_rate.p99_ms, 2),
+                ],
+            ],
+        ),
+        "",
+        f"Ratio of checks to healthz: {quota.ratio:.2f}.",
+        "",
+        "## Month close against the bare SQL floor, and one incremental day",
+        "",
+        _table(
+            ["events", "tenants", "floor s", "full build s", "ratio", "new day s", "day / full"],
+            [
+                [
+                    r.events,
+                    r.tenants,
+                    r.floor_seconds,
+                    r.full_build_seconds,
+                    r.ratio_to_floor,
+                    r.incremental_day_seconds,
+                    r.incremental_share_of_full,
+                ]
+                for r in sorted(closes, key=lambda r: (r.tenants, r.events))
+            ],
+        ),
+        "",
+        f"![month close by events]({chart.name})",
+        "",
+        "## Side by side with svc-infra's AsyncBillingService",
+        "",
+        _table(
+            ["", "ours", "svc-infra"],
+            [
+                ["events recorded per second", peer.ours_events_per_s, peer.peer_events_per_s],
+                [
+                    "the month (aggregate + invoice), s",
+                    peer.ours_month_seconds,
+                    peer.peer_month_seconds,
+                ],
+            ],
+        ),
+        "",
+        f"{peer.events:,} events ({peer.tenants} tenants, retries and late events included) on the "
+        f"same PostgreSQL. Ours: `POST /v1/events` then `billing run daily` and `monthly`; "
+        f"theirs: `record_usage`, `aggregate_daily`, `generate_monthly_invoice`. Daily totals "
+        f"compared: {peer.days_compared:,} tenant-metric-days, {peer.days_disagreeing} disagree "
+        f"(the peer refused {peer.peer_duplicates_skipped} retried keys by its unique constraint).",
+        "",
+    ]
+    text = "\n".join(sections)
+    out.write_text(text)
+    return text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(DEFAULT_SIZES))
+    parser.add_argument("--tenant-counts", type=int, nargs="+", default=list(DEFAULT_TENANT_COUNTS))
+    parser.add_argument(
+        "--tenant-size", type=int, default=1_000_000, help="Events of the tenant-scaling runs."
+    )
+    parser.add_argument("--ingest-events", type=int, default=500_000)
+    parser.add_argument("--quota-seconds", type=float, default=10.0)
+    parser.add_argument("--peer-events", type=int, default=50_000)
+    parser.add_argument("--peer-tenants", type=int, default=50)
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "RESULTS.md")
+    args = parser.parse_args()
+    print(
+        run(
+            tuple(args.sizes),
+            tuple(args.tenant_counts),
+            args.tenant_size,
+            args.ingest_events,
+            args.quota_seconds,
+            args.peer_events,
+            args.peer_tenants,
+            args.out,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
