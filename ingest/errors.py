@@ -34,8 +34,12 @@ def error_response(
     details: list[Any] | None = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
-    body = {"error": {"code": code, "message": message, "details": details or []}}
-    return JSONResponse(body, status_code=status, headers=headers)
+    return JSONResponse(error_body(code, message, details), status_code=status, headers=headers)
+
+
+def error_body(code: str, message: str, details: list[Any] | None = None) -> dict[str, Any]:
+    """The one error shape, for responses built without FastAPI too."""
+    return {"error": {"code": code, "message": message, "details": details or []}}
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -70,9 +70,9 @@ class QuotaDecision:
         }
 
 
-def _seed(pool: ConnectionPool, tenant: str, metric: str, start: datetime) -> None:
-    """Create the month's counter from the warehouse's usage (once; a racing twin loses)."""
-    end = (start + timedelta(days=32)).replace(day=1)
+def _seed(pool: ConnectionPool, tenant: str, metric: str, start: datetime, end: datetime) -> None:
+    """Create the counter of [start, end) from the warehouse's usage (once; a racing twin
+    loses)."""
     with pool.connection() as conn:
         usage = daily_usage(conn, tenant, metric, start.date(), (end - timedelta(days=1)).date())
         used = sum((day.quantity for day in usage), Decimal(0))
@@ -117,7 +117,7 @@ async def check_quota(
         assert result is not None
         status, allowed, used, limit, policy, period_start, period_end = result
         if status == "needs_seed":
-            await run_in_threadpool(_seed, seed_pool, tenant, metric, period_start)
+            await run_in_threadpool(_seed, seed_pool, tenant, metric, period_start, period_end)
             continue
         if status == "no_subscription":
             raise QuotaRefused("tenant_id", f"tenant {tenant!r} has no active subscription")

@@ -19,6 +19,8 @@ import psycopg
 ARRIVALS = "intermediate.int_events_arrivals"
 # as dbt's `dedup_lookback_hours`: a batch committed late is stamped up to this much earlier
 LOOKBACK = "1 hour"
+# the longest range one read covers, in days (first and last included)
+MAX_DAYS = 366
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,13 @@ from __future__ import annotations
 import sys
 from datetime import date
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 from rich.console import Console
+
+if TYPE_CHECKING:  # the commands import what they need when they run
+    from orchestration.finance import Report
 
 # Piped output (CI logs, files) gets a wide console so invoice tables are not squeezed.
 console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
@@ -332,10 +335,9 @@ def report() -> None:
     """Usage and revenue reports as a table, CSV or JSON, with a chart."""
 
 
-def _emit(built: object, fmt: str, plot_file: Path | None) -> None:
-    from orchestration.finance import Report, plot
+def _emit(built: Report, fmt: str, plot_file: Path | None) -> None:
+    from orchestration.finance import plot
 
-    assert isinstance(built, Report)
     rendered = built.render(fmt)
     if isinstance(rendered, str):
         click.echo(rendered, nl=False)

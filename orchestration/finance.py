@@ -18,7 +18,7 @@ from typing import Any
 
 from rich.table import Table
 
-from ingest.usage import daily_usage
+from ingest.usage import MAX_DAYS, daily_usage
 from orchestration.reports import money
 from warehouse.currencies import MINOR_UNITS
 from warehouse.db import connect
@@ -89,8 +89,8 @@ def usage_report(tenant: str, first: date, last: date) -> Report:
     """Daily quantities of every metric the tenant used, live (as GET /v1/usage)."""
     if last < first:
         raise ReportError(f"--to {last} is before --from {first}")
-    if (last - first).days > 366:
-        raise ReportError("at most 366 days a report")
+    if (last - first).days >= MAX_DAYS:
+        raise ReportError(f"at most {MAX_DAYS} days a report")
     with connect() as conn:
         if not conn.execute("select 1 from app.tenants where tenant_id = %s", (tenant,)).fetchone():
             raise ReportError(f"--tenant: unknown tenant {tenant!r}")

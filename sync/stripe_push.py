@@ -133,7 +133,8 @@ def invoices_to_push(conn: psycopg.Connection, month: date | None = None) -> lis
                from app.finalized_invoice_lines
                where invoice_id = any(%(ids)s)
                order by invoice_id, line_id""",
-            {"ids": [invoice["invoice_id"] for invoice in invoices]},
+            # an invoice already in Stripe is skipped: its lines are not needed
+            {"ids": [i["invoice_id"] for i in invoices if i["pushed_as"] is None]},
         ):
             invoice_id = row.pop("invoice_id")
             lines.setdefault(invoice_id, []).append(LineToPush(**row))

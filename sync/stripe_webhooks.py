@@ -114,13 +114,13 @@ def apply_event(conn: psycopg.Connection, event: dict[str, Any]) -> WebhookOutco
 
 
 def _our_invoice(conn: psycopg.Connection, obj: dict[str, Any]) -> str | None:
-    metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
-    candidates = [metadata.get("billing_invoice_id")] if metadata else []
+    metadata = obj.get("metadata")
+    ours = metadata.get("billing_invoice_id") if isinstance(metadata, dict) else None
     row = conn.execute(
         """select invoice_id from app.finalized_invoices where invoice_id = %s
            union all
            select invoice_id from app.invoice_status_events where provider_invoice_id = %s
            limit 1""",
-        (next((c for c in candidates if isinstance(c, str)), None), str(obj.get("id") or "")),
+        (ours if isinstance(ours, str) else None, str(obj.get("id") or "")),
     ).fetchone()
     return str(row[0]) if row else None

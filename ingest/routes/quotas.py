@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ingest.bodies import MAX_SMALL_BODY, parse_model
 from ingest.deps import principal_for
-from ingest.errors import ApiError
+from ingest.errors import ApiError, error_body
 from ingest.quotas import QuotaRefused, check_quota
 from ingest.schemas import MAX_KEY_CHARS, TENANT_RE, parse_amount
 
@@ -125,9 +125,7 @@ class QuotaFastPath:
                 exc.status,
                 list((k.lower().encode(), v.encode()) for k, v in (exc.headers or {}).items()),
             )
-            body = json.dumps(
-                {"error": {"code": exc.code, "message": exc.message, "details": exc.details}}
-            ).encode()
+            body = json.dumps(error_body(exc.code, exc.message, exc.details)).encode()
         await send(
             {
                 "type": "http.response.start",

@@ -15,10 +15,9 @@ from fastapi.concurrency import run_in_threadpool
 from ingest.auth import Principal
 from ingest.deps import authenticate
 from ingest.errors import ApiError
-from ingest.usage import daily_usage
+from ingest.usage import MAX_DAYS, daily_usage
 
 router = APIRouter(tags=["reads"])
-MAX_DAYS = 366
 
 
 def _tenant(principal: Principal, tenant_id: str | None, required: bool) -> str | None:
@@ -133,7 +132,7 @@ def invoices_with_lines(conn: Any, tenant: str | None, month: date | None) -> li
     cur = conn.execute(
         f"""select invoice_id, line_id, line_type, metric, plan, quantity, billable_quantity,
                    amount_minor, description, service_start, service_end
-            from marts.fct_invoice_lines where {where.replace("period_start", "period_start")}
+            from marts.fct_invoice_lines where {where}
             order by invoice_id, line_type, line_id""",
         params,
     )
