@@ -16,11 +16,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import ingest_bench, month_close_bench, peer_bench, quota_bench
+from bench import ingest_bench, month_close_bench, peer_bench, quota_bench, spark_bench
 from bench.common import REPO
 
 DEFAULT_SIZES = (1_000_000, 10_000_000, 30_000_000)
 DEFAULT_TENANT_COUNTS = (100, 1_000, 10_000)
+DEFAULT_SPARK_SIZES = (100_000, 1_000_000)
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> str:
@@ -67,6 +68,8 @@ def run(
     peer_events: int,
     peer_tenants: int,
     out: Path,
+    spark_sizes: tuple[int, ...] = DEFAULT_SPARK_SIZES,
+    spark_tenants: int = 1_000,
 ) -> str:
     started = time.perf_counter()
     _say(f"ingest: {ingest_events:,} events")
@@ -86,6 +89,10 @@ def run(
             if tenants != max(tenant_counts) or tenant_size not in sizes:
                 _say(f"month close: {tenant_size:,} events, {tenants:,} tenants")
                 closes.append(month_close_bench.run(tenant_size, tenants, Path(work)))
+        sparks = []
+        for size in spark_sizes:
+            _say(f"month close on Spark and PostgreSQL: {size:,} events, {spark_tenants:,} tenants")
+            sparks.append(spark_bench.run(size, spark_tenants, Path(work)))
     chart = out.with_name("scale.png")
     _plot(closes, chart)
     elapsed = time.perf_counter() - started
@@ -155,6 +162,39 @@ def run(
         "",
         f"![month close by events]({chart.name})",
         "",
+        "## The month close on Spark and on PostgreSQL",
+        "",
+        _table(
+            [
+                "events",
+                "tenants",
+                "PostgreSQL s",
+                "Spark s",
+                "Spark / PostgreSQL",
+                "copy into Spark s",
+                "invoices",
+                "same totals",
+            ],
+            [
+                [
+                    r.events,
+                    r.tenants,
+                    r.postgres_seconds,
+                    r.spark_seconds,
+                    r.ratio,
+                    r.spark_copy_seconds,
+                    r.invoices,
+                    "yes" if r.invoices_equal else "NO",
+                ]
+                for r in sparks
+            ],
+        ),
+        "",
+        "The same dbt models (`billing run daily` over the month, then `monthly`), with "
+        "BILLING_DBT_TARGET=spark: a local Spark (2 cores, Parquet) against the embedded "
+        "PostgreSQL. The copy of the sources into Spark is apart: on a cluster events land "
+        "there. " + spark_bench.growth(sparks),
+        "",
         "## Side by side with svc-infra's AsyncBillingService",
         "",
         _table(
@@ -192,6 +232,8 @@ def main() -> None:
     parser.add_argument("--quota-seconds", type=float, default=10.0)
     parser.add_argument("--peer-events", type=int, default=50_000)
     parser.add_argument("--peer-tenants", type=int, default=50)
+    parser.add_argument("--spark-sizes", type=int, nargs="*", default=list(DEFAULT_SPARK_SIZES))
+    parser.add_argument("--spark-tenants", type=int, default=1_000)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "RESULTS.md")
     args = parser.parse_args()
     print(
@@ -204,6 +246,8 @@ def main() -> None:
             args.peer_events,
             args.peer_tenants,
             args.out,
+            tuple(args.spark_sizes),
+            args.spark_tenants,
         )
     )
 

@@ -42,7 +42,9 @@ from orchestration.pipeline import (
     finalize_month,
     finalized_refresh,
     plan_daily,
+    prepare_target,
     record_run,
+    require_postgres_to_finalize,
 )
 from sync.stripe_push import PushReport, PushResult, push_invoices
 from warehouse.db import connect
@@ -57,8 +59,10 @@ monthly_partitions = MonthlyPartitionsDefinition(start_date=PARTITIONS_START, ti
 def _dbt_build(
     context: AssetExecutionContext, dbt: DbtCliResource, dbt_vars: dict[str, Any] | None
 ) -> Iterator[Any]:
-    # The warehouse connection is resolved here, at run time, never at import.
+    # The warehouse connection is resolved here, at run time, never at import; on the
+    # `spark` target (BILLING_DBT_TARGET) the sources are copied there first.
     os.environ.update(dbt_process_env())
+    prepare_target()
     args = ["build"]
     if dbt_vars:
         args += ["--vars", json.dumps(dbt_vars, sort_keys=True)]
@@ -98,6 +102,7 @@ def monthly_invoice_models(context: AssetExecutionContext, dbt: DbtCliResource) 
     record_run("monthly", month_window(window.start.date()), started_at)
     if context.run.tags.get(FINALIZE_TAG) == "true":
         # the monthly schedule closes the month: freeze its invoices, as --finalize does
+        require_postgres_to_finalize()
         frozen = finalize_month(window.start.date())
         context.log.info(f"finalized {frozen} invoices of {window.start:%Y-%m}")
         os.environ.update(dbt_process_env())

@@ -101,14 +101,18 @@ class DailyPlan:
 
 def plan_daily(window: Window, settings: Settings | None = None) -> DailyPlan:
     """The days to build: the window, and every earlier day already built that has events
-    the deduplication has not seen yet (late events), so they are never left out."""
+    the deduplication has not seen yet (late events), so they are never left out.
+
+    On the `spark` target the arrivals live in Spark, so late days are not looked for:
+    rebuild them with a window that covers them (README.md, Spark)."""
+    settings = settings or get_settings()
     with connect(settings) as conn:
         started_at = conn.execute("select now()").fetchone()[0]  # type: ignore[index]
         built = conn.execute(
             "select to_regclass('intermediate.int_events_arrivals') is not null"
         ).fetchone()
         late = []
-        if built and built[0]:
+        if built and built[0] and settings.dbt_target == "postgres":
             late = conn.execute(
                 """select distinct cast(e.event_ts as date)
                    from raw.events e
@@ -151,6 +155,11 @@ def record_run(
 
 
 def _daily_marts_built(settings: Settings | None = None) -> bool:
+    settings = settings or get_settings()
+    if settings.dbt_target == "spark":
+        from warehouse.spark import tables_exist
+
+        return tables_exist(settings, "marts.fct_usage_daily", "marts.fct_unbilled_usage")
     with connect(settings) as conn:
         row = conn.execute(
             """select to_regclass('marts.fct_usage_daily') is not null
@@ -211,9 +220,31 @@ def run_dbt(args: Sequence[str], settings: Settings | None = None, *, quiet: boo
         raise PipelineError(f"dbt {' '.join(args[:1])} failed (exit {result.returncode})\n{detail}")
 
 
+def prepare_target(settings: Settings | None = None) -> None:
+    """Before a run on Spark: copy the sources there from PostgreSQL, where they land (unless
+    BILLING_SPARK_COPY_SOURCES=false says they are Spark tables already)."""
+    settings = settings or get_settings()
+    if settings.dbt_target == "spark" and settings.spark_copy_sources:
+        from warehouse.spark import SparkLoadError, copy_sources
+
+        try:
+            copy_sources(settings)
+        except SparkLoadError as exc:
+            raise PipelineError(str(exc)) from exc
+
+
+def require_postgres_to_finalize(settings: Settings | None = None) -> None:
+    if (settings or get_settings()).dbt_target != "postgres":
+        raise PipelineError(
+            "finalize on the postgres target: the frozen invoices are the PostgreSQL "
+            "warehouse's, and a Spark build reads them from there"
+        )
+
+
 def run_daily(first_day: date, last_day: date, *, quiet: bool = False) -> DailyPlan:
     """Build daily usage for first_day..last_day and for the days late events arrived for."""
     plan = plan_daily(days_window(first_day, last_day))
+    prepare_target()
     run_dbt(plan.invocation().args(), quiet=quiet)
     record_run("daily", plan.window, plan.started_at, plan.extra_days)
     return plan
@@ -221,9 +252,12 @@ def run_daily(first_day: date, last_day: date, *, quiet: bool = False) -> DailyP
 
 def run_monthly(month: date, *, finalize: bool = False, quiet: bool = False) -> DbtInvocation:
     """Compute the month's invoices; with ``finalize``, freeze its drafts afterwards."""
+    if finalize:
+        require_postgres_to_finalize()
     window = month_window(month)
     invocation = monthly_invocation(window)
     started_at = datetime.now(UTC)
+    prepare_target()
     run_dbt(invocation.args(), quiet=quiet)
     record_run("monthly", window, started_at)
     if finalize:

@@ -41,7 +41,7 @@ def dbt_env(settings: Settings | None = None) -> dict[str, str]:
     settings = settings or get_settings()
     params = conninfo_to_dict(database_url(settings))
     host = str(params.get("host") or "localhost")
-    return {
+    found = {
         "BILLING_DBT_HOST": host,
         "BILLING_DBT_PORT": str(params.get("port") or 5432),
         "BILLING_DBT_USER": str(params.get("user") or "postgres"),
@@ -49,3 +49,8 @@ def dbt_env(settings: Settings | None = None) -> dict[str, str]:
         "BILLING_DBT_DBNAME": str(params.get("dbname") or "postgres"),
         "BILLING_DBT_TARGET": settings.dbt_target,
     }
+    if settings.dbt_target == "spark":
+        from warehouse.spark import spark_env
+
+        found.update(spark_env(settings))
+    return found

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -26,7 +27,17 @@ class Settings(BaseSettings):
     stripe_webhook_secret: SecretStr | None = None
     stripe_max_network_retries: int = Field(default=2, ge=0, le=10)
     stripe_timeout_seconds: float = Field(default=30.0, gt=0)
-    dbt_target: str = "postgres"
+    dbt_target: Literal["postgres", "spark"] = Field(
+        default="postgres", description="Where dbt builds the models (profiles.yml's outputs)."
+    )
+    spark_master: str = Field(default="local[2]", description="The `spark` target's master.")
+    spark_driver_memory: str = "4g"
+    spark_shuffle_partitions: int = Field(default=8, ge=1)
+    spark_copy_sources: bool = Field(
+        default=True,
+        description="Copy the PostgreSQL sources into Spark before each run (false: the "
+        "sources are Spark tables already, e.g. events landing as Parquet files).",
+    )
 
     @property
     def home_dir(self) -> Path:
@@ -35,6 +46,11 @@ class Settings(BaseSettings):
     @property
     def pgdata(self) -> Path:
         return self.home_dir / "pgdata"
+
+    @property
+    def spark_dir(self) -> Path:
+        """The local Spark warehouse and metastore of the `spark` target."""
+        return self.home_dir / "spark"
 
     @property
     def embedded(self) -> bool:

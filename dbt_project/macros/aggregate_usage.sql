@@ -8,7 +8,7 @@
         {{ k }},
         case max(aggregation)
             when 'sum' then sum(amount)
-            when 'count' then cast(count(*) as numeric)
+            when 'count' then cast(count(*) as {{ decimal_type() }})
             when 'max' then max(amount)
         end as quantity,
         count(*) as event_count
@@ -18,7 +18,7 @@
 
     union all
 
-    select {{ k }}, cast(count(distinct property_value) as numeric) as quantity,
+    select {{ k }}, cast(count(distinct property_value) as {{ decimal_type() }}) as quantity,
            count(*) as event_count
     from {{ events }}
     where aggregation = 'unique_count'

@@ -1,10 +1,90 @@
-{#- Engine-specific SQL behind adapter.dispatch, so models stay the same on every engine. -#}
+{#- Engine-specific SQL behind adapter.dispatch, so models stay the same on every engine:
+    PostgreSQL (the default) and Spark (dbt-spark). DECISIONLOG.md, "Spark", says why each
+    differs. -#}
 
+{#- Exact decimals: PostgreSQL's unbounded numeric; on Spark a fixed precision and scale
+    (a bare `decimal` there is decimal(10, 0) and would drop every fraction). -#}
+{% macro decimal_type() -%}
+    {{ return(adapter.dispatch('decimal_type', 'billing')()) }}
+{%- endmacro %}
+{% macro default__decimal_type() -%}numeric{%- endmacro %}
+{% macro spark__decimal_type() -%}decimal(38, 20){%- endmacro %}
+
+{#- An instant: timestamptz on PostgreSQL, Spark's timestamp (an instant, shown in the
+    session's UTC). -#}
+{% macro timestamp_type() -%}
+    {{ return(adapter.dispatch('timestamp_type', 'billing')()) }}
+{%- endmacro %}
+{% macro default__timestamp_type() -%}timestamptz{%- endmacro %}
+{% macro spark__timestamp_type() -%}timestamp{%- endmacro %}
+
+{#- A literal instant from a 'YYYY-MM-DD[ HH:MI:SS]' string (UTC). -#}
+{% macro ts_literal(text) -%}
+    cast('{{ text }}' as {{ timestamp_type() }})
+{%- endmacro %}
+
+{#- An instant as text, in PostgreSQL's form for a UTC session ('2026-10-01 00:00:00+00',
+    microseconds only when there are some): the text deterministic ids hash. -#}
+{% macro ts_text(ts) -%}
+    {{ return(adapter.dispatch('ts_text', 'billing')(ts)) }}
+{%- endmacro %}
+{% macro default__ts_text(ts) -%}
+    cast({{ ts }} as {{ dbt.type_string() }})
+{%- endmacro %}
+{% macro spark__ts_text(ts) -%}
+    concat(
+        date_format({{ ts }}, 'yyyy-MM-dd HH:mm:ss'),
+        case when unix_micros({{ ts }}) % 1000000 <> 0
+             then concat('.', rtrim('0', lpad(cast(unix_micros({{ ts }}) % 1000000 as string), 6, '0')))
+             else '' end,
+        '+00')
+{%- endmacro %}
+
+{#- The open end of an interval that has not ended: PostgreSQL's infinity; Spark has none,
+    so a date far past any billing period. -#}
+{% macro ts_infinity() -%}
+    {{ return(adapter.dispatch('ts_infinity', 'billing')()) }}
+{%- endmacro %}
+{% macro default__ts_infinity() -%}cast('infinity' as timestamptz){%- endmacro %}
+{% macro spark__ts_infinity() -%}cast('9000-01-01 00:00:00' as timestamp){%- endmacro %}
+
+{#- The text of a top-level key of a JSON object; `key` is an SQL expression. -#}
 {% macro json_text(column, key) -%}
     {{ return(adapter.dispatch('json_text', 'billing')(column, key)) }}
 {%- endmacro %}
 {% macro default__json_text(column, key) -%}
     ({{ column }} ->> {{ key }})
+{%- endmacro %}
+{% macro spark__json_text(column, key) -%}
+    get_json_object({{ column }}, concat('$.', {{ key }}))
+{%- endmacro %}
+
+{#- The text at a fixed path of nested JSON objects: path is a list of key names. -#}
+{% macro json_path_text(column, path) -%}
+    {{ return(adapter.dispatch('json_path_text', 'billing')(column, path)) }}
+{%- endmacro %}
+{% macro default__json_path_text(column, path) -%}
+    ({{ column }} #>> '{{ "{" ~ path | join(",") ~ "}" }}')
+{%- endmacro %}
+{% macro spark__json_path_text(column, path) -%}
+    get_json_object({{ column }}, '$.{{ path | join(".") }}')
+{%- endmacro %}
+
+{#- Join the one row of `relation` matching `condition` (at most one matches): on PostgreSQL
+    a lateral lookup in an index, one probe per row (a hash of a big table would cost more
+    than the rows looking); on Spark a plain join, which it distributes. -#}
+{% macro join_one(kind, relation, alias, condition, columns='*') -%}
+    {{ return(adapter.dispatch('join_one', 'billing')(kind, relation, alias, condition, columns)) }}
+{%- endmacro %}
+{% macro default__join_one(kind, relation, alias, condition, columns) -%}
+    {{ kind }} join lateral (
+        select {{ columns }} from {{ relation }} as {{ alias }}
+        where {{ condition }}
+        limit 1
+    ) as {{ alias }} on true
+{%- endmacro %}
+{% macro spark__join_one(kind, relation, alias, condition, columns) -%}
+    {{ kind }} join {{ relation }} as {{ alias }} on {{ condition }}
 {%- endmacro %}
 
 {% macro epoch_seconds(ts) -%}
@@ -12,6 +92,9 @@
 {%- endmacro %}
 {% macro default__epoch_seconds(ts) -%}
     cast(extract(epoch from {{ ts }}) as numeric)
+{%- endmacro %}
+{% macro spark__epoch_seconds(ts) -%}
+    (cast(unix_micros({{ ts }}) as decimal(24, 0)) / 1000000)
 {%- endmacro %}
 
 {% macro month_spine(start_expr, end_expr) -%}
@@ -22,6 +105,12 @@
     from generate_series(
         date_trunc('month', {{ start_expr }}), {{ end_expr }}, interval '1 month') as g(m)
     where m < {{ end_expr }}
+{%- endmacro %}
+{% macro spark__month_spine(start_expr, end_expr) -%}
+    select explode(filter(
+        sequence(date_trunc('month', {{ start_expr }}), {{ end_expr }}, interval 1 month),
+        m -> m < {{ end_expr }}
+    )) as month_start
 {%- endmacro %}
 
 {#- Session settings for the big sorts and hashes of a model, scoped to its transaction. -#}

@@ -43,7 +43,7 @@ bridge as (
     from totals
 )
 
-select month, currency, cast(null as text) as tenant_id, 'bridge' as movement
+select month, currency, cast(null as {{ dbt.type_string() }}) as tenant_id, 'bridge' as movement
 from bridge
 where total_minor <> bridged_minor
 union all

@@ -27,7 +27,7 @@ def test_quota_benchmark_smoke() -> None:
 
 
 def test_make_bench_smoke_writes_results_with_the_peer(tmp_path: Path) -> None:
-    """`make bench` end to end at a tiny size, the svc-infra peer included."""
+    """`make bench` end to end at a tiny size, the svc-infra peer and Spark included."""
     from bench.run_all import run as run_all
 
     out = tmp_path / "RESULTS.md"
@@ -40,9 +40,13 @@ def test_make_bench_smoke_writes_results_with_the_peer(tmp_path: Path) -> None:
         peer_events=600,
         peer_tenants=5,
         out=out,
+        spark_sizes=(3_000,),
+        spark_tenants=20,
     )
     assert out.read_text() == text
-    for heading in ("Ingest through HTTP", "Quota checks", "Month close", "svc-infra"):
+    for heading in ("Ingest through HTTP", "Quota checks", "Month close", "on Spark", "svc-infra"):
         assert heading in text
+    spark_row = next(line for line in text.splitlines() if line.startswith("| 3,000 | 20 |"))
+    assert spark_row.endswith("| yes |")  # Spark's invoices have PostgreSQL's totals
     assert "0 disagree" in text  # the peer's daily totals equal ours
     assert (tmp_path / "scale.png").stat().st_size > 1_000

@@ -7,7 +7,7 @@
     config(
         materialized='incremental',
         incremental_strategy='append',
-        post_hook=[
+        post_hook=postgres_only([
             "create unique index if not exists int_events_arrivals_seq
                  on {{ this }} (event_seq)",
             "create unique index if not exists int_events_arrivals_first_key
@@ -16,7 +16,7 @@
                  on {{ this }} (tenant_id, idempotency_key) where not is_first",
             "create index if not exists int_events_arrivals_ts
                  on {{ this }} using brin (event_ts)",
-        ],
+        ]),
     )
 }}
 
@@ -28,21 +28,18 @@ with events as (
     from {{ ref('stg_raw__events') }} as received
     where received.received_at >= coalesce(
             (select received_at from {{ this }} where event_seq = {{ newest_seq }}),
-            cast('-infinity' as timestamptz)
-          ) - interval '{{ var("dedup_lookback_hours") }} hours'
+            {{ ts_literal('1970-01-01') }}
+          ) - interval '{{ var("dedup_lookback_hours") }}' hour
 ),
 
 unstored as (
-    -- newer than anything stored, or else looked up one by one in the unique index (a
-    -- lateral lookup: a hash of every stored arrival would cost more than the day itself)
+    -- newer than anything stored, or else looked up one by one in the unique index
     select events.*
     from events
-    left join lateral (
-        select 1 as found from {{ this }} as stored
-        where stored.event_seq = events.event_seq
-        limit 1
-    ) as stored on events.event_seq <= {{ newest_seq }}
-    where stored.found is null
+    {{ join_one('left', this, 'stored',
+                'stored.event_seq = events.event_seq and events.event_seq <= ' ~ newest_seq,
+                'stored.event_seq') }}
+    where stored.event_seq is null
 ),
 {% else %}
 with unstored as (
@@ -64,13 +61,10 @@ kept_before as (
     -- a key first seen in an earlier run is never first again (lateral: index lookups)
     select ranked.event_seq
     from ranked
-    cross join lateral (
-        select 1 as found from {{ this }} as kept
-        where kept.is_first
-          and kept.tenant_id = ranked.tenant_id
-          and kept.idempotency_key = ranked.idempotency_key
-        limit 1
-    ) as kept
+    {{ join_one('inner', this, 'kept',
+                'kept.is_first and kept.tenant_id = ranked.tenant_id
+                 and kept.idempotency_key = ranked.idempotency_key',
+                'kept.event_seq') }}
     where ranked.arrival_rank = 1
 ),
 {% endif %}

@@ -4,7 +4,7 @@
     month, unless that invoice is finalized too (then a later run bills it). -#}
 with recomputed as (
     select * from {{ ref('int_invoice_lines_priced') }}
-    where period_start < cast('{{ var("min_month") }}' as timestamptz)
+    where period_start < {{ ts_literal(var('min_month')) }}
 ),
 
 frozen_lines as (
@@ -64,13 +64,13 @@ deltas as (
 target as (
     select
         deltas.*,
-        cast('{{ var("min_month") }}' as timestamptz) as period_start
+        {{ ts_literal(var('min_month')) }} as period_start
     from deltas
     where not exists (
         select 1 from finalized
         where finalized.tenant_id = deltas.tenant_id
           and finalized.currency = deltas.currency
-          and finalized.period_start = cast('{{ var("min_month") }}' as timestamptz)
+          and finalized.period_start = {{ ts_literal(var('min_month')) }}
     )
 ),
 

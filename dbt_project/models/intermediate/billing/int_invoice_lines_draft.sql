@@ -3,15 +3,14 @@
 {{
     config(
         materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='period_start',
+        **replace_by('period_start')
     )
 }}
 
 with priced as (
     select * from {{ ref('int_invoice_lines_priced') }}
-    where period_start >= cast('{{ var("min_month") }}' as timestamptz)
-      and period_start < cast('{{ var("max_month") }}' as timestamptz)
+    where period_start >= {{ ts_literal(var('min_month')) }}
+      and period_start < {{ ts_literal(var('max_month')) }}
 ),
 
 adjustments as (
@@ -22,7 +21,7 @@ final as (
     select
         invoice_id, line_id, tenant_id, currency, period_start, line_type, metric, plan_key,
         quantity, billable_quantity, amount_minor, description, service_start, service_end,
-        cast(null as timestamptz) as corrected_period_start
+        cast(null as {{ timestamp_type() }}) as corrected_period_start
     from priced
     union all
     select

@@ -16,9 +16,9 @@ subscription_events as (
 candidates as (
     select tenant_id, period_start, period_end, min(finalized_at) as finalized_at
     from finalized
-    where period_start < cast('{{ var("min_month") }}' as timestamptz)
+    where period_start < {{ ts_literal(var('min_month')) }}
       and period_start >= {{ dbt.dateadd('month', -var('adjustment_lookback_months'),
-                                         "cast('" ~ var('min_month') ~ "' as timestamptz)") }}
+                                         ts_literal(var('min_month'))) }}
     group by tenant_id, period_start, period_end
 ),
 

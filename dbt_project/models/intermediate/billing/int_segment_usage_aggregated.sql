@@ -17,8 +17,8 @@ events as (
     select * from {{ ref('int_events_deduplicated') }}
     -- the run's months and the finalized months it may re-rate; segments pick their own
     where event_ts >= {{ dbt.dateadd('month', -var('adjustment_lookback_months'),
-                                     "cast('" ~ var('min_month') ~ "' as timestamptz)") }}
-      and event_ts < cast('{{ var("max_month") }}' as timestamptz)
+                                     ts_literal(var('min_month'))) }}
+      and event_ts < {{ ts_literal(var('max_month')) }}
 ),
 
 segment_charges as (

@@ -34,7 +34,7 @@ final as (
         tenant_id,
         plan_key,
         effective_at as valid_from,
-        coalesce(next_effective_at, cast('infinity' as timestamptz)) as valid_to
+        coalesce(next_effective_at, {{ ts_infinity() }}) as valid_to
     from ordered
     where action in ('start', 'change_plan')
       and (next_effective_at is null or next_effective_at > effective_at)

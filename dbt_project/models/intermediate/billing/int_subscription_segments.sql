@@ -17,18 +17,22 @@ bounds as (
     select
         greatest(
             {{ dbt.dateadd('month', -var('adjustment_lookback_months'),
-                           "cast('" ~ var('min_month') ~ "' as timestamptz)") }},
+                           ts_literal(var('min_month'))) }},
             {{ dbt.date_trunc('month', 'min(valid_from)') }}
         ) as first_month,
         least(
-            cast('{{ var("max_month") }}' as timestamptz),
+            {{ ts_literal(var('max_month')) }},
             {{ dbt.dateadd('month', 1, dbt.date_trunc('month', dbt.current_timestamp())) }}
         ) as end_month
     from intervals
 ),
 
 months as (
-    {{ month_spine('(select first_month from bounds)', '(select end_month from bounds)') }}
+    select spine.month_start
+    from bounds
+    cross join lateral (
+        {{ month_spine('bounds.first_month', 'bounds.end_month') }}
+    ) as spine
 ),
 
 clipped as (
@@ -52,7 +56,7 @@ clipped as (
 final as (
     select
         {{ dbt.hash(dbt.concat(["clipped.subscription_id", "'|'",
-            "cast(clipped.segment_start as " ~ dbt.type_string() ~ ")"])) }} as segment_id,
+            ts_text('clipped.segment_start')])) }} as segment_id,
         clipped.subscription_id,
         clipped.tenant_id,
         clipped.plan_key,
@@ -67,7 +71,7 @@ final as (
         clipped.segment_end,
         clipped.subscription_interval_start,
         clipped.subscription_interval_end,
-        clipped.period_start < cast('{{ var("min_month") }}' as timestamptz) as is_rerate,
+        clipped.period_start < {{ ts_literal(var('min_month')) }} as is_rerate,
         {{ epoch_seconds('clipped.segment_end') }} - {{ epoch_seconds('clipped.segment_start') }}
             as active_seconds,
         {{ epoch_seconds('clipped.period_end') }} - {{ epoch_seconds('clipped.period_start') }}
@@ -79,7 +83,7 @@ final as (
        and plan_versions.effective_to > clipped.segment_start
     where clipped.segment_start < clipped.segment_end
       and (
-          clipped.period_start >= cast('{{ var("min_month") }}' as timestamptz)
+          clipped.period_start >= {{ ts_literal(var('min_month')) }}
           or exists (
               select 1 from rerate
               where rerate.tenant_id = clipped.tenant_id

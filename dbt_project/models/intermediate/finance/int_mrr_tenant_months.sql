@@ -38,7 +38,7 @@ recurring as (
         tenant_id,
         currency,
         month_start,
-        sum(cast(amount_minor as numeric) / months_covered) as recurring_exact
+        sum(cast(amount_minor as {{ decimal_type() }}) / months_covered) as recurring_exact
     from base_fee_months
     group by tenant_id, currency, month_start
 ),

@@ -21,13 +21,9 @@ final as (
         retries.received_at as conflicting_received_at
     from retries
     -- one index lookup per retry, rather than a hash of every kept event
-    cross join lateral (
-        select * from {{ ref('int_events_arrivals') }} as first_arrival
-        where first_arrival.is_first
-          and first_arrival.tenant_id = retries.tenant_id
-          and first_arrival.idempotency_key = retries.idempotency_key
-        limit 1
-    ) as kept
+    {{ join_one('inner', ref('int_events_arrivals'), 'kept',
+                'kept.is_first and kept.tenant_id = retries.tenant_id
+                 and kept.idempotency_key = retries.idempotency_key') }}
     where retries.metric <> kept.metric
        or retries.amount <> kept.amount
        or retries.event_ts <> kept.event_ts

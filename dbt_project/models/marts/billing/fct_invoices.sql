@@ -63,7 +63,7 @@ drafts as (
         {{ to_minor_units('draft_subtotals.subtotal_minor * tenants.tax_rate', 0) }}
             as tax_minor,
         cast(null as {{ dbt.type_string() }}) as provider_invoice_id,
-        cast(null as timestamptz) as finalized_at
+        cast(null as {{ timestamp_type() }}) as finalized_at
     from draft_subtotals
     inner join tenants on tenants.tenant_id = draft_subtotals.tenant_id
 ),

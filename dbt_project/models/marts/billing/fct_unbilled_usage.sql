@@ -3,9 +3,8 @@
 {{
     config(
         materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='usage_date',
         on_schema_change='fail',
+        **replace_by('usage_date')
     )
 }}
 
@@ -35,7 +34,7 @@ final as (
         metric,
         cast({{ dbt.date_trunc('day', 'event_ts') }} as date) as usage_date,
         cast(count(*) as bigint) as event_count,
-        cast(sum(amount) as numeric) as amount_sum
+        cast(sum(amount) as {{ decimal_type() }}) as amount_sum
     from uncovered
     group by tenant_id, metric, cast({{ dbt.date_trunc('day', 'event_ts') }} as date)
 )

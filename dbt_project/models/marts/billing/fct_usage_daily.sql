@@ -3,9 +3,8 @@
 {{
     config(
         materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='usage_date',
         on_schema_change='fail',
+        **replace_by('usage_date')
     )
 }}
 
@@ -42,7 +41,7 @@ final as (
         tenant_id,
         metric,
         usage_date,
-        cast(quantity as numeric) as quantity,
+        cast(quantity as {{ decimal_type() }}) as quantity,
         cast(event_count as bigint) as event_count
     from quantities
 )

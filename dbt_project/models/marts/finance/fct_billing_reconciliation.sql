@@ -91,8 +91,8 @@ payment_mismatches as (
         invoices.currency,
         cast(null as {{ dbt.type_string() }}) as metric,
         'payment' as problem,
-        cast(null as numeric) as metered_quantity,
-        cast(null as numeric) as invoiced_quantity,
+        cast(null as {{ decimal_type() }}) as metered_quantity,
+        cast(null as {{ decimal_type() }}) as invoiced_quantity,
         invoices.total_minor as invoiced_minor,
         paid_events.amount_paid_minor as paid_minor
     from {{ ref('fct_invoices') }} as invoices
@@ -114,8 +114,8 @@ select
     cast(currency as {{ dbt.type_string() }}) as currency,
     cast(metric as {{ dbt.type_string() }}) as metric,
     cast(problem as {{ dbt.type_string() }}) as problem,
-    cast(metered_quantity as numeric) as metered_quantity,
-    cast(invoiced_quantity as numeric) as invoiced_quantity,
+    cast(metered_quantity as {{ decimal_type() }}) as metered_quantity,
+    cast(invoiced_quantity as {{ decimal_type() }}) as invoiced_quantity,
     cast(invoiced_minor as bigint) as invoiced_minor,
     cast(paid_minor as bigint) as paid_minor
 from final

@@ -7,10 +7,10 @@ select
     version as plan_version,
     metric,
     model as pricing_model,
-    cast(unit_price as numeric) as unit_price,
-    cast(included as numeric) as included,
-    cast(package_size as numeric) as package_size,
-    cast(package_price as numeric) as package_price,
-    cast(quota_limit as numeric) as quota_limit,
+    cast(unit_price as {{ decimal_type() }}) as unit_price,
+    cast(included as {{ decimal_type() }}) as included,
+    cast(package_size as {{ decimal_type() }}) as package_size,
+    cast(package_price as {{ decimal_type() }}) as package_price,
+    cast(quota_limit as {{ decimal_type() }}) as quota_limit,
     quota_policy
 from source

@@ -7,12 +7,12 @@ select
     version as plan_version,
     metric,
     tier_index,
-    cast(up_to as numeric) as up_to,
+    cast(up_to as {{ decimal_type() }}) as up_to,
     coalesce(
-        lag(cast(up_to as numeric)) over (
+        lag(cast(up_to as {{ decimal_type() }})) over (
             partition by plan_key, version, metric order by tier_index),
         0
     ) as lower_bound,
-    cast(unit_price as numeric) as unit_price,
-    cast(flat_fee as numeric) as flat_fee
+    cast(unit_price as {{ decimal_type() }}) as unit_price,
+    cast(flat_fee as {{ decimal_type() }}) as flat_fee
 from source

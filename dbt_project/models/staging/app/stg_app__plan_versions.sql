@@ -8,10 +8,10 @@ select
     name as plan_name,
     billing_interval,
     currency,
-    cast(base_price as numeric) as base_price,
+    cast(base_price as {{ decimal_type() }}) as base_price,
     effective_from,
     coalesce(
         lead(effective_from) over (partition by plan_key order by version),
-        cast('infinity' as timestamptz)
+        {{ ts_infinity() }}
     ) as effective_to
 from source

@@ -8,6 +8,6 @@ select
     event_type,
     created_at,
     invoice_id,
-    cast({{ json_text("payload -> 'data' -> 'object'", "'amount_paid'") }} as bigint)
+    cast({{ json_path_text('payload', ['data', 'object', 'amount_paid']) }} as bigint)
         as amount_paid_minor
 from source

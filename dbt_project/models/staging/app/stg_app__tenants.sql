@@ -6,6 +6,6 @@ select
     tenant_id,
     name as tenant_name,
     currency,
-    cast(tax_rate as numeric) as tax_rate,
+    cast(tax_rate as {{ decimal_type() }}) as tax_rate,
     stripe_customer_id
 from source

@@ -7,7 +7,7 @@ final as (
         event_seq,
         tenant_id,
         metric,
-        cast(amount as numeric) as amount,
+        cast(amount as {{ decimal_type() }}) as amount,
         event_ts,
         idempotency_key,
         metadata,

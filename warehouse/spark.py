@@ -1,0 +1,250 @@
+"""The `spark` dbt target: a Spark session's settings, and the dbt sources copied into it.
+
+The billing models run unchanged on Spark (dbt-spark, `method: session`, a local Spark from
+the pyspark wheel). Events land in PostgreSQL here; `load_sources` copies every table the dbt
+project declares as a source into Spark as a Parquet table of the same schema and name:
+PostgreSQL `numeric` becomes `decimal(38, 20)`, `timestamptz` a UTC `timestamp`, `jsonb` its
+text, and the infinite timestamps 9000-01-01 and 0001-01-01 (Spark has no infinities).
+Amounts and prices have far fewer decimals (ingest allows 12); only the fractions of a month
+that finalized prorated lines show as quantities have more, and those are rounded half up to
+20 decimals (their amounts are integers in minor units).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from warehouse.db import connect
+from warehouse.settings import Settings, get_settings
+
+SOURCES_FILE = (
+    Path(__file__).resolve().parent.parent
+    / "dbt_project"
+    / "models"
+    / "staging"
+    / "raw"
+    / "_raw__sources.yml"
+)
+LOG_CONFIG = Path(__file__).resolve().parent / "spark_log4j2.properties"
+DECIMAL_SCALE = 20
+INFINITY = "9000-01-01 00:00:00"  # spark__ts_infinity in dbt_project/macros/portable.sql
+MINUS_INFINITY = "0001-01-01 00:00:00"
+DECIMAL_TYPE = f"decimal(38, {DECIMAL_SCALE})"
+SPARK_TYPES = {
+    "text": "string",
+    "jsonb": "string",
+    "numeric": DECIMAL_TYPE,
+    "bigint": "bigint",
+    "integer": "int",
+    "boolean": "boolean",
+    "date": "date",
+    "timestamp with time zone": "timestamp",
+}
+
+
+class SparkLoadError(RuntimeError):
+    """A source table cannot be copied into Spark exactly; the message names it."""
+
+
+def spark_conf(settings: Settings | None = None) -> dict[str, str]:
+    """The Spark session settings of the `spark` target (profiles.yml reads the same values
+    from the BILLING_SPARK_* variables that `warehouse.db.dbt_env` sets)."""
+    settings = settings or get_settings()
+    home = settings.spark_dir
+    return {
+        "spark.master": settings.spark_master,
+        "spark.sql.warehouse.dir": str(home / "warehouse"),
+        "spark.hadoop.javax.jdo.option.ConnectionURL": (
+            f"jdbc:derby:;databaseName={home / 'metastore_db'};create=true"
+        ),
+        "spark.driver.memory": settings.spark_driver_memory,
+        "spark.driver.extraJavaOptions": (
+            f"-Dderby.system.home={home} -Dlog4j2.configurationFile=file:{LOG_CONFIG}"
+        ),
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.shuffle.partitions": str(settings.spark_shuffle_partitions),
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+    }
+
+
+def spark_env(settings: Settings | None = None) -> dict[str, str]:
+    """The environment profiles.yml's `spark` output reads."""
+    conf = spark_conf(settings)
+    return {
+        "BILLING_SPARK_MASTER": conf["spark.master"],
+        "BILLING_SPARK_WAREHOUSE": conf["spark.sql.warehouse.dir"],
+        "BILLING_SPARK_METASTORE": conf["spark.hadoop.javax.jdo.option.ConnectionURL"],
+        "BILLING_SPARK_DRIVER_MEMORY": conf["spark.driver.memory"],
+        "BILLING_SPARK_JAVA_OPTIONS": conf["spark.driver.extraJavaOptions"],
+        "BILLING_SPARK_SHUFFLE_PARTITIONS": conf["spark.sql.shuffle.partitions"],
+    }
+
+
+@contextmanager
+def spark_session(settings: Settings | None = None) -> Iterator[Any]:
+    """A Spark session with the target's settings, stopped afterwards (the local metastore
+    admits one session at a time: dbt's own cannot start while this one runs)."""
+    from pyspark.sql import SparkSession
+
+    settings = settings or get_settings()
+    settings.spark_dir.mkdir(parents=True, exist_ok=True)
+    builder = SparkSession.builder.appName("billing-load").enableHiveSupport()
+    for key, value in spark_conf(settings).items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    try:
+        yield session
+    finally:
+        session.stop()
+
+
+def tables_exist(settings: Settings, *names: str) -> bool:
+    """Whether the local Spark warehouse holds these `schema.table`s (a table is a directory
+    `schema.db/table` under the warehouse directory)."""
+    warehouse = Path(spark_conf(settings)["spark.sql.warehouse.dir"])
+    return all(
+        (warehouse / f"{schema}.db" / table).is_dir()
+        for schema, table in (name.split(".", 1) for name in names)
+    )
+
+
+@dataclass(frozen=True)
+class SourceTable:
+    schema: str
+    name: str
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+
+def source_tables() -> list[SourceTable]:
+    """Every table the dbt project reads, from its sources file."""
+    spec = yaml.safe_load(SOURCES_FILE.read_text())
+    return [
+        SourceTable(source["schema"], table["name"])
+        for source in spec["sources"]
+        for table in source["tables"]
+    ]
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    pg_type: str
+
+    @property
+    def spark_type(self) -> str:
+        return SPARK_TYPES[self.pg_type]
+
+    @property
+    def exported(self) -> str:
+        """The column as PostgreSQL writes it into the CSV: text Spark reads back exactly."""
+        quoted = f'"{self.name}"'
+        if self.pg_type == "timestamp with time zone":
+            # Spark has no infinities: the far past and the far future of macros/portable.sql
+            return (
+                f"case when {quoted} = '-infinity' then '{MINUS_INFINITY}' "
+                f"when {quoted} = 'infinity' then '{INFINITY}' "
+                f"else to_char({quoted} at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') end"
+            )
+        if self.pg_type == "numeric":
+            return f"round({quoted}, {DECIMAL_SCALE})::text"
+        return f"{quoted}::text"
+
+
+def _columns(conn: Any, table: SourceTable) -> list[Column]:
+    rows = conn.execute(
+        """select column_name, data_type from information_schema.columns
+           where table_schema = %s and table_name = %s order by ordinal_position""",
+        (table.schema, table.name),
+    ).fetchall()
+    if not rows:
+        raise SparkLoadError(f"{table.qualified}: no such table in the warehouse")
+    columns = [Column(name, pg_type) for name, pg_type in rows]
+    for column in columns:
+        if column.pg_type not in SPARK_TYPES:
+            raise SparkLoadError(
+                f"{table.qualified}.{column.name}: type {column.pg_type} has no Spark mapping"
+            )
+    return columns
+
+
+def copy_sources(settings: Settings | None = None) -> None:
+    """`load_sources` in a process of its own: the local metastore admits one JVM at a time,
+    and a JVM lives as long as the process that started it, so dbt's could not start after
+    one in this process."""
+    import subprocess
+    import sys
+
+    from warehouse.db import dbt_env
+
+    settings = settings or get_settings()
+    result = subprocess.run(
+        [sys.executable, "-m", "warehouse.spark"],
+        env={**os.environ, **dbt_env(settings)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise SparkLoadError(f"copying the sources into Spark failed:\n{result.stderr[-4000:]}")
+
+
+def load_sources(
+    settings: Settings | None = None,
+    progress: Callable[[SourceTable, int], None] | None = None,
+) -> dict[str, int]:
+    """Copy every dbt source table from PostgreSQL into Spark (Parquet tables, replaced whole);
+    return the rows copied per table."""
+    settings = settings or get_settings()
+    tables = source_tables()
+    copied: dict[str, int] = {}
+    with tempfile.TemporaryDirectory(prefix="billing-spark-") as tmp, connect(settings) as conn:
+        exports: list[tuple[SourceTable, list[Column], Path]] = []
+        for table in tables:
+            columns = _columns(conn, table)
+            path = Path(tmp) / f"{table.schema}.{table.name}.csv"
+            select = ", ".join(column.exported for column in columns)
+            with path.open("wb") as out, conn.cursor() as cursor:
+                with cursor.copy(
+                    f"copy (select {select} from {table.qualified}) to stdout "
+                    "with (format csv, force_quote *)"
+                ) as copy:
+                    for chunk in copy:
+                        out.write(chunk)
+                copied[table.qualified] = cursor.rowcount
+            exports.append((table, columns, path))
+        with spark_session(settings) as spark:
+            for schema in sorted({table.schema for table in tables}):
+                spark.sql(f"create database if not exists {schema}")
+            for table, columns, path in exports:
+                frame = (
+                    spark.read.option("quote", '"')
+                    .option("escape", '"')
+                    .option("multiLine", "true")
+                    .schema(", ".join(f"`{c.name}` string" for c in columns))
+                    .csv(str(path))
+                )
+                typed = frame.selectExpr(
+                    *(f"cast(`{c.name}` as {c.spark_type}) as `{c.name}`" for c in columns)
+                )
+                spark.sql(f"drop table if exists {table.qualified}")
+                typed.write.format("parquet").saveAsTable(table.qualified)
+                if progress:
+                    progress(table, copied[table.qualified])
+    return copied
+
+
+if __name__ == "__main__":
+    for name, rows in load_sources().items():
+        print(f"{name}: {rows} rows")
