@@ -9,10 +9,6 @@ events land there directly). The invoices of both engines are compared.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +17,8 @@ import psycopg
 
 from bench.common import scratch_warehouse
 from bench.month_close_bench import billing, catalog_yaml, generate_sql, timed
+from warehouse.settings import Settings
+from warehouse.spark import copy_sources, query
 
 MONTH = ("--from", "2026-10-01", "--to", "2026-10-31")
 
@@ -38,15 +36,6 @@ class SparkCloseResult:
     @property
     def ratio(self) -> float:
         return round(self.spark_seconds / self.postgres_seconds, 2)
-
-
-def spark_invoice_totals() -> dict[str, int]:
-    """In a process of its own (one JVM per metastore): invoice id -> total, from Spark."""
-    from warehouse.spark import spark_session
-
-    with spark_session() as spark:
-        rows = spark.sql("select invoice_id, total_minor from marts.fct_invoices").collect()
-    return {row["invoice_id"]: int(row["total_minor"]) for row in rows}
 
 
 def run(events: int, tenants: int, workdir: Path) -> SparkCloseResult:
@@ -71,24 +60,14 @@ def run(events: int, tenants: int, workdir: Path) -> SparkCloseResult:
                 )
             }
 
-        spark_env = {**os.environ, **env, "BILLING_DBT_TARGET": "spark"}
-        copy_s = timed(
-            lambda: subprocess.run(
-                [sys.executable, "-m", "warehouse.spark"],
-                env=spark_env,
-                check=True,
-                capture_output=True,
-            )
-        )
-        spark_s = timed(lambda: close({**spark_env, "BILLING_SPARK_COPY_SOURCES": "false"}))
-        read = subprocess.run(
-            [sys.executable, "-m", "bench.spark_bench", "--totals"],
-            env=spark_env,
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        built = json.loads(read.stdout.strip().splitlines()[-1])
+        on_spark = Settings(dbt_target="spark")  # the rest from the scratch environment
+        copy_s = timed(lambda: copy_sources(on_spark))
+        spark_env = {**env, "BILLING_DBT_TARGET": "spark", "BILLING_SPARK_COPY_SOURCES": "false"}
+        spark_s = timed(lambda: close(spark_env))
+        built = {
+            row["invoice_id"]: int(row["total_minor"])
+            for row in query("select invoice_id, total_minor from marts.fct_invoices", on_spark)
+        }
     return SparkCloseResult(
         events,
         tenants,
@@ -117,11 +96,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--tenants", type=int, default=1_000)
-    parser.add_argument("--totals", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.totals:
-        print(json.dumps(spark_invoice_totals()))
-        return
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for events in args.events:

@@ -37,6 +37,7 @@ from orchestration.pipeline import (
     DBT_PROJECT_DIR,
     MANIFEST_PATH,
     MONTHLY_MODELS,
+    SKIP_UNIT_TESTS,
     dbt_executable,
     dbt_process_env,
     finalize_month,
@@ -63,7 +64,7 @@ def _dbt_build(
     # `spark` target (BILLING_DBT_TARGET) the sources are copied there first.
     os.environ.update(dbt_process_env())
     prepare_target()
-    args = ["build"]
+    args = ["build", *SKIP_UNIT_TESTS]
     if dbt_vars:
         args += ["--vars", json.dumps(dbt_vars, sort_keys=True)]
     yield from dbt.cli(args, context=context).stream()

@@ -58,6 +58,11 @@ MONTHLY_SELECT = ("+fct_invoices", "+fct_mrr_monthly", "+fct_revenue_monthly")
 RECONCILIATION = ("stg_app__stripe_webhook_events", "fct_billing_reconciliation")
 
 
+# Unit tests check the SQL, not the data: `make test` runs them (on PostgreSQL), not every
+# pipeline run, from the CLI or Dagster.
+SKIP_UNIT_TESTS = ("--exclude-resource-type", "unit_test")
+
+
 class PipelineError(RuntimeError):
     """dbt failed; the message says which command."""
 
@@ -70,10 +75,7 @@ class DbtInvocation:
     exclude: tuple[str, ...] = ()
 
     def args(self) -> list[str]:
-        # Unit tests check the SQL, not the data: `make test` runs them, not every pipeline run.
-        skip_unit_tests = (
-            ["--exclude-resource-type", "unit_test"] if self.command == "build" else []
-        )
+        skip_unit_tests = list(SKIP_UNIT_TESTS) if self.command == "build" else []
         return [
             self.command,
             "--select",

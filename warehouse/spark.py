@@ -12,11 +12,15 @@ that finalized prorated lines show as quantities have more, and those are rounde
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -245,6 +249,63 @@ def load_sources(
     return copied
 
 
+def _encode(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return {"decimal": str(value)}
+    if isinstance(value, datetime):
+        # pyspark gives naive local times: make them the instants they are
+        return {"instant": (value if value.tzinfo else value.astimezone()).isoformat()}
+    if isinstance(value, date):
+        return {"date": value.isoformat()}
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+def _decode(found: dict[str, Any]) -> Any:
+    if found.keys() == {"decimal"}:
+        return Decimal(found["decimal"])
+    if found.keys() == {"instant"}:
+        return datetime.fromisoformat(found["instant"]).astimezone(UTC)
+    if found.keys() == {"date"}:
+        return date.fromisoformat(found["date"])
+    return found
+
+
+def query(sql: str, settings: Settings | None = None) -> list[dict[str, Any]]:
+    """The rows of a query on the Spark target, exact types kept, from a process of its own
+    (so that this one never holds the local metastore)."""
+    import subprocess
+    import sys
+
+    from warehouse.db import dbt_env
+
+    settings = settings or get_settings()
+    result = subprocess.run(
+        [sys.executable, "-m", "warehouse.spark", "--query", sql],
+        env={**os.environ, **dbt_env(settings)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise SparkLoadError(f"the Spark query failed:\n{result.stderr[-4000:]}")
+    rows: list[dict[str, Any]] = json.loads(
+        result.stdout.strip().splitlines()[-1], object_hook=_decode
+    )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Copy the dbt sources into Spark, or query it.")
+    parser.add_argument("--query", help="Print this query's rows as one line of JSON instead.")
+    args = parser.parse_args(argv)
+    if args.query:
+        with spark_session() as spark:
+            rows = [row.asDict() for row in spark.sql(args.query).collect()]
+        print(json.dumps(rows, default=_encode))
+        return
+    for name, rows_copied in load_sources().items():
+        print(f"{name}: {rows_copied} rows")
+
+
 if __name__ == "__main__":
-    for name, rows in load_sources().items():
-        print(f"{name}: {rows} rows")
+    main()

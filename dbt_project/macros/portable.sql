@@ -70,21 +70,22 @@
     get_json_object({{ column }}, '$.{{ path | join(".") }}')
 {%- endmacro %}
 
-{#- Join the one row of `relation` matching `condition` (at most one matches): on PostgreSQL
-    a lateral lookup in an index, one probe per row (a hash of a big table would cost more
-    than the rows looking); on Spark a plain join, which it distributes. -#}
-{% macro join_one(kind, relation, alias, condition, columns='*') -%}
-    {{ return(adapter.dispatch('join_one', 'billing')(kind, relation, alias, condition, columns)) }}
+{#- Join the one row of `relation` matching `condition` (at most one matches), with a column
+    `found` (1; null when a left join finds none): on PostgreSQL a lateral lookup in an
+    index, one probe per row (a hash of a big table would cost more than the rows looking);
+    on Spark a plain join, which it distributes. -#}
+{% macro join_one(kind, relation, alias, condition) -%}
+    {{ return(adapter.dispatch('join_one', 'billing')(kind, relation, alias, condition)) }}
 {%- endmacro %}
-{% macro default__join_one(kind, relation, alias, condition, columns) -%}
+{% macro default__join_one(kind, relation, alias, condition) -%}
     {{ kind }} join lateral (
-        select {{ columns }} from {{ relation }} as {{ alias }}
+        select 1 as found, {{ alias }}.* from {{ relation }} as {{ alias }}
         where {{ condition }}
         limit 1
     ) as {{ alias }} on true
 {%- endmacro %}
-{% macro spark__join_one(kind, relation, alias, condition, columns) -%}
-    {{ kind }} join {{ relation }} as {{ alias }} on {{ condition }}
+{% macro spark__join_one(kind, relation, alias, condition) -%}
+    {{ kind }} join (select 1 as found, * from {{ relation }}) as {{ alias }} on {{ condition }}
 {%- endmacro %}
 
 {% macro epoch_seconds(ts) -%}

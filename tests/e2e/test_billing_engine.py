@@ -194,17 +194,23 @@ def parse_catalog_doc() -> Any:
     return parse_catalog(yaml.safe_dump(CATALOG), "catalog.yaml")
 
 
-def test_segments_finalization_and_late_usage(warehouse: str, tmp_path: Path) -> None:
+def october_story(url: str, tmp_path: Path) -> None:
+    """The catalog, October's subscription history (an upgrade, a cancel now, a cancel at
+    period end, a yearly plan changed mid-year) and its usage, retries included."""
     apply_catalog(CATALOG, tmp_path)
     history(
-        warehouse,
+        url,
         ("s_up", "t_up", "change_plan", utc(2026, 10, 10, 12), "plus", False),
         ("s_cancel", "t_cancel", "cancel", utc(2026, 10, 20, 6), None, False),
         ("s_end", "t_end", "cancel", utc(2026, 10, 15), None, True),
         ("s_year", "t_year", "change_plan", utc(2026, 10, 15), "basic", False),
     )
     events = usage(1, utc(2026, 9, 25), utc(2026, 11, 5), "e", 3000)
-    store(warehouse, events + events[:200])  # retries count once
+    store(url, events + events[:200])  # retries count once
+
+
+def test_segments_finalization_and_late_usage(warehouse: str, tmp_path: Path) -> None:
+    october_story(warehouse, tmp_path)
     run_monthly(OCT, quiet=True)
 
     october = warehouse_invoices(warehouse, OCT)

@@ -14,10 +14,9 @@ import psycopg
 import pytest
 
 from orchestration.pipeline import PipelineError, run_daily, run_monthly
-from tests.e2e.test_billing_engine import CATALOG, NOV, OCT, history, store, usage, utc
-from tests.engine_helpers import apply_catalog
+from tests.e2e.test_billing_engine import NOV, OCT, history, october_story, store, usage, utc
 from warehouse.settings import get_settings
-from warehouse.spark import spark_session
+from warehouse.spark import query
 
 pytestmark = pytest.mark.slow
 MARTS = {"fct_invoice_lines": "line_id", "fct_invoices": "invoice_id"}
@@ -31,7 +30,7 @@ def normalized(value: Any) -> Any:
     """One form per value, whichever engine returned it: instants in UTC, decimals to the
     millionth (quantities; amounts are integers in minor units)."""
     if isinstance(value, datetime):
-        return (value if value.tzinfo else value.astimezone()).astimezone(UTC)
+        return value.astimezone(UTC)
     if isinstance(value, Decimal):
         return value.quantize(FRACTION)
     return value
@@ -44,9 +43,9 @@ def postgres_rows(url: str, table: str, key: str) -> list[dict[str, Any]]:
         return [{n: normalized(v) for n, v in zip(names, row, strict=True)} for row in cur]
 
 
-def spark_rows(spark: Any, table: str, key: str) -> list[dict[str, Any]]:
-    rows = spark.sql(f"select * from marts.{table} order by {key}").collect()
-    return [{n: normalized(v) for n, v in row.asDict().items()} for row in rows]
+def spark_rows(table: str, key: str) -> list[dict[str, Any]]:
+    rows = query(f"select * from marts.{table} order by {key}")
+    return [{n: normalized(v) for n, v in row.items()} for row in rows]
 
 
 def test_spark_builds_the_same_invoices(
@@ -54,16 +53,7 @@ def test_spark_builds_the_same_invoices(
 ) -> None:
     monkeypatch.setenv("BILLING_HOME", str(tmp_path / "home"))
     get_settings.cache_clear()
-    apply_catalog(CATALOG, tmp_path)
-    history(
-        warehouse,
-        ("s_up", "t_up", "change_plan", utc(2026, 10, 10, 12), "plus", False),
-        ("s_cancel", "t_cancel", "cancel", utc(2026, 10, 20, 6), None, False),
-        ("s_end", "t_end", "cancel", utc(2026, 10, 15), None, True),
-        ("s_year", "t_year", "change_plan", utc(2026, 10, 15), "basic", False),
-    )
-    events = usage(1, utc(2026, 9, 25), utc(2026, 11, 5), "e", 3000)
-    store(warehouse, events + events[:200])  # retries count once
+    october_story(warehouse, tmp_path)
     run_monthly(OCT, finalize=True, quiet=True)
     store(warehouse, usage(2, utc(2026, 10, 1), utc(2026, 11, 1), "late", 400))
     history(warehouse, ("s_kwd", "t_kwd", "cancel", utc(2026, 10, 25), None, False))
@@ -81,9 +71,8 @@ def test_spark_builds_the_same_invoices(
     run_monthly(OCT, quiet=True)
     run_monthly(NOV, quiet=True)
 
-    with spark_session() as spark:
-        built = {table: spark_rows(spark, table, key) for table, key in MARTS.items()}
-        assert spark.sql("select count(*) from raw.events").first()[0] == 3000 + 2 + 200 + 400 + 2
+    built = {table: spark_rows(table, key) for table, key in MARTS.items()}
+    assert query("select count(*) as n from raw.events") == [{"n": 3000 + 2 + 200 + 400 + 2}]
     for table, key in MARTS.items():
         assert differences(built[table], expected[table], key) == [], table
 
@@ -93,7 +82,9 @@ def differences(
 ) -> list[tuple[Any, str, Any, Any]]:
     """(row key, column, Spark's value, PostgreSQL's value) for every value that differs."""
     theirs = {row[key]: row for row in on_postgres}
-    found = [(k, "(row)", "missing", "present") for k in theirs.keys() - {r[key] for r in on_spark}]
+    found: list[tuple[Any, str, Any, Any]] = [
+        (k, "(row)", "missing", "present") for k in theirs.keys() - {r[key] for r in on_spark}
+    ]
     for row in on_spark:
         other = theirs.get(row[key])
         if other is None:
@@ -101,3 +92,52 @@ def differences(
             continue
         found += [(row[key], c, v, other.get(c)) for c, v in row.items() if v != other.get(c)]
     return found
+
+
+def test_dagster_builds_on_the_spark_target(
+    warehouse: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dagster's assets, materialized with the target set to Spark (the unpartitioned ones,
+    October's days in one run, then October), give the invoices `billing run monthly` gives
+    on PostgreSQL."""
+    from dagster import DagsterInstance, materialize
+
+    from orchestration.definitions import (
+        daily_usage_models,
+        dbt_resource,
+        monthly_invoice_models,
+        unpartitioned_models,
+    )
+    from tests.orchestration.test_dagster_runs import load_demo
+
+    monkeypatch.setenv("BILLING_HOME", str(tmp_path / "home"))
+    get_settings.cache_clear()
+    load_demo(warehouse)
+    run_monthly(OCT, quiet=True)
+    with psycopg.connect(warehouse) as conn:
+        expected: dict[str, int] = dict(
+            conn.execute("select invoice_id, total_minor from marts.fct_invoices")
+        )
+    assert len(expected) == 4
+
+    monkeypatch.setenv("BILLING_DBT_TARGET", "spark")
+    get_settings.cache_clear()
+    instance = DagsterInstance.ephemeral()
+
+    def run(assets: list[Any], **kwargs: Any) -> None:
+        result = materialize(assets, resources={"dbt": dbt_resource}, instance=instance, **kwargs)
+        assert result.success
+
+    run([unpartitioned_models])  # copies the sources into Spark first
+    monkeypatch.setenv("BILLING_SPARK_COPY_SOURCES", "false")  # they are there now
+    get_settings.cache_clear()
+    run(
+        [daily_usage_models],
+        tags={
+            "dagster/asset_partition_range_start": "2026-10-01",
+            "dagster/asset_partition_range_end": "2026-10-31",
+        },
+    )
+    run([monthly_invoice_models], partition_key="2026-10-01")
+    built = query("select invoice_id, total_minor from marts.fct_invoices")
+    assert {row["invoice_id"]: row["total_minor"] for row in built} == expected

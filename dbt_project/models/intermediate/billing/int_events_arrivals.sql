@@ -37,9 +37,8 @@ unstored as (
     select events.*
     from events
     {{ join_one('left', this, 'stored',
-                'stored.event_seq = events.event_seq and events.event_seq <= ' ~ newest_seq,
-                'stored.event_seq') }}
-    where stored.event_seq is null
+                'stored.event_seq = events.event_seq and events.event_seq <= ' ~ newest_seq) }}
+    where stored.found is null
 ),
 {% else %}
 with unstored as (
@@ -63,8 +62,7 @@ kept_before as (
     from ranked
     {{ join_one('inner', this, 'kept',
                 'kept.is_first and kept.tenant_id = ranked.tenant_id
-                 and kept.idempotency_key = ranked.idempotency_key',
-                'kept.event_seq') }}
+                 and kept.idempotency_key = ranked.idempotency_key') }}
     where ranked.arrival_rank = 1
 ),
 {% endif %}
