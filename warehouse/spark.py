@@ -183,25 +183,30 @@ def _columns(conn: Any, table: SourceTable) -> list[Column]:
     return columns
 
 
-def copy_sources(settings: Settings | None = None) -> None:
-    """`load_sources` in a process of its own: the local metastore admits one JVM at a time,
-    and a JVM lives as long as the process that started it, so dbt's could not start after
-    one in this process."""
+def _run_apart(args: list[str], settings: Settings, failed: str) -> str:
+    """`python -m warehouse.spark ARGS` in a process of its own, with the target's
+    environment; its standard output. The local metastore admits one JVM at a time, and a JVM
+    lives as long as the process that started it, so this process never starts one."""
     import subprocess
     import sys
 
     from warehouse.db import dbt_env
 
-    settings = settings or get_settings()
     result = subprocess.run(
-        [sys.executable, "-m", "warehouse.spark"],
+        [sys.executable, "-m", "warehouse.spark", *args],
         env={**os.environ, **dbt_env(settings)},
         capture_output=True,
         text=True,
         check=False,
     )
     if result.returncode != 0:
-        raise SparkLoadError(f"copying the sources into Spark failed:\n{result.stderr[-4000:]}")
+        raise SparkLoadError(f"{failed}:\n{result.stderr[-4000:]}")
+    return result.stdout
+
+
+def copy_sources(settings: Settings | None = None) -> None:
+    """`load_sources`, in a process of its own (`_run_apart`)."""
+    _run_apart([], settings or get_settings(), "copying the sources into Spark failed")
 
 
 def load_sources(
@@ -272,25 +277,9 @@ def _decode(found: dict[str, Any]) -> Any:
 
 def query(sql: str, settings: Settings | None = None) -> list[dict[str, Any]]:
     """The rows of a query on the Spark target, exact types kept, from a process of its own
-    (so that this one never holds the local metastore)."""
-    import subprocess
-    import sys
-
-    from warehouse.db import dbt_env
-
-    settings = settings or get_settings()
-    result = subprocess.run(
-        [sys.executable, "-m", "warehouse.spark", "--query", sql],
-        env={**os.environ, **dbt_env(settings)},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise SparkLoadError(f"the Spark query failed:\n{result.stderr[-4000:]}")
-    rows: list[dict[str, Any]] = json.loads(
-        result.stdout.strip().splitlines()[-1], object_hook=_decode
-    )
+    (`_run_apart`)."""
+    out = _run_apart(["--query", sql], settings or get_settings(), "the Spark query failed")
+    rows: list[dict[str, Any]] = json.loads(out.strip().splitlines()[-1], object_hook=_decode)
     return rows
 
 
