@@ -200,9 +200,13 @@ def dbt_process_env(settings: Settings | None = None) -> dict[str, str]:
 
 
 def run_dbt(args: Sequence[str], settings: Settings | None = None, *, quiet: bool = False) -> None:
-    """Run one dbt command against the configured warehouse; raise PipelineError on failure."""
+    """Run one dbt command against the configured warehouse; raise PipelineError on failure.
+
+    A command with `--vars` runs through `orchestration.dbt_run`, which spares it dbt's
+    re-parse of the whole project that changed vars cause."""
+    runner = [sys.executable, "-m", "orchestration.dbt_run"] if "--vars" in args else []
     command = [
-        dbt_executable(),
+        *(runner or [dbt_executable()]),
         *args,
         "--project-dir",
         str(DBT_PROJECT_DIR),
