@@ -17,7 +17,8 @@ metrics as (
     select * from {{ ref('stg_app__metrics') }}
 ),
 
-day_events as (
+-- read by each aggregation's branch apart, each with its own filter
+day_events as {{ not_materialized() }} (
     select
         events.tenant_id,
         events.metric,
