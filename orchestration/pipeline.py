@@ -222,7 +222,7 @@ def run_dbt(args: Sequence[str], settings: Settings | None = None, *, quiet: boo
         check=False,
     )
     if result.returncode != 0:
-        detail = (result.stdout or "")[-4000:] if quiet else ""
+        detail = ((result.stdout or "") + (result.stderr or ""))[-4000:] if quiet else ""
         raise PipelineError(f"dbt {' '.join(args[:1])} failed (exit {result.returncode})\n{detail}")
 
 
