@@ -204,9 +204,12 @@ def run_dbt(args: Sequence[str], settings: Settings | None = None, *, quiet: boo
 
     A command with `--vars` runs through `orchestration.dbt_run`, which spares it dbt's
     re-parse of the whole project that changed vars cause."""
-    runner = [sys.executable, "-m", "orchestration.dbt_run"] if "--vars" in args else []
+    if "--vars" in args:
+        program = [sys.executable, "-m", "orchestration.dbt_run"]
+    else:
+        program = [dbt_executable()]
     command = [
-        *(runner or [dbt_executable()]),
+        *program,
         *args,
         "--project-dir",
         str(DBT_PROJECT_DIR),
