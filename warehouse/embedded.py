@@ -6,6 +6,7 @@ the API server, dbt and Dagster all talk to one server; ``stop`` ends it deliber
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import time
@@ -44,10 +45,18 @@ def ensure_running(pgdata: Path) -> str:
     if info is not None:
         return str(info.get_uri())
     pgdata.parent.mkdir(parents=True, exist_ok=True)
-    # get_server serialises concurrent starts with an inter-process lock, so two processes
-    # starting at once end up with one server. cleanup_mode=None: the server must outlive us.
-    server = get_server(pgdata, cleanup_mode=None)
-    return str(server.get_uri())
+    # Processes starting at once take turns here. get_server's own inter-process lock comes
+    # too late: before it, get_server creates a missing pgdata with mkdir(exist_ok=False)
+    # and, as root, the server's system user with useradd, and both fail for the second of
+    # two processes that race.
+    with open(pgdata.parent / f".{pgdata.name}.start.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        info = _running_info(pgdata)
+        if info is not None:
+            return str(info.get_uri())
+        # cleanup_mode=None: the server must outlive us.
+        server = get_server(pgdata, cleanup_mode=None)
+        return str(server.get_uri())
 
 
 def running_uri(pgdata: Path) -> str | None:
