@@ -1,13 +1,14 @@
-"""Run one dbt command whose vars change from run to run, without re-parsing the project.
+"""`billing-dbt`: dbt, except that a command whose vars change from run to run does not
+re-parse the project. The pipeline (`billing run`) and Dagster's dbt assets run it.
 
 dbt re-parses every file whenever `--vars` differ from its last parse (about 2 s here), and
 every pipeline run passes vars of its own (its window). Our vars are read only where a
 node is compiled (model SQL, test bodies, hooks), never in configs, so this parses with no
 vars, which dbt's partial parsing answers from its last parse, and hands that manifest to
-the command, which compiles every node with the command's vars.
+the command, which compiles every node with the command's vars. A command without
+`--vars` is dbt's own, unchanged.
 
-    python -m orchestration.dbt_run build --select ... --vars '{...}' \\
-        --project-dir DIR --profiles-dir DIR
+    billing-dbt build --select ... --vars '{...}' --project-dir DIR --profiles-dir DIR
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dbt.cli.main import dbtRunner
 from dbt.contracts.graph.manifest import Manifest
 
 LOCATION_FLAGS = ("--project-dir", "--profiles-dir", "--target")
+PARSE_TARGET_PATH = "target"  # dbt_project.yml's target-path, relative to the project
 
 
 def location_args(args: Sequence[str]) -> list[str]:
@@ -32,7 +34,11 @@ def location_args(args: Sequence[str]) -> list[str]:
 
 def main(args: Sequence[str]) -> int:
     """dbt's exit codes: 0 success, 1 a node failed, 2 dbt could not run."""
-    parsed = dbtRunner().invoke(["parse", "--quiet", "--no-write-json", *location_args(args)])
+    # The parse keeps its state in the project's own target directory, even when the command
+    # writes its artifacts elsewhere (Dagster gives each run a new DBT_TARGET_PATH): a new
+    # directory holds no state of the current profile, and dbt would re-parse every time.
+    parse = ["parse", "--quiet", "--no-write-json", "--target-path", PARSE_TARGET_PATH]
+    parsed = dbtRunner().invoke([*parse, *location_args(args)])
     if not parsed.success:
         if parsed.exception is not None:
             print(f"dbt parse failed: {parsed.exception}", file=sys.stderr)
@@ -44,5 +50,10 @@ def main(args: Sequence[str]) -> int:
     return 2 if result.exception is not None else 1
 
 
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+def cli() -> None:
+    args = sys.argv[1:]
+    if "--vars" in args:
+        sys.exit(main(args))
+    from dbt.cli.main import cli as dbt_cli
+
+    dbt_cli()

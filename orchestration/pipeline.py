@@ -185,9 +185,10 @@ def finalized_refresh(
 
 
 def dbt_executable() -> str:
-    """The dbt of this environment (next to the running Python), else the one on PATH."""
-    candidate = Path(sys.executable).parent / "dbt"
-    return str(candidate) if candidate.exists() else "dbt"
+    """`billing-dbt` (orchestration.dbt_run) of this environment, next to the running
+    Python, else the one on PATH."""
+    candidate = Path(sys.executable).parent / "billing-dbt"
+    return str(candidate) if candidate.exists() else "billing-dbt"
 
 
 def dbt_process_env(settings: Settings | None = None) -> dict[str, str]:
@@ -200,16 +201,9 @@ def dbt_process_env(settings: Settings | None = None) -> dict[str, str]:
 
 
 def run_dbt(args: Sequence[str], settings: Settings | None = None, *, quiet: bool = False) -> None:
-    """Run one dbt command against the configured warehouse; raise PipelineError on failure.
-
-    A command with `--vars` runs through `orchestration.dbt_run`, which spares it dbt's
-    re-parse of the whole project that changed vars cause."""
-    if "--vars" in args:
-        program = [sys.executable, "-m", "orchestration.dbt_run"]
-    else:
-        program = [dbt_executable()]
+    """Run one dbt command against the configured warehouse; raise PipelineError on failure."""
     command = [
-        *program,
+        dbt_executable(),
         *args,
         "--project-dir",
         str(DBT_PROJECT_DIR),

@@ -17,10 +17,11 @@ from dagster import DagsterInstance, materialize
 from ingest.writer import Event, copy_events
 from orchestration.cli import main
 from orchestration.demo import DEMO_CATALOG, generate_usage
-from orchestration.pipeline import run_daily
+from orchestration.pipeline import DBT_PROJECT_DIR, run_daily
 
 pytestmark = pytest.mark.slow
 OCT = date(2026, 10, 1)
+DBT_TARGETS = DBT_PROJECT_DIR / "target"  # dagster-dbt gives each run a directory here
 
 
 def load_demo(url: str) -> None:
@@ -50,6 +51,7 @@ def test_backfill_daily_runs_cli_and_monthly_agree(warehouse: str) -> None:
     load_demo(warehouse)
     instance = DagsterInstance.ephemeral()
     resources = {"dbt": dbt_resource}
+    targets_before = set(DBT_TARGETS.iterdir()) if DBT_TARGETS.exists() else set()
 
     def run(assets: list[Any], **kwargs: Any) -> None:
         result = materialize(assets, resources=resources, instance=instance, **kwargs)
@@ -86,6 +88,17 @@ def test_backfill_daily_runs_cli_and_monthly_agree(warehouse: str) -> None:
     assert (table(warehouse, "fct_invoices"), table(warehouse, "fct_invoice_lines")) == (
         through_dagster
     )
+
+    # Each Dagster run passes its window as dbt vars; only the first re-parsed the project
+    # (`make manifest` parsed it for another profile: no warehouse).
+    logs = [
+        (target / "dbt.log").read_text()
+        for target in set(DBT_TARGETS.iterdir()) - targets_before
+        if (target / "dbt.log").exists()
+    ]
+    with_vars = [log for log in logs if "--vars" in log]
+    assert len(with_vars) == 33  # the backfill, 31 days, the month
+    assert sum("Unable to do partial parsing" in log for log in with_vars) <= 1
 
 
 def test_late_events_rebuild_exactly_their_days(warehouse: str) -> None:
