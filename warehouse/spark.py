@@ -70,8 +70,10 @@ def spark_conf(settings: Settings | None = None) -> dict[str, str]:
             f"jdbc:derby:;databaseName={home / 'metastore_db'};create=true"
         ),
         "spark.driver.memory": settings.spark_driver_memory,
+        # Hive would leave a new `<session id>_resources` directory in /tmp per session.
         "spark.driver.extraJavaOptions": (
-            f"-Dderby.system.home={home} -Dlog4j2.configurationFile=file:{LOG_CONFIG}"
+            f"-Dderby.system.home={home} -Dlog4j2.configurationFile=file:{LOG_CONFIG} "
+            f"-Dhive.downloaded.resources.dir={home / 'hive_resources'}"
         ),
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.shuffle.partitions": str(settings.spark_shuffle_partitions),
