@@ -16,6 +16,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from dbt.cli.main import cli as dbt_cli
 from dbt.cli.main import dbtRunner
 from dbt.contracts.graph.manifest import Manifest
 
@@ -54,6 +55,4 @@ def cli() -> None:
     args = sys.argv[1:]
     if "--vars" in args:
         sys.exit(main(args))
-    from dbt.cli.main import cli as dbt_cli
-
     dbt_cli()

@@ -42,7 +42,7 @@ def ensure_running(pgdata: Path) -> str:
     """Start the server for ``pgdata`` unless it runs already, and return its URI."""
     pgdata = pgdata.expanduser().resolve()
     info = _running_info(pgdata)
-    if info is not None:
+    if info is not None:  # the usual case, without the lock below (every `connect` asks)
         return str(info.get_uri())
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     # Processes starting at once take turns here. get_server's own inter-process lock comes

@@ -17,11 +17,11 @@ from dagster import DagsterInstance, materialize
 from ingest.writer import Event, copy_events
 from orchestration.cli import main
 from orchestration.demo import DEMO_CATALOG, generate_usage
-from orchestration.pipeline import DBT_PROJECT_DIR, run_daily
+from orchestration.pipeline import MANIFEST_PATH, run_daily
 
 pytestmark = pytest.mark.slow
 OCT = date(2026, 10, 1)
-DBT_TARGETS = DBT_PROJECT_DIR / "target"  # dagster-dbt gives each run a directory here
+DBT_TARGETS = MANIFEST_PATH.parent  # dagster-dbt gives each run a directory here
 
 
 def load_demo(url: str) -> None:
