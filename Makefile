@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 MANIFEST := dbt_project/target/manifest.json
-DBT_SOURCES := dbt_project/dbt_project.yml dbt_project/profiles.yml \
+DBT_SOURCES := dbt_project/dbt_project.yml dbt_project/profiles.yml dbt_project/selectors.yml \
 	$(shell find dbt_project/models dbt_project/macros dbt_project/tests -type f 2>/dev/null)
 
 PEER := .billing/peer/.installed

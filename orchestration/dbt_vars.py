@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
+NO_DAY = "1970-01-01"  # min_date = max_date: the empty window
+
 
 @dataclass(frozen=True)
 class Window:
@@ -54,6 +56,15 @@ def daily_vars(
         "max_date": window.end.isoformat(),
     }
     late = sorted({d for d in extra_days if not window.start <= d < window.end})
+    if late:
+        found["extra_days"] = [d.isoformat() for d in late]
+    return found
+
+
+def late_days_vars(extra_days: Iterable[date]) -> dict[str, Any]:
+    """dbt vars for a daily run with no window of its own: only the late days."""
+    found: dict[str, Any] = {"min_date": NO_DAY, "max_date": NO_DAY}
+    late = sorted(set(extra_days))
     if late:
         found["extra_days"] = [d.isoformat() for d in late]
     return found

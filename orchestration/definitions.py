@@ -4,10 +4,11 @@ Nothing here reads the environment or parses dbt at import: the manifest is buil
 time (`make manifest`) and the warehouse is resolved when an asset runs.
 """
 
-import json
 import os
+import tempfile
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import date
+from pathlib import Path
 from typing import Any
 
 from dagster import (
@@ -31,23 +32,21 @@ from dagster import (
 from dagster_dbt import DbtCliResource, dbt_assets
 
 from orchestration.checks import reconcile_month
-from orchestration.dbt_vars import Window, month_starts, month_window, monthly_vars
+from orchestration.dbt_vars import Window, month_starts
 from orchestration.pipeline import (
-    DAILY_MODELS,
+    DAILY,
     DBT_PROJECT_DIR,
     MANIFEST_PATH,
-    MONTHLY_MODELS,
-    SKIP_UNIT_TESTS,
+    MONTHLY,
+    Build,
+    DbtInvocation,
+    daily_steps,
     dbt_executable,
     dbt_process_env,
-    finalize_month,
-    finalized_refresh,
-    plan_daily,
-    prepare_target,
-    record_run,
-    require_postgres_to_finalize,
+    monthly_steps,
+    push_steps,
 )
-from sync.stripe_push import PushReport, PushResult, push_invoices
+from sync.stripe_push import PushResult
 from warehouse.db import connect
 from warehouse.settings import get_settings
 
@@ -57,67 +56,62 @@ daily_partitions = DailyPartitionsDefinition(start_date=PARTITIONS_START, timezo
 monthly_partitions = MonthlyPartitionsDefinition(start_date=PARTITIONS_START, timezone="UTC")
 
 
-def _dbt_build(
-    context: AssetExecutionContext, dbt: DbtCliResource, dbt_vars: dict[str, Any] | None
-) -> Iterator[Any]:
-    # The warehouse connection is resolved here, at run time, never at import; on the
-    # `spark` target (BILLING_DBT_TARGET) the sources are copied there first.
-    os.environ.update(dbt_process_env())
-    prepare_target()
-    args = ["build", *SKIP_UNIT_TESTS]
-    if dbt_vars:
-        args += ["--vars", json.dumps(dbt_vars, sort_keys=True)]
-    yield from dbt.cli(args, context=context).stream()
+def streamed(context: AssetExecutionContext, dbt: DbtCliResource) -> Build:
+    """How an asset builds its selection: dbt's events become its materializations and asset
+    checks. dbt writes its artifacts to a scratch directory removed after the run (the
+    parse state stays in the project's target: orchestration/dbt_run.py)."""
+
+    def build(invocation: DbtInvocation) -> Iterator[Any]:
+        # The warehouse connection is resolved here, at run time, never at import.
+        os.environ.update(dbt_process_env())
+        scratch = get_settings().home_dir / "dagster" / "dbt"
+        scratch.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=scratch) as target:
+            yield from dbt.cli(
+                invocation.args(), context=context, target_path=Path(target)
+            ).stream()
+
+    return build
+
+
+def window_of(context: AssetExecutionContext) -> Window:
+    window = context.partition_time_window
+    return Window(window.start.date(), window.end.date())
 
 
 @dbt_assets(
     manifest=MANIFEST_PATH,
-    select=" ".join(DAILY_MODELS),
+    selector=DAILY,
     partitions_def=daily_partitions,
     backfill_policy=BackfillPolicy.single_run(),
     name="daily_usage_models",
 )
 def daily_usage_models(context: AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
-    # the same plan as `billing run daily`: the partitions, and the days late events hit
-    window = context.partition_time_window
-    plan = plan_daily(Window(window.start.date(), window.end.date()))
+    """`billing run daily` for the partitions' days."""
+    plan = yield from daily_steps(window_of(context), streamed(context, dbt))
     if plan.extra_days:
-        context.log.info(f"late events: also rebuilding {', '.join(map(str, plan.extra_days))}")
-    yield from _dbt_build(context, dbt, plan.invocation().vars)
-    record_run("daily", plan.window, plan.started_at, plan.extra_days)
+        context.log.info(f"late events: also rebuilt {', '.join(map(str, plan.extra_days))}")
 
 
 @dbt_assets(
     manifest=MANIFEST_PATH,
-    select=" ".join(MONTHLY_MODELS),
+    selector=MONTHLY,
     partitions_def=monthly_partitions,
     backfill_policy=BackfillPolicy.single_run(),
     name="monthly_invoice_models",
 )
 def monthly_invoice_models(context: AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
-    # the same steps as `billing run monthly [--finalize]`
-    window = context.partition_time_window
-    month_vars = monthly_vars(window.start, window.end)
-    started_at = datetime.now(UTC)
-    yield from _dbt_build(context, dbt, month_vars)
-    record_run("monthly", month_window(window.start.date()), started_at)
-    if context.run.tags.get(FINALIZE_TAG) == "true":
-        # the monthly schedule closes the month: freeze its invoices, as --finalize does
-        require_postgres_to_finalize()
-        frozen = finalize_month(window.start.date())
-        context.log.info(f"finalized {frozen} invoices of {window.start:%Y-%m}")
-        os.environ.update(dbt_process_env())
-        refresh = finalized_refresh(month_vars).args()
-        dbt.cli(refresh, context=context, raise_on_error=True).wait()
-
-
-@dbt_assets(
-    manifest=MANIFEST_PATH,
-    exclude=" ".join((*DAILY_MODELS, *MONTHLY_MODELS)),
-    name="unpartitioned_models",
-)
-def unpartitioned_models(context: AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
-    yield from _dbt_build(context, dbt, None)
+    """`billing run monthly` for the partitions' months; the monthly schedule's runs (tagged
+    to finalize) close them, as `--finalize` does."""
+    finalize = context.run.tags.get(FINALIZE_TAG) == "true"
+    outcome = yield from monthly_steps(
+        window_of(context), streamed(context, dbt), finalize=finalize, quiet=True
+    )
+    if outcome.catch_up.window or outcome.catch_up.extra_days:
+        built = outcome.catch_up
+        context.log.info(f"days built first: {built.window}, late days {built.extra_days}")
+    if finalize:
+        context.log.info(f"finalized {outcome.finalized} invoices")
 
 
 FCT_INVOICES = AssetKey(["marts", "fct_invoices"])
@@ -133,8 +127,8 @@ FCT_INVOICES = AssetKey(["marts", "fct_invoices"])
     "(the same code as `billing sync stripe --month`).",
 )
 def stripe_invoices(context: AssetExecutionContext) -> MaterializeResult:
-    window = context.partition_time_window
-    months = month_starts(window.start.date(), window.end.date())
+    window = window_of(context)
+    months = month_starts(window.start, window.end)
     label = f"{months[0]:%Y-%m}" + (f"..{months[-1]:%Y-%m}" if len(months) > 1 else "")
     if get_settings().stripe_api_key is None:
         context.log.warning("BILLING_STRIPE_API_KEY is not set: no invoice was pushed")
@@ -149,9 +143,7 @@ def stripe_invoices(context: AssetExecutionContext) -> MaterializeResult:
     def count(total: int) -> None:
         context.log.info(f"{total} finalized invoices")
 
-    report = PushReport()
-    for month in months:  # a backfill pushes its months in one run
-        report.results += push_invoices(month, on_start=count, on_result=log).results
+    report = push_steps(window, on_start=count, on_result=log)
     metadata: dict[str, str | int] = {
         "months": label,
         "pushed": report.count("pushed"),
@@ -214,7 +206,7 @@ dbt_resource = DbtCliResource(
 )
 
 defs = Definitions(
-    assets=[unpartitioned_models, daily_usage_models, monthly_invoice_models, stripe_invoices],
+    assets=[daily_usage_models, monthly_invoice_models, stripe_invoices],
     jobs=[daily_job, monthly_job],
     schedules=[daily_schedule, monthly_schedule],
     asset_checks=[invoices_reconcile_with_daily_usage, *invoice_freshness],

@@ -1,6 +1,6 @@
-"""The daily and monthly pipeline: which dbt models to build, with which vars.
-
-The CLI (`billing run`) and the Dagster assets both call this module, so they cannot drift.
+"""The one run sequence, daily and monthly: plan (the days, and the late days), arrivals, dbt
+build, run log, finalize, push. `billing run` and the Dagster assets both call it; which
+models a run builds comes from the dbt project's selectors (dbt_project/selectors.yml).
 """
 
 from __future__ import annotations
@@ -9,12 +9,22 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any, TypeVar
 
-from orchestration.dbt_vars import Window, daily_vars, days_window, month_window, monthly_vars
+from orchestration.dbt_vars import (
+    Window,
+    daily_vars,
+    days_window,
+    late_days_vars,
+    month_starts,
+    month_window,
+    monthly_vars,
+)
+from sync.stripe_push import PushReport, PushResult, push_invoices
 from warehouse.db import connect, dbt_env
 from warehouse.settings import Settings, get_settings
 
@@ -24,43 +34,17 @@ DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
 DEDUP_LOOKBACK_HOURS = 1
 MANIFEST_PATH = DBT_PROJECT_DIR / "target" / "manifest.json"
 
-# The partitioned models: daily ones are built a UTC day at a time, monthly ones a calendar
-# month at a time; every other model is unpartitioned. A run also builds what its models
-# need upstream (the `+`), so the CLI never depends on an earlier run of another kind.
-DAILY_MODELS = ("fct_usage_daily",)
-MONTHLY_MODELS = (
-    "int_invoice_rerate_months",
-    "int_subscription_segments",
-    "int_segment_usage_aggregated",
-    "int_segment_charges_billable",
-    "int_segment_charges_priced",
-    "int_invoice_lines_priced",
-    "int_invoice_adjustments",
-    "int_invoice_lines_draft",
-    "fct_invoice_lines",
-    "fct_invoices",
-    "int_mrr_tenant_months",
-    "fct_mrr_monthly",
-    "fct_revenue_monthly",
-    "stg_app__stripe_webhook_events",
-    "fct_billing_reconciliation",
-)
-DAILY_SELECT = (
-    "+fct_usage_daily",
-    "+fct_event_conflicts",
-    "+fct_unbilled_usage",
-    "+dim_tenants",
-    "+dim_plans",
-)
-MONTHLY_SELECT = ("+fct_invoices", "+fct_mrr_monthly", "+fct_revenue_monthly")
-# Reads the daily marts too: built by a monthly run once a daily run has made them (it is a
-# view, rebuilt with the invoices it reads; a monthly run does not rebuild daily usage).
-RECONCILIATION = ("stg_app__stripe_webhook_events", "fct_billing_reconciliation")
-
+# The named selectors of dbt_project/selectors.yml. Every model is in `daily` or `monthly`
+# (its meta.run); Dagster partitions the models by the same two.
+DAILY = "daily"
+MONTHLY = "monthly"
+FINALIZED_REFRESH = "finalized_refresh"
 
 # Unit tests check the SQL, not the data: `make test` runs them (on PostgreSQL), not every
 # pipeline run, from the CLI or Dagster.
 SKIP_UNIT_TESTS = ("--exclude-resource-type", "unit_test")
+
+T = TypeVar("T")
 
 
 class PipelineError(RuntimeError):
@@ -70,40 +54,49 @@ class PipelineError(RuntimeError):
 @dataclass(frozen=True)
 class DbtInvocation:
     command: str
-    select: tuple[str, ...]
-    vars: dict[str, str]
-    exclude: tuple[str, ...] = ()
+    selector: str
+    vars: dict[str, Any]
 
     def args(self) -> list[str]:
         skip_unit_tests = list(SKIP_UNIT_TESTS) if self.command == "build" else []
         return [
             self.command,
-            "--select",
-            *self.select,
-            *(["--exclude", *self.exclude] if self.exclude else []),
+            "--selector",
+            self.selector,
+            # a test runs with its models, never before a model it reads is built
+            "--indirect-selection",
+            "buildable",
             *skip_unit_tests,
             "--vars",
             json.dumps(self.vars, sort_keys=True),
         ]
 
 
+# How a run builds its own selection: the CLI runs dbt and yields nothing; a Dagster asset
+# streams dbt's events as its materializations. Everything else a run does is the same.
+Build = Callable[[DbtInvocation], Iterable[Any]]
+
+
 @dataclass(frozen=True)
 class DailyPlan:
-    """What a daily run builds: its window, and earlier days that late events arrived for."""
+    """What a daily run builds: its window (None: no new day, as in a monthly run whose days
+    are all built), and the days already built that late events arrived for."""
 
-    window: Window
+    window: Window | None
     extra_days: tuple[date, ...]
     started_at: datetime
 
     def invocation(self) -> DbtInvocation:
+        if self.window is None:
+            return DbtInvocation("build", DAILY, late_days_vars(self.extra_days))
         return DbtInvocation(
-            "build", DAILY_SELECT, daily_vars(self.window.start, self.window.end, self.extra_days)
+            "build", DAILY, daily_vars(self.window.start, self.window.end, self.extra_days)
         )
 
 
-def plan_daily(window: Window, settings: Settings | None = None) -> DailyPlan:
-    """The days to build: the window, and every earlier day already built that has events
-    the deduplication has not seen yet (late events), so they are never left out.
+def plan_daily(window: Window | None, settings: Settings | None = None) -> DailyPlan:
+    """The days to build: the window, and every other day already built that has events the
+    deduplication has not seen yet (late events), so they are never left out.
 
     On the `spark` target the arrivals live in Spark, so late days are not looked for:
     rebuild them with a window that covers them (README.md, Spark)."""
@@ -129,59 +122,136 @@ def plan_daily(window: Window, settings: Settings | None = None) -> DailyPlan:
                            where event_seq = (select max(event_seq)
                                               from intermediate.int_events_arrivals))
                          - make_interval(hours => %(lookback)s)
-                     and e.event_ts < %(start)s::date::timestamptz
+                     and not (e.event_ts >= %(start)s::timestamptz
+                              and e.event_ts < %(end)s::timestamptz)
                      and seen.found is null
                      and exists (select 1 from app.pipeline_runs r
                                  where r.kind = 'daily'
-                                   and r.window_start <= cast(e.event_ts as date))
+                                   and (cast(e.event_ts as date) >= r.window_start
+                                        and cast(e.event_ts as date) < r.window_end
+                                        or cast(e.event_ts as date) = any(r.extra_days)))
                    order by 1""",
-                {"start": window.start, "lookback": DEDUP_LOOKBACK_HOURS},
+                {
+                    # the window's own days are built anyway; with none, every late day
+                    "start": window.start if window else "infinity",
+                    "end": window.end if window else "infinity",
+                    "lookback": DEDUP_LOOKBACK_HOURS,
+                },
             ).fetchall()
     return DailyPlan(window, tuple(row[0] for row in late), started_at)
 
 
+def unbuilt_days(window: Window, settings: Settings | None = None) -> Window | None:
+    """The span of the window's days that no daily run has built, or None."""
+    with connect(settings) as conn:
+        row = conn.execute(
+            """select min(day), max(day)
+               from generate_series(%(start)s::date, %(end)s::date - 1, interval '1 day') as d,
+                    lateral (select cast(d as date) as day) as days
+               where not exists (select 1 from app.pipeline_runs r
+                                 where r.kind = 'daily'
+                                   and (days.day >= r.window_start and days.day < r.window_end
+                                        or days.day = any(r.extra_days)))""",
+            {"start": window.start, "end": window.end},
+        ).fetchone()
+    if row is None or row[0] is None:
+        return None
+    return Window(row[0], row[1] + timedelta(days=1))
+
+
 def record_run(
     kind: str,
-    window: Window,
+    window: Window | None,
     started_at: datetime,
     extra_days: tuple[date, ...] = (),
     settings: Settings | None = None,
 ) -> None:
+    # a daily run with no window (late days only) is logged with an empty one
+    start, end = (window.start, window.end) if window else (started_at.date(),) * 2
     with connect(settings) as conn:
         conn.execute(
             """insert into app.pipeline_runs (kind, window_start, window_end, extra_days,
                                               received_through, started_at)
                values (%s, %s, %s, %s, %s, %s)""",
-            (kind, window.start, window.end, list(extra_days), started_at, started_at),
+            (kind, start, end, list(extra_days), started_at, started_at),
         )
 
 
-def _daily_marts_built(settings: Settings | None = None) -> bool:
-    settings = settings or get_settings()
-    if settings.dbt_target == "spark":
-        from warehouse.spark import tables_exist
-
-        return tables_exist(settings, "marts.fct_usage_daily", "marts.fct_unbilled_usage")
-    with connect(settings) as conn:
-        row = conn.execute(
-            """select to_regclass('marts.fct_usage_daily') is not null
-                      and to_regclass('marts.fct_unbilled_usage') is not null"""
-        ).fetchone()
-    return bool(row and row[0])
+def drain(steps: Generator[Any, None, T]) -> T:
+    """Run a sequence to its end, dropping what it yields; return what it returns."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
 
 
-def monthly_invocation(window: Window, settings: Settings | None = None) -> DbtInvocation:
-    select = MONTHLY_SELECT + (RECONCILIATION if _daily_marts_built(settings) else ())
-    return DbtInvocation("build", select, monthly_vars(window.start, window.end))
+def dbt_build(*, quiet: bool = False) -> Build:
+    """The CLI's way to build a selection: dbt in a process of its own."""
+
+    def build(invocation: DbtInvocation) -> Iterable[Any]:
+        run_dbt(invocation.args(), quiet=quiet)
+        return ()
+
+    return build
 
 
-def finalized_refresh(
-    month_vars: dict[str, str], settings: Settings | None = None
-) -> DbtInvocation:
-    """After finalizing: rebuild the invoice lines, which now read the frozen copies, and the
-    views over them (a view is dropped with the table it reads)."""
-    exclude = () if _daily_marts_built(settings) else RECONCILIATION
-    return DbtInvocation("run", ("fct_invoice_lines+",), month_vars, exclude)
+def daily_steps(window: Window | None, build: Build) -> Generator[Any, None, DailyPlan]:
+    """A daily run: plan the days (the window, and the late days), bring the arrivals up to
+    date and build the day's usage (one dbt build of the `daily` selector), log the run."""
+    plan = plan_daily(window)
+    prepare_target()
+    yield from build(plan.invocation())
+    record_run("daily", plan.window, plan.started_at, plan.extra_days)
+    return plan
+
+
+@dataclass(frozen=True)
+class MonthlyOutcome:
+    invocation: DbtInvocation
+    catch_up: DailyPlan
+    finalized: int
+
+
+def monthly_steps(
+    window: Window, build: Build, *, finalize: bool = False, quiet: bool = False
+) -> Generator[Any, None, MonthlyOutcome]:
+    """A monthly run over the whole months of ``window``: first a daily run of the months'
+    days that no daily run has built (with the arrivals and late days, so the invoices read
+    every event stored now, and a month run before any day is complete); then the invoices
+    (one dbt build of the `monthly` selector), the run log, and with ``finalize`` the freeze
+    of the drafts and a refresh of what reads them."""
+    if finalize:
+        require_postgres_to_finalize()
+    month_vars = monthly_vars(window.start, window.end)
+    months = Window(
+        date.fromisoformat(month_vars["min_month"]), date.fromisoformat(month_vars["max_month"])
+    )
+    # the days are not this run's to stream: they are the daily selection's models
+    catch_up = yield from daily_steps(unbuilt_days(months), dbt_build(quiet=quiet))
+    invocation = DbtInvocation("build", MONTHLY, month_vars)
+    started_at = datetime.now(UTC)
+    yield from build(invocation)
+    record_run("monthly", months, started_at)
+    frozen = 0
+    if finalize:
+        for month in month_starts(months.start, months.end):
+            frozen += finalize_month(month)
+        # the marts now read the frozen copies, with status `finalized`
+        run_dbt(DbtInvocation("run", FINALIZED_REFRESH, month_vars).args(), quiet=quiet)
+    return MonthlyOutcome(invocation, catch_up, frozen)
+
+
+def push_steps(
+    window: Window,
+    on_start: Callable[[int], None] | None = None,
+    on_result: Callable[[PushResult], None] | None = None,
+) -> PushReport:
+    """Push the finalized invoices of the months of ``window`` to Stripe, each once."""
+    report = PushReport()
+    for month in month_starts(window.start, window.end):
+        report.results += push_invoices(month, on_start=on_start, on_result=on_result).results
+    return report
 
 
 def dbt_executable() -> str:
@@ -245,29 +315,15 @@ def require_postgres_to_finalize(settings: Settings | None = None) -> None:
 
 
 def run_daily(first_day: date, last_day: date, *, quiet: bool = False) -> DailyPlan:
-    """Build daily usage for first_day..last_day and for the days late events arrived for."""
-    plan = plan_daily(days_window(first_day, last_day))
-    prepare_target()
-    run_dbt(plan.invocation().args(), quiet=quiet)
-    record_run("daily", plan.window, plan.started_at, plan.extra_days)
-    return plan
+    """`billing run daily`: usage for first_day..last_day and the days late events hit."""
+    return drain(daily_steps(days_window(first_day, last_day), dbt_build(quiet=quiet)))
 
 
-def run_monthly(month: date, *, finalize: bool = False, quiet: bool = False) -> DbtInvocation:
-    """Compute the month's invoices; with ``finalize``, freeze its drafts afterwards."""
-    if finalize:
-        require_postgres_to_finalize()
-    window = month_window(month)
-    invocation = monthly_invocation(window)
-    started_at = datetime.now(UTC)
-    prepare_target()
-    run_dbt(invocation.args(), quiet=quiet)
-    record_run("monthly", window, started_at)
-    if finalize:
-        finalize_month(window.start)
-        # the marts now read the frozen copies, with status `finalized`
-        run_dbt(finalized_refresh(invocation.vars).args(), quiet=quiet)
-    return invocation
+def run_monthly(month: date, *, finalize: bool = False, quiet: bool = False) -> MonthlyOutcome:
+    """`billing run monthly`: the month's invoices; with ``finalize``, frozen afterwards."""
+    return drain(
+        monthly_steps(month_window(month), dbt_build(quiet=quiet), finalize=finalize, quiet=quiet)
+    )
 
 
 def finalize_month(month: date, settings: Settings | None = None) -> int:

@@ -1,9 +1,12 @@
-"""Dagster runs the same code as the CLI: a backfill of a whole month of daily partitions in
-one run equals the daily runs one by one and the CLI's run; the monthly partition equals
-`billing run monthly`; late events make the next daily run rebuild exactly their days."""
+"""The schedules alone bill a month, exactly as the CLI does: from an empty warehouse, the
+daily schedule's tick for every day and the monthly tick on the 1st, each run request
+executed as Dagster executes it, nothing materialized by hand; late events reach the
+invoices through the scheduled runs; a monthly partition needs no daily one before it."""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -12,93 +15,182 @@ from typing import Any
 import psycopg
 import pytest
 from click.testing import CliRunner
-from dagster import DagsterInstance, materialize
+from dagster import DagsterInstance, RunRequest, asset, build_schedule_context, materialize
 
 from ingest.writer import Event, copy_events
 from orchestration.cli import main
 from orchestration.demo import DEMO_CATALOG, generate_usage
 from orchestration.pipeline import MANIFEST_PATH, run_daily
+from tests.helpers import with_dbname
+from warehouse.settings import get_settings
 
 pytestmark = pytest.mark.slow
 OCT = date(2026, 10, 1)
-DBT_TARGETS = MANIFEST_PATH.parent  # dagster-dbt gives each run a directory here
+TARGET = MANIFEST_PATH.parent  # the project's own target: dbt's parse state lives here
+LATE = Event("acme", "api_calls", Decimal(1000), datetime(2026, 10, 3, 12, tzinfo=UTC), "late-1")
+
+INVOICES = """select invoice_id, tenant_id, currency, period_start, period_end, status,
+                     subtotal_minor, tax_minor, total_minor
+              from marts.fct_invoices order by invoice_id"""
+LINES = """select invoice_id, line_id, tenant_id, line_type, metric, plan, quantity,
+                  billable_quantity, amount_minor, currency, description, service_start,
+                  service_end
+           from marts.fct_invoice_lines order by invoice_id, line_id"""
+USAGE = """select tenant_id, metric, usage_date, quantity, event_count
+           from marts.fct_usage_daily order by 1, 2, 3"""
+
+
+def use(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BILLING_DATABASE_URL", url)
+    get_settings.cache_clear()
 
 
 def load_demo(url: str) -> None:
-    assert CliRunner().invoke(main, ["catalog", "apply", str(DEMO_CATALOG)]).exit_code == 0
+    result = CliRunner().invoke(main, ["catalog", "apply", str(DEMO_CATALOG)])
+    assert result.exit_code == 0, result.output
     with psycopg.connect(url) as conn:
         copy_events(conn, generate_usage(OCT, seed=3))
 
 
-def table(url: str, name: str) -> list[tuple[Any, ...]]:
+def rows(url: str, query: str) -> list[tuple[Any, ...]]:
     with psycopg.connect(url) as conn:
-        return conn.execute(f"select * from marts.{name} order by 1, 2, 3").fetchall()  # type: ignore[arg-type]
+        return conn.execute(query).fetchall()  # type: ignore[arg-type]
 
 
-def clear(url: str, name: str) -> None:
-    with psycopg.connect(url) as conn:
-        conn.execute(f"truncate marts.{name}")  # type: ignore[arg-type]
+@pytest.fixture
+def other_warehouse(server_url: str) -> Iterator[str]:
+    """A second empty database on the test server, for the CLI's run on the same data."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'create database "{name}"')  # type: ignore[arg-type]
+    yield with_dbname(server_url, name)
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'drop database if exists "{name}" with (force)')  # type: ignore[arg-type]
 
 
-def test_backfill_daily_runs_cli_and_monthly_agree(warehouse: str) -> None:
-    from orchestration.definitions import (
-        daily_usage_models,
-        dbt_resource,
-        monthly_invoice_models,
-        unpartitioned_models,
+def tick(instance: DagsterInstance, schedule_name: str, at: datetime) -> list[RunRequest]:
+    from orchestration.definitions import defs
+
+    schedule = defs.resolve_schedule_def(schedule_name)
+    with build_schedule_context(instance=instance, scheduled_execution_time=at) as context:
+        result = schedule.evaluate_tick(context)
+    return list(result.run_requests or [])
+
+
+def execute(instance: DagsterInstance, schedule_name: str, request: RunRequest) -> None:
+    """What the daemon does with a tick's run request: a run of the schedule's job for the
+    request's partition, with its tags."""
+    from orchestration.definitions import defs
+
+    job = defs.resolve_schedule_def(schedule_name).job
+    tags = {k: v for k, v in request.tags.items() if not k.startswith("dagster/")}
+    result = defs.resolve_job_def(job.name).execute_in_process(
+        instance=instance, partition_key=request.partition_key, tags=tags
     )
+    assert result.success, request
 
+
+def test_the_schedules_alone_bill_a_month_as_billing_run_does(
+    warehouse: str, other_warehouse: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     load_demo(warehouse)
     instance = DagsterInstance.ephemeral()
-    resources = {"dbt": dbt_resource}
-    targets_before = set(DBT_TARGETS.iterdir()) if DBT_TARGETS.exists() else set()
+    targets_before = set(TARGET.iterdir())
+    parse_state = TARGET / "partial_parse.msgpack"
+    parsed_at = None
 
-    def run(assets: list[Any], **kwargs: Any) -> None:
-        result = materialize(assets, resources=resources, instance=instance, **kwargs)
-        assert result.success
+    # every day's 01:00 tick builds the day before; the 1st's 02:00 tick closes October
+    for day in (OCT + timedelta(days=n) for n in range(1, 32)):
+        (request,) = tick(
+            instance, "daily_usage_0100_utc", datetime(day.year, day.month, day.day, 1, tzinfo=UTC)
+        )
+        assert request.partition_key == (day - timedelta(days=1)).isoformat()
+        execute(instance, "daily_usage_0100_utc", request)
+        if day == OCT + timedelta(days=1):
+            parsed_at = parse_state.stat().st_mtime_ns
+        if day == date(2026, 10, 15):  # a late event for a day built long ago
+            with psycopg.connect(warehouse) as conn:
+                copy_events(conn, [LATE])
+    (request,) = tick(
+        instance, "monthly_invoices_0200_utc_on_1st", datetime(2026, 11, 1, 2, tzinfo=UTC)
+    )
+    assert request.partition_key == "2026-10-01"
+    execute(instance, "monthly_invoices_0200_utc_on_1st", request)
 
-    run([unpartitioned_models])
-    run(
+    # Each run passed its window as dbt vars; after the first, none re-parsed the project
+    # (dbt rewrites its parse state only when it parses), and dbt's per-run artifacts did
+    # not stay behind.
+    assert parse_state.stat().st_mtime_ns == parsed_at
+    assert set(TARGET.iterdir()) <= targets_before | {parse_state}
+    assert not list((get_settings().home_dir / "dagster" / "dbt").iterdir())
+
+    invoices = rows(warehouse, INVOICES)
+    assert invoices and {row[5] for row in invoices} == {"finalized"}
+    usage = rows(warehouse, USAGE)
+    assert len({row[2] for row in usage}) == 31
+    acme_oct_3 = [r for r in usage if r[:3] == ("acme", "api_calls", date(2026, 10, 3))]
+    expected = sum(
+        {
+            e.idempotency_key: e.amount
+            for e in generate_usage(OCT, seed=3)
+            if e.tenant_id == "acme"
+            and e.metric == "api_calls"
+            and e.timestamp.date() == date(2026, 10, 3)
+        }.values()
+    )
+    assert acme_oct_3[0][3] == expected + LATE.amount  # the late event, through the schedules
+
+    # The CLI on the same data, from its own empty warehouse: a month closed with no daily
+    # run before it builds the month's days itself.
+    use(other_warehouse, monkeypatch)
+    load_demo(other_warehouse)
+    with psycopg.connect(other_warehouse) as conn:
+        copy_events(conn, [LATE])
+    result = CliRunner().invoke(main, ["run", "monthly", "--month", "2026-10", "--finalize"])
+    assert result.exit_code == 0, result.output
+    assert rows(other_warehouse, INVOICES) == invoices
+    assert rows(other_warehouse, LINES) == rows(warehouse, LINES)
+    assert rows(other_warehouse, USAGE) == usage
+
+
+def test_a_backfill_in_one_run_equals_the_days_one_by_one(warehouse: str) -> None:
+
+    from orchestration.definitions import daily_usage_models, dbt_resource
+
+    load_demo(warehouse)
+    run_daily(date(2026, 10, 1), date(2026, 10, 31), quiet=True)
+    by_day = rows(warehouse, USAGE)
+    with psycopg.connect(warehouse) as conn:
+        conn.execute("truncate marts.fct_usage_daily")
+    result = materialize(
         [daily_usage_models],
+        resources={"dbt": dbt_resource},
+        instance=DagsterInstance.ephemeral(),
         tags={
             "dagster/asset_partition_range_start": "2026-10-01",
             "dagster/asset_partition_range_end": "2026-10-31",
         },
     )
-    backfilled = table(warehouse, "fct_usage_daily")
-    assert len({row[2] for row in backfilled}) == 31  # every day of October, in one run
+    assert result.success
+    assert rows(warehouse, USAGE) == by_day
 
-    clear(warehouse, "fct_usage_daily")
-    day = OCT
-    while day.month == 10:
-        run([daily_usage_models], partition_key=day.isoformat())
-        day += timedelta(days=1)
-    assert table(warehouse, "fct_usage_daily") == backfilled
 
-    clear(warehouse, "fct_usage_daily")
-    cli = CliRunner().invoke(main, ["run", "daily", "--from", "2026-10-01", "--to", "2026-10-31"])
-    assert cli.exit_code == 0, cli.output
-    assert table(warehouse, "fct_usage_daily") == backfilled
+def test_a_monthly_partition_before_any_daily_one(warehouse: str) -> None:
+    from orchestration.checks import reconcile_month
 
-    run([monthly_invoice_models], partition_key="2026-10-01")
-    through_dagster = (table(warehouse, "fct_invoices"), table(warehouse, "fct_invoice_lines"))
-    assert through_dagster[0]
-    cli = CliRunner().invoke(main, ["run", "monthly", "--month", "2026-10"])
-    assert cli.exit_code == 0, cli.output
-    assert (table(warehouse, "fct_invoices"), table(warehouse, "fct_invoice_lines")) == (
-        through_dagster
+    load_demo(warehouse)
+    instance = DagsterInstance.ephemeral()
+    (request,) = tick(
+        instance, "monthly_invoices_0200_utc_on_1st", datetime(2026, 11, 1, 2, tzinfo=UTC)
     )
-
-    # Each Dagster run passes its window as dbt vars; only the first re-parsed the project
-    # (`make manifest` parsed it for another profile: no warehouse).
-    logs = [
-        (target / "dbt.log").read_text()
-        for target in set(DBT_TARGETS.iterdir()) - targets_before
-        if (target / "dbt.log").exists()
-    ]
-    with_vars = [log for log in logs if "--vars" in log]
-    assert len(with_vars) == 33  # the backfill, 31 days, the month
-    assert sum("Unable to do partial parsing" in log for log in with_vars) <= 1
+    execute(instance, "monthly_invoices_0200_utc_on_1st", request)
+    assert {row[5] for row in rows(warehouse, INVOICES)} == {"finalized"}
+    assert len({row[2] for row in rows(warehouse, USAGE)}) == 31
+    with psycopg.connect(warehouse) as conn:
+        assert reconcile_month(conn, OCT) == []
+    # and the daily tick afterwards builds only its day
+    (request,) = tick(instance, "daily_usage_0100_utc", datetime(2026, 11, 2, 1, tzinfo=UTC))
+    execute(instance, "daily_usage_0100_utc", request)
 
 
 def test_late_events_rebuild_exactly_their_days(warehouse: str) -> None:
@@ -107,11 +199,11 @@ def test_late_events_rebuild_exactly_their_days(warehouse: str) -> None:
 
     def versions() -> dict[date, set[str]]:
         with psycopg.connect(warehouse) as conn:
-            rows = conn.execute(
+            found_rows = conn.execute(
                 "select usage_date, xmin::text from marts.fct_usage_daily"
             ).fetchall()
         found: dict[date, set[str]] = {}
-        for day, xmin in rows:
+        for day, xmin in found_rows:
             found.setdefault(day, set()).add(xmin)
         return found
 
@@ -139,35 +231,54 @@ def test_late_events_rebuild_exactly_their_days(warehouse: str) -> None:
     ]
     unique = {e.idempotency_key: e.amount for e in events}
     assert row == (sum(unique.values()) + 1000,)
+    # a late event for a day after the window (built before it) is rebuilt too
+    with psycopg.connect(warehouse) as conn:
+        copy_events(
+            conn, [Event("acme", "api_calls", Decimal(5), late_at + timedelta(days=2), "late-2")]
+        )
+    assert run_daily(date(2026, 10, 1), date(2026, 10, 1), quiet=True).extra_days == (
+        date(2026, 10, 4),
+    )
     # and a run with nothing late rebuilds only its own day
     assert run_daily(date(2026, 10, 5), date(2026, 10, 5), quiet=True).extra_days == ()
 
 
-def test_dagster_storage_lives_under_billing_home_and_survives_a_restart(tmp_path: Path) -> None:
+def dagster_dev_instance(dagster_home: Path) -> DagsterInstance:
+    """The instance `dagster dev` makes with DAGSTER_HOME unset: our dagster.yaml."""
     from dagster._core.instance.ref import InstanceRef
 
     from tests.helpers import REPO
 
-    def instance() -> DagsterInstance:
-        # what `dagster dev` does with DAGSTER_HOME unset: a scratch dir, our dagster.yaml
-        return DagsterInstance.from_ref(InstanceRef.from_dir(str(tmp_path), config_dir=str(REPO)))
+    return DagsterInstance.from_ref(InstanceRef.from_dir(str(dagster_home), config_dir=str(REPO)))
 
-    import os
 
-    cwd = os.getcwd()
-    os.chdir(tmp_path)  # dagster.yaml's paths are relative to where dagster dev starts
-    try:
-        with instance() as first:
-            from dagster import asset
+@asset
+def probe() -> int:
+    return 1
 
-            @asset
-            def probe() -> int:
-                return 1
 
-            assert materialize([probe], instance=first).success
-            run_ids = {r.run_id for r in first.get_runs()}
-        with instance() as second:  # a restart
-            assert {r.run_id for r in second.get_runs()} == run_ids
-        assert (tmp_path / ".billing" / "dagster" / "storage" / "history" / "runs.db").exists()
-    finally:
-        os.chdir(cwd)
+def test_dagster_storage_is_sqlite_under_billing_home_for_the_embedded_warehouse(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("BILLING_DATABASE_URL", raising=False)
+    monkeypatch.setenv("BILLING_HOME", str(tmp_path / "home"))
+    get_settings.cache_clear()
+    with dagster_dev_instance(tmp_path / "scratch") as first:
+        assert materialize([probe], instance=first).success
+        run_ids = {r.run_id for r in first.get_runs()}
+    with dagster_dev_instance(tmp_path / "scratch") as second:  # a restart
+        assert {r.run_id for r in second.get_runs()} == run_ids
+    assert (tmp_path / "home" / "dagster" / "storage" / "history" / "runs.db").exists()
+    get_settings.cache_clear()
+
+
+def test_dagster_storage_is_the_warehouse_postgresql_when_external(
+    warehouse: str, tmp_path: Path
+) -> None:
+    with dagster_dev_instance(tmp_path / "scratch") as first:
+        assert materialize([probe], instance=first).success
+        run_ids = {r.run_id for r in first.get_runs()}
+    with dagster_dev_instance(tmp_path / "other") as second:  # a restart, elsewhere
+        assert {r.run_id for r in second.get_runs()} == run_ids
+    assert rows(warehouse, "select run_id from dagster.runs") == [(r,) for r in run_ids]
+    assert not (tmp_path / "scratch" / "history").exists()
