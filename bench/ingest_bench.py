@@ -136,7 +136,7 @@ def run(events_n: int, batch: int, workers: int, connections: int, port: int) ->
     with scratch_warehouse() as (url, env):
         from click.testing import CliRunner
 
-        from orchestration.cli import main
+        from billing.cli import main
 
         CliRunner().invoke(main, ["catalog", "apply", str(REPO / "examples/demo_catalog.yaml")])
         copy_seconds = bare_copy(url, events, batch)

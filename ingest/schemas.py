@@ -8,13 +8,14 @@ The pydantic models below document the same shapes in the OpenAPI schema.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from pydantic import BaseModel, Field
+
+from warehouse.catalog import ID_PATTERN, ID_RE, ID_RULE
 
 MAX_EVENTS = 10_000
 MAX_BODY_BYTES = 5 * 1024 * 1024
@@ -26,7 +27,6 @@ MAX_AMOUNT_ABS = Decimal("1e18")
 EVENT_FIELDS = frozenset(
     ("tenant_id", "metric", "amount", "timestamp", "idempotency_key", "metadata")
 )
-TENANT_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,14 +116,8 @@ def validate_event(
             errors.append(EventError(index, name, "is required"))
 
     tenant_id = event.get("tenant_id")
-    if tenant_id is not None and (
-        not isinstance(tenant_id, str) or not TENANT_RE.fullmatch(tenant_id)
-    ):
-        errors.append(
-            EventError(
-                index, "tenant_id", "must be 1 to 64 of A-Za-z0-9_.:- (letters, digits, _ . : -)"
-            )
-        )
+    if tenant_id is not None and (not isinstance(tenant_id, str) or not ID_RE.fullmatch(tenant_id)):
+        errors.append(EventError(index, "tenant_id", f"must be {ID_RULE}"))
     metric_key = event.get("metric")
     metric = metrics.get(metric_key) if isinstance(metric_key, str) else None
     if metric_key is not None and metric is None:
@@ -202,7 +196,7 @@ def validate_events(
 class EventIn(BaseModel):
     """One usage event."""
 
-    tenant_id: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$", examples=["acme"])
+    tenant_id: str = Field(pattern=ID_PATTERN, examples=["acme"])
     metric: str = Field(description="A metric key in the catalog.", examples=["api_calls"])
     amount: Decimal | str = Field(description="A finite decimal, JSON number or string.")
     timestamp: datetime = Field(description="RFC 3339 with an offset, at most 5 min ahead.")

@@ -1,4 +1,4 @@
-"""Runs the product: the `billing` CLI, the dbt pipeline and the Dagster definitions.
+"""The run sequence (`pipeline`) and the Dagster definitions that call it.
 
-The top of the import graph: nothing imports orchestration.
+Imported by the `billing` shell; it imports warehouse, ingest's writer and sync.
 """

@@ -6,8 +6,8 @@ time (`make manifest`) and the warehouse is resolved when an asset runs.
 
 import os
 import tempfile
-from collections.abc import Iterator
-from datetime import date
+from collections.abc import Iterator, Mapping
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,20 +16,20 @@ from dagster import (
     AssetCheckResult,
     AssetExecutionContext,
     AssetKey,
+    AssetSpec,
     BackfillPolicy,
     DailyPartitionsDefinition,
     Definitions,
     Failure,
+    FreshnessPolicy,
     MaterializeResult,
     MonthlyPartitionsDefinition,
     asset,
     asset_check,
     build_schedule_from_partitioned_job,
-    build_sensor_for_freshness_checks,
-    build_time_partition_freshness_checks,
     define_asset_job,
 )
-from dagster_dbt import DbtCliResource, dbt_assets
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
 from orchestration.checks import reconcile_month
 from orchestration.dbt_vars import Window, month_starts
@@ -74,6 +74,27 @@ def streamed(context: AssetExecutionContext, dbt: DbtCliResource) -> Build:
     return build
 
 
+# When each run's models are due: the daily run's by 05:00 UTC each day (its schedule starts
+# at 01:00), the monthly run's by 06:00 UTC on the 1st (its schedule starts at 02:00).
+FRESHNESS = {
+    DAILY: FreshnessPolicy.cron(deadline_cron="0 5 * * *", lower_bound_delta=timedelta(hours=4)),
+    MONTHLY: FreshnessPolicy.cron(deadline_cron="0 6 1 * *", lower_bound_delta=timedelta(hours=4)),
+}
+
+
+class BillingTranslator(DagsterDbtTranslator):
+    """A dbt model is due when the run that builds it (its meta.run) is."""
+
+    def get_asset_spec(
+        self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None
+    ) -> AssetSpec:
+        spec = super().get_asset_spec(manifest, unique_id, project)
+        run = self.get_resource_props(manifest, unique_id).get("meta", {}).get("run")
+        if run not in FRESHNESS:
+            return spec
+        return spec.replace_attributes(freshness_policy=FRESHNESS[run])
+
+
 def window_of(context: AssetExecutionContext) -> Window:
     window = context.partition_time_window
     return Window(window.start.date(), window.end.date())
@@ -82,6 +103,7 @@ def window_of(context: AssetExecutionContext) -> Window:
 @dbt_assets(
     manifest=MANIFEST_PATH,
     selector=DAILY,
+    dagster_dbt_translator=BillingTranslator(),
     partitions_def=daily_partitions,
     backfill_policy=BackfillPolicy.single_run(),
     name="daily_usage_models",
@@ -96,6 +118,7 @@ def daily_usage_models(context: AssetExecutionContext, dbt: DbtCliResource) -> I
 @dbt_assets(
     manifest=MANIFEST_PATH,
     selector=MONTHLY,
+    dagster_dbt_translator=BillingTranslator(),
     partitions_def=monthly_partitions,
     backfill_policy=BackfillPolicy.single_run(),
     name="monthly_invoice_models",
@@ -194,11 +217,6 @@ def invoices_reconcile_with_daily_usage(context: AssetCheckExecutionContext) -> 
     )
 
 
-invoice_freshness = build_time_partition_freshness_checks(
-    assets=[FCT_INVOICES], deadline_cron="0 6 1 * *", timezone="UTC"
-)
-freshness_sensor = build_sensor_for_freshness_checks(freshness_checks=invoice_freshness)
-
 dbt_resource = DbtCliResource(
     project_dir=str(DBT_PROJECT_DIR),
     profiles_dir=str(DBT_PROJECT_DIR),
@@ -209,7 +227,6 @@ defs = Definitions(
     assets=[daily_usage_models, monthly_invoice_models, stripe_invoices],
     jobs=[daily_job, monthly_job],
     schedules=[daily_schedule, monthly_schedule],
-    asset_checks=[invoices_reconcile_with_daily_usage, *invoice_freshness],
-    sensors=[freshness_sensor],
+    asset_checks=[invoices_reconcile_with_daily_usage],
     resources={"dbt": dbt_resource},
 )

@@ -15,6 +15,9 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+
 from orchestration.dbt_vars import (
     Window,
     daily_vars,
@@ -25,7 +28,7 @@ from orchestration.dbt_vars import (
     monthly_vars,
 )
 from sync.stripe_push import PushReport, PushResult, push_invoices
-from warehouse.db import connect, dbt_env
+from warehouse.db import connect, database_url
 from warehouse.settings import Settings, get_settings
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
@@ -85,6 +88,13 @@ class DailyPlan:
     window: Window | None
     extra_days: tuple[date, ...]
     started_at: datetime
+    # whether events have arrived that the deduplication has not seen
+    pending: bool = True
+
+    @property
+    def needed(self) -> bool:
+        """Whether the run has anything to build."""
+        return self.window is not None or self.pending
 
     def invocation(self) -> DbtInvocation:
         if self.window is None:
@@ -106,10 +116,11 @@ def plan_daily(window: Window | None, settings: Settings | None = None) -> Daily
         built = conn.execute(
             "select to_regclass('intermediate.int_events_arrivals') is not null"
         ).fetchone()
-        late = []
-        if built and built[0] and settings.dbt_target == "postgres":
-            late = conn.execute(
-                """select distinct cast(e.event_ts as date)
+        if not (built and built[0] and settings.dbt_target == "postgres"):
+            return DailyPlan(window, (), started_at, pending=True)
+        unseen = conn.execute(
+            """with unseen as (
+                   select distinct cast(e.event_ts as date) as day
                    from raw.events e
                    -- one index lookup per candidate, never a hash of every arrival
                    left join lateral (
@@ -122,23 +133,23 @@ def plan_daily(window: Window | None, settings: Settings | None = None) -> Daily
                            where event_seq = (select max(event_seq)
                                               from intermediate.int_events_arrivals))
                          - make_interval(hours => %(lookback)s)
-                     and not (e.event_ts >= %(start)s::timestamptz
-                              and e.event_ts < %(end)s::timestamptz)
                      and seen.found is null
-                     and exists (select 1 from app.pipeline_runs r
-                                 where r.kind = 'daily'
-                                   and (cast(e.event_ts as date) >= r.window_start
-                                        and cast(e.event_ts as date) < r.window_end
-                                        or cast(e.event_ts as date) = any(r.extra_days)))
-                   order by 1""",
-                {
-                    # the window's own days are built anyway; with none, every late day
-                    "start": window.start if window else "infinity",
-                    "end": window.end if window else "infinity",
-                    "lookback": DEDUP_LOOKBACK_HOURS,
-                },
-            ).fetchall()
-    return DailyPlan(window, tuple(row[0] for row in late), started_at)
+               )
+               select day, exists (select 1 from app.pipeline_runs r
+                                   where r.kind = 'daily'
+                                     and (day >= r.window_start and day < r.window_end
+                                          or day = any(r.extra_days)))
+               from unseen
+               order by day""",
+            {"lookback": DEDUP_LOOKBACK_HOURS},
+        ).fetchall()
+    # built days outside the window: the window's own days are built anyway
+    late = tuple(
+        day
+        for day, was_built in unseen
+        if was_built and not (window and window.start <= day < window.end)
+    )
+    return DailyPlan(window, late, started_at, pending=bool(unseen))
 
 
 def unbuilt_days(window: Window, settings: Settings | None = None) -> Window | None:
@@ -196,10 +207,15 @@ def dbt_build(*, quiet: bool = False) -> Build:
     return build
 
 
-def daily_steps(window: Window | None, build: Build) -> Generator[Any, None, DailyPlan]:
+def daily_steps(
+    window: Window | None, build: Build, *, when_needed: bool = False
+) -> Generator[Any, None, DailyPlan]:
     """A daily run: plan the days (the window, and the late days), bring the arrivals up to
-    date and build the day's usage (one dbt build of the `daily` selector), log the run."""
+    date and build the day's usage (one dbt build of the `daily` selector), log the run.
+    With ``when_needed``, nothing is run when there is no day to build and no new event."""
     plan = plan_daily(window)
+    if when_needed and not plan.needed:
+        return plan
     prepare_target()
     yield from build(plan.invocation())
     record_run("daily", plan.window, plan.started_at, plan.extra_days)
@@ -228,7 +244,9 @@ def monthly_steps(
         date.fromisoformat(month_vars["min_month"]), date.fromisoformat(month_vars["max_month"])
     )
     # the days are not this run's to stream: they are the daily selection's models
-    catch_up = yield from daily_steps(unbuilt_days(months), dbt_build(quiet=quiet))
+    catch_up = yield from daily_steps(
+        unbuilt_days(months), dbt_build(quiet=quiet), when_needed=True
+    )
     invocation = DbtInvocation("build", MONTHLY, month_vars)
     started_at = datetime.now(UTC)
     yield from build(invocation)
@@ -261,9 +279,37 @@ def dbt_executable() -> str:
     return str(candidate) if candidate.exists() else "billing-dbt"
 
 
+def profile_env(settings: Settings | None = None) -> dict[str, str]:
+    """The variables ``dbt_project/profiles.yml`` reads: the warehouse's connection, the
+    target, and for the `spark` target its session settings."""
+    settings = settings or get_settings()
+    params = conninfo_to_dict(database_url(settings))
+    found = {
+        "BILLING_DBT_HOST": str(params.get("host") or "localhost"),
+        "BILLING_DBT_PORT": str(params.get("port") or 5432),
+        "BILLING_DBT_USER": str(params.get("user") or "postgres"),
+        "BILLING_DBT_PASSWORD": str(params.get("password") or ""),
+        "BILLING_DBT_DBNAME": str(params.get("dbname") or "postgres"),
+        "BILLING_DBT_TARGET": settings.dbt_target,
+    }
+    if settings.dbt_target == "spark":
+        from warehouse.spark import spark_conf
+
+        conf = spark_conf(settings)
+        found |= {
+            "BILLING_SPARK_MASTER": conf["spark.master"],
+            "BILLING_SPARK_WAREHOUSE": conf["spark.sql.warehouse.dir"],
+            "BILLING_SPARK_METASTORE": conf["spark.hadoop.javax.jdo.option.ConnectionURL"],
+            "BILLING_SPARK_DRIVER_MEMORY": conf["spark.driver.memory"],
+            "BILLING_SPARK_JAVA_OPTIONS": conf["spark.driver.extraJavaOptions"],
+            "BILLING_SPARK_SHUFFLE_PARTITIONS": conf["spark.sql.shuffle.partitions"],
+        }
+    return found
+
+
 def dbt_process_env(settings: Settings | None = None) -> dict[str, str]:
     env = dict(os.environ)
-    env.update(dbt_env(settings))
+    env.update(profile_env(settings))
     env.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
     env["DBT_PROFILES_DIR"] = str(DBT_PROJECT_DIR)
     env["DBT_PROJECT_DIR"] = str(DBT_PROJECT_DIR)
@@ -344,17 +390,22 @@ def finalize_month(month: date, settings: Settings | None = None) -> int:
                returning invoice_id""",
             {"month": month},
         ).fetchall()
+        # the frozen copy has the draft lines' columns, by name (dbt's invoice_line_columns)
+        columns = [
+            row[0]
+            for row in conn.execute(
+                """select column_name from information_schema.columns
+                   where table_schema = 'app' and table_name = 'finalized_invoice_lines'
+                   order by ordinal_position"""
+            ).fetchall()
+        ]
+        listed = sql.SQL(", ").join(map(sql.Identifier, columns))
         conn.execute(
-            """insert into app.finalized_invoice_lines
-                   (invoice_id, line_id, tenant_id, line_type, metric, plan_key, quantity,
-                    billable_quantity, amount_minor, currency, description, service_start,
-                    service_end, period_start, corrected_period_start)
-               select l.invoice_id, l.line_id, l.tenant_id, l.line_type, l.metric, l.plan,
-                      l.quantity, l.billable_quantity, l.amount_minor, l.currency,
-                      l.description, l.service_start, l.service_end, l.period_start,
-                      l.corrected_period_start
-               from marts.fct_invoice_lines l
-               where l.invoice_id = any(%(ids)s)""",
+            sql.SQL(
+                """insert into app.finalized_invoice_lines ({columns})
+                   select {columns} from intermediate.int_invoice_lines_draft
+                   where invoice_id = any(%(ids)s)"""
+            ).format(columns=listed),
             {"ids": [row[0] for row in frozen]},
         )
     return len(frozen)

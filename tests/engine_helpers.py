@@ -12,7 +12,7 @@ import psycopg
 import yaml
 from click.testing import CliRunner
 
-from orchestration.cli import main
+from billing.cli import main
 from tests.reference_rater import Invoice, RawEvent, SubEvent
 
 

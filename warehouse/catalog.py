@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -29,7 +30,12 @@ from warehouse.currencies import MINOR_UNITS
 
 MAX_PRICE_DECIMALS = 12
 KEY_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
-TENANT_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+# The one identifier rule (CONTRACT.md) of tenants, subscriptions and every id a user names:
+# the pattern for pydantic, ID_RE for Python (fullmatch), ID_RULE for messages.
+ID_CHARS = "A-Za-z0-9_.:-"
+ID_PATTERN = rf"^[{ID_CHARS}]{{1,64}}$"
+ID_RE = re.compile(f"[{ID_CHARS}]{{1,64}}")
+ID_RULE = f"1 to 64 of {ID_CHARS} (letters, digits, _ . : -)"
 
 
 def _decimal(value: Any) -> Decimal:
@@ -122,7 +128,7 @@ class Plan(_Strict):
 
 
 class Tenant(_Strict):
-    id: str = Field(pattern=TENANT_PATTERN)
+    id: str = Field(pattern=ID_PATTERN)
     name: str = Field(min_length=1, max_length=200)
     currency: Currency
     tax_rate: Money = Decimal(0)
@@ -130,7 +136,7 @@ class Tenant(_Strict):
 
 
 class Subscription(_Strict):
-    id: str = Field(pattern=TENANT_PATTERN)
+    id: str = Field(pattern=ID_PATTERN)
     tenant_id: str
     plan: str
     start: Timestamp

@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict
 
 from warehouse import embedded
 from warehouse.settings import Settings, get_settings
@@ -34,23 +33,3 @@ def connect(
     """A connection that commits on a clean exit and rolls back on an error."""
     with psycopg.connect(database_url(settings), autocommit=autocommit) as conn:
         yield conn
-
-
-def dbt_env(settings: Settings | None = None) -> dict[str, str]:
-    """Environment variables read by ``dbt_project/profiles.yml``."""
-    settings = settings or get_settings()
-    params = conninfo_to_dict(database_url(settings))
-    host = str(params.get("host") or "localhost")
-    found = {
-        "BILLING_DBT_HOST": host,
-        "BILLING_DBT_PORT": str(params.get("port") or 5432),
-        "BILLING_DBT_USER": str(params.get("user") or "postgres"),
-        "BILLING_DBT_PASSWORD": str(params.get("password") or ""),
-        "BILLING_DBT_DBNAME": str(params.get("dbname") or "postgres"),
-        "BILLING_DBT_TARGET": settings.dbt_target,
-    }
-    if settings.dbt_target == "spark":
-        from warehouse.spark import spark_env
-
-        found.update(spark_env(settings))
-    return found

@@ -39,6 +39,19 @@ class Settings(BaseSettings):
         "sources are Spark tables already, e.g. events landing as Parquet files).",
     )
 
+    def as_env(self) -> dict[str, str]:
+        """These settings as the environment of a child process (which reads them back)."""
+        found: dict[str, str] = {}
+        for name, value in self.model_dump().items():
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            found[f"BILLING_{name.upper()}"] = (
+                str(value).lower() if isinstance(value, bool) else str(value)
+            )
+        return found
+
     @property
     def home_dir(self) -> Path:
         return self.home.expanduser().resolve()

@@ -60,7 +60,7 @@ class SparkLoadError(RuntimeError):
 
 def spark_conf(settings: Settings | None = None) -> dict[str, str]:
     """The Spark session settings of the `spark` target (profiles.yml reads the same values
-    from the BILLING_SPARK_* variables that `warehouse.db.dbt_env` sets)."""
+    from the BILLING_SPARK_* variables the pipeline sets from them)."""
     settings = settings or get_settings()
     home = settings.spark_dir
     return {
@@ -79,19 +79,6 @@ def spark_conf(settings: Settings | None = None) -> dict[str, str]:
         "spark.sql.shuffle.partitions": str(settings.spark_shuffle_partitions),
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
-    }
-
-
-def spark_env(settings: Settings | None = None) -> dict[str, str]:
-    """The environment profiles.yml's `spark` output reads."""
-    conf = spark_conf(settings)
-    return {
-        "BILLING_SPARK_MASTER": conf["spark.master"],
-        "BILLING_SPARK_WAREHOUSE": conf["spark.sql.warehouse.dir"],
-        "BILLING_SPARK_METASTORE": conf["spark.hadoop.javax.jdo.option.ConnectionURL"],
-        "BILLING_SPARK_DRIVER_MEMORY": conf["spark.driver.memory"],
-        "BILLING_SPARK_JAVA_OPTIONS": conf["spark.driver.extraJavaOptions"],
-        "BILLING_SPARK_SHUFFLE_PARTITIONS": conf["spark.sql.shuffle.partitions"],
     }
 
 
@@ -192,11 +179,9 @@ def _run_apart(args: list[str], settings: Settings, failed: str) -> str:
     import subprocess
     import sys
 
-    from warehouse.db import dbt_env
-
     result = subprocess.run(
         [sys.executable, "-m", "warehouse.spark", *args],
-        env={**os.environ, **dbt_env(settings)},
+        env={**os.environ, **settings.as_env()},
         capture_output=True,
         text=True,
         check=False,

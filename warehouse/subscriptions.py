@@ -38,13 +38,18 @@ def record_subscription_event(
 
 
 class SubscriptionError(ValueError):
-    """A change that cannot be made; names the field, with the HTTP status it maps to."""
+    """A change that cannot be made; names the field. ``kind``: the request is ``invalid``,
+    names what is ``not_found``, or is in ``conflict`` with the subscription's state."""
 
-    def __init__(self, field: str, message: str, status: int = 422, code: str = "invalid_request"):
+    def __init__(
+        self,
+        field: str,
+        message: str,
+        kind: Literal["invalid", "not_found", "conflict"] = "invalid",
+    ):
         super().__init__(message)
         self.field = field
-        self.status = status
-        self.code = code
+        self.kind = kind
 
 
 @dataclass(frozen=True)
@@ -102,9 +107,7 @@ def subscription_state(conn: psycopg.Connection, subscription_id: str) -> Subscr
         (subscription_id,),
     ).fetchall()
     if not rows:
-        raise SubscriptionError(
-            "id", f"no subscription {subscription_id!r}", status=404, code="not_found"
-        )
+        raise SubscriptionError("id", f"no subscription {subscription_id!r}", kind="not_found")
     plan: str | None = None
     ends_at: datetime | None = None
     history = []
@@ -144,7 +147,7 @@ def start(
             "select 1 from raw.subscription_events where subscription_id = %s", (subscription_id,)
         ).fetchone():
             raise SubscriptionError(
-                "id", f"subscription {subscription_id!r} exists", status=409, code="conflict"
+                "id", f"subscription {subscription_id!r} exists", kind="conflict"
             )
         _plan_for_tenant(conn, plan, tenant_id, "plan")
         record_subscription_event(conn, subscription_id, tenant_id, "start", at, plan_key=plan)
@@ -159,8 +162,7 @@ def _active_at(state: SubscriptionState, at: datetime) -> None:
         raise SubscriptionError(
             "id",
             f"subscription {state.subscription_id!r} is cancelled (ends {state.ends_at})",
-            status=409,
-            code="conflict",
+            kind="conflict",
         )
 
 

@@ -15,7 +15,8 @@ from ingest.bodies import MAX_SMALL_BODY, parse_model
 from ingest.deps import principal_for
 from ingest.errors import ApiError, error_body
 from ingest.quotas import QuotaRefused, check_quota
-from ingest.schemas import MAX_KEY_CHARS, TENANT_RE, parse_amount
+from ingest.schemas import MAX_KEY_CHARS, parse_amount
+from warehouse.catalog import ID_PATTERN
 
 router = APIRouter(tags=["quotas"])
 
@@ -23,7 +24,7 @@ router = APIRouter(tags=["quotas"])
 class QuotaCheckIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    tenant_id: str = Field(pattern=f"^{TENANT_RE.pattern}$")
+    tenant_id: str = Field(pattern=ID_PATTERN)
     metric: str = Field(min_length=1, max_length=64)
     amount: Decimal = Field(description="How much more to use: a positive decimal.")
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=MAX_KEY_CHARS)

@@ -13,17 +13,16 @@ from ingest.auth import Principal
 from ingest.bodies import read_model
 from ingest.deps import authenticate
 from ingest.errors import ApiError
-from ingest.schemas import TENANT_RE
+from warehouse.catalog import ID_PATTERN
 from warehouse.subscriptions import SubscriptionError, cancel, change_plan, start
 
 router = APIRouter(tags=["subscriptions"])
-ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
 
 
 class SubscriptionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    tenant_id: str = Field(pattern=f"^{TENANT_RE.pattern}$")
+    tenant_id: str = Field(pattern=ID_PATTERN)
     plan: str = Field(min_length=1, max_length=64)
     start: AwareDatetime | None = Field(default=None, description="Default: now.")
     id: str | None = Field(default=None, pattern=ID_PATTERN, description="Default: generated.")
@@ -47,6 +46,14 @@ def _schema(model: type[BaseModel]) -> dict[str, Any]:
     return {"requestBody": {"content": {"application/json": {"schema": model.model_json_schema()}}}}
 
 
+# warehouse.subscriptions says what kind of problem a change has; this says its HTTP status
+SUBSCRIPTION_ERRORS = {
+    "invalid": (422, "invalid_request"),
+    "not_found": (404, "not_found"),
+    "conflict": (409, "conflict"),
+}
+
+
 async def _run(request: Request, action: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
     def work() -> dict[str, Any]:
         with request.app.state.pool.connection() as conn:
@@ -56,8 +63,9 @@ async def _run(request: Request, action: Any, *args: Any, **kwargs: Any) -> dict
     try:
         return await run_in_threadpool(work)
     except SubscriptionError as exc:
+        status, code = SUBSCRIPTION_ERRORS[exc.kind]
         raise ApiError(
-            exc.status, exc.code, str(exc), [{"field": exc.field, "message": str(exc)}]
+            status, code, str(exc), [{"field": exc.field, "message": str(exc)}]
         ) from None
 
 

@@ -7,7 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from orchestration.cli import main
+from billing.cli import main
 from orchestration.pipeline import DBT_PROJECT_DIR, run_dbt
 from tests.helpers import REPO
 

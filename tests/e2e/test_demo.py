@@ -7,7 +7,7 @@ from datetime import date
 
 import pytest
 
-from orchestration.reports import money
+from billing.reports import money
 from tests.engine_helpers import assert_matches, load_raw, warehouse_invoices
 from tests.helpers import REPO, billing
 from tests.reference_rater import rate_month

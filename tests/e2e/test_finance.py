@@ -17,10 +17,10 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from billing.cli import main
+from billing.demo import DEMO_CATALOG, generate_usage
 from ingest.app import create_app
 from ingest.writer import copy_events
-from orchestration.cli import main
-from orchestration.demo import DEMO_CATALOG, generate_usage
 from orchestration.pipeline import run_daily, run_monthly
 from sync.stripe_push import push_invoices
 from tests.fake_stripe import API_KEY, FakeStripe, FakeStripeServer, sign_webhook

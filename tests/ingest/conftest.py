@@ -8,8 +8,8 @@ import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
+from billing.cli import main
 from ingest.app import create_app
-from orchestration.cli import main
 from tests.helpers import REPO, ApiServer
 from warehouse.settings import get_settings
 

@@ -10,7 +10,7 @@ import psycopg
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
-from orchestration.cli import main
+from billing.cli import main
 from orchestration.pipeline import run_daily, run_monthly
 
 

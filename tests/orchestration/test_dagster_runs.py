@@ -17,9 +17,9 @@ import pytest
 from click.testing import CliRunner
 from dagster import DagsterInstance, RunRequest, asset, build_schedule_context, materialize
 
+from billing.cli import main
+from billing.demo import DEMO_CATALOG, generate_usage
 from ingest.writer import Event, copy_events
-from orchestration.cli import main
-from orchestration.demo import DEMO_CATALOG, generate_usage
 from orchestration.pipeline import MANIFEST_PATH, run_daily
 from tests.helpers import with_dbname
 from warehouse.settings import get_settings

@@ -48,6 +48,10 @@ def test_definitions_hold_every_model_partitions_and_schedules() -> None:
         # partitioned by the run that builds it, and built by a scheduled job
         assert graph.get(key).partitions_def == expected[node["config"]["meta"]["run"]], key
         assert key in scheduled, key
+        # due when its run is: by 05:00 UTC each day, by 06:00 UTC on the 1st
+        policy = graph.get(key).freshness_policy
+        deadline = {"daily": "0 5 * * *", "monthly": "0 6 1 * *"}[node["config"]["meta"]["run"]]
+        assert policy is not None and policy.deadline_cron == deadline, key
 
     names = [s.name for s in defs.schedules]  # type: ignore[union-attr]
     crons = {

@@ -97,16 +97,14 @@ def differences(
 def test_dagster_builds_on_the_spark_target(
     warehouse: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Dagster's assets, materialized with the target set to Spark (the unpartitioned ones,
-    October's days in one run, then October), give the invoices `billing run monthly` gives
-    on PostgreSQL."""
+    """Dagster's assets, materialized with the target set to Spark (October's days in one
+    run, then October), give the invoices `billing run monthly` gives on PostgreSQL."""
     from dagster import DagsterInstance, materialize
 
     from orchestration.definitions import (
         daily_usage_models,
         dbt_resource,
         monthly_invoice_models,
-        unpartitioned_models,
     )
     from tests.orchestration.test_dagster_runs import load_demo
 
@@ -128,16 +126,15 @@ def test_dagster_builds_on_the_spark_target(
         result = materialize(assets, resources={"dbt": dbt_resource}, instance=instance, **kwargs)
         assert result.success
 
-    run([unpartitioned_models])  # copies the sources into Spark first
-    monkeypatch.setenv("BILLING_SPARK_COPY_SOURCES", "false")  # they are there now
-    get_settings.cache_clear()
-    run(
+    run(  # copies the sources into Spark first
         [daily_usage_models],
         tags={
             "dagster/asset_partition_range_start": "2026-10-01",
             "dagster/asset_partition_range_end": "2026-10-31",
         },
     )
+    monkeypatch.setenv("BILLING_SPARK_COPY_SOURCES", "false")  # they are there now
+    get_settings.cache_clear()
     run([monthly_invoice_models], partition_key="2026-10-01")
     built = query("select invoice_id, total_minor from marts.fct_invoices")
     assert {row["invoice_id"]: row["total_minor"] for row in built} == expected

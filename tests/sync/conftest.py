@@ -9,7 +9,7 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-from orchestration.cli import main
+from billing.cli import main
 from tests.fake_stripe import API_KEY, FakeStripe, FakeStripeServer
 from warehouse.settings import Settings
 

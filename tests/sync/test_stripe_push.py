@@ -8,7 +8,7 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-from orchestration.cli import main
+from billing.cli import main
 from sync.stripe_push import push_invoices
 from tests.fake_stripe import API_KEY, FakeStripe, FakeStripeServer, Fault
 from tests.helpers import with_dbname

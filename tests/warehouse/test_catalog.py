@@ -13,7 +13,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from orchestration.cli import main
+from billing.cli import main
 from tests.helpers import REPO
 
 DEMO = REPO / "examples" / "demo_catalog.yaml"

@@ -19,15 +19,12 @@ adjustments as (
 
 final as (
     select
-        invoice_id, line_id, tenant_id, currency, period_start, line_type, metric, plan_key,
-        quantity, billable_quantity, amount_minor, description, service_start, service_end,
-        cast(null as {{ timestamp_type() }}) as corrected_period_start
+        {{ invoice_line_columns({
+            'corrected_period_start': 'cast(null as ' ~ timestamp_type() ~ ')'
+        }) }}
     from priced
     union all
-    select
-        invoice_id, line_id, tenant_id, currency, period_start, line_type, metric, plan_key,
-        quantity, billable_quantity, amount_minor, description, service_start, service_end,
-        corrected_period_start
+    select {{ invoice_line_columns() }}
     from adjustments
 )
 

@@ -13,16 +13,10 @@ finalized as (
 ),
 
 all_lines as (
-    select
-        invoice_id, line_id, tenant_id, line_type, metric, plan_key, quantity,
-        billable_quantity, amount_minor, currency, description, service_start, service_end,
-        period_start, corrected_period_start
+    select {{ invoice_line_columns() }}
     from frozen
     union all
-    select
-        invoice_id, line_id, tenant_id, line_type, metric, plan_key, quantity,
-        billable_quantity, amount_minor, currency, description, service_start, service_end,
-        period_start, corrected_period_start
+    select {{ invoice_line_columns() }}
     from drafts
     where not exists (
         select 1 from finalized where finalized.invoice_id = drafts.invoice_id

@@ -18,8 +18,8 @@ from typing import Any
 
 from rich.table import Table
 
+from billing.reports import money
 from ingest.usage import MAX_DAYS, daily_usage
-from orchestration.reports import money
 from warehouse.currencies import MINOR_UNITS
 from warehouse.db import connect
 

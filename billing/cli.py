@@ -11,7 +11,7 @@ import click
 from rich.console import Console
 
 if TYPE_CHECKING:  # the commands import what they need when they run
-    from orchestration.finance import Report
+    from billing.finance import Report
 
 # Piped output (CI logs, files) gets a wide console so invoice tables are not squeezed.
 console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
@@ -131,12 +131,12 @@ def apikey() -> None:
 def apikey_create(tenant: str) -> None:
     """Print a new tenant API key once; only its hash is stored."""
     from ingest.auth import create_api_key
-    from ingest.schemas import TENANT_RE
+    from warehouse.catalog import ID_RE, ID_RULE
     from warehouse.db import connect
     from warehouse.migrate import apply_migrations
 
-    if not TENANT_RE.fullmatch(tenant):
-        fail(f"--tenant {tenant!r}: must be 1 to 64 of A-Za-z0-9_.:-", 2)
+    if not ID_RE.fullmatch(tenant):
+        fail(f"--tenant {tenant!r}: must be {ID_RULE}", 2)
     with connect() as conn:
         apply_migrations(conn)
         key_id, key = create_api_key(conn, tenant)
@@ -294,8 +294,8 @@ def invoices() -> None:
 @click.option("--tenant", help="Tenant id")
 def invoices_list(month: str | None, tenant: str | None) -> None:
     """List invoices."""
+    from billing.reports import invoice_table, list_invoices
     from orchestration.dbt_vars import parse_month
-    from orchestration.reports import invoice_table, list_invoices
 
     try:
         first = parse_month(month) if month else None
@@ -308,7 +308,7 @@ def invoices_list(month: str | None, tenant: str | None) -> None:
 @click.argument("invoice_id")
 def invoices_show(invoice_id: str) -> None:
     """Show one invoice with its lines."""
-    from orchestration.reports import InvoiceNotFound, render_invoice
+    from billing.reports import InvoiceNotFound, render_invoice
 
     try:
         console.print(render_invoice(invoice_id))
@@ -336,7 +336,7 @@ def report() -> None:
 
 
 def _emit(built: Report, fmt: str, plot_file: Path | None) -> None:
-    from orchestration.finance import plot
+    from billing.finance import plot
 
     rendered = built.render(fmt)
     if isinstance(rendered, str):
@@ -358,7 +358,7 @@ def _emit(built: Report, fmt: str, plot_file: Path | None) -> None:
 @_plot
 def report_usage(tenant: str, first: str, last: str, fmt: str, plot_file: Path | None) -> None:
     """A tenant's daily usage of every metric, including events sent a moment ago."""
-    from orchestration.finance import ReportError, usage_report
+    from billing.finance import ReportError, usage_report
 
     try:
         built = usage_report(tenant, _parse_day(first, "--from"), _parse_day(last, "--to"))
@@ -374,8 +374,8 @@ def report_usage(tenant: str, first: str, last: str, fmt: str, plot_file: Path |
 @_plot
 def report_revenue(first: str, last: str, fmt: str, plot_file: Path | None) -> None:
     """Invoiced, paid and outstanding money by month and currency."""
+    from billing.finance import ReportError, revenue_report
     from orchestration.dbt_vars import parse_month
-    from orchestration.finance import ReportError, revenue_report
 
     try:
         first_month, last_month = parse_month(first), parse_month(last)
@@ -395,7 +395,7 @@ def report_revenue(first: str, last: str, fmt: str, plot_file: Path | None) -> N
 @click.option("--seed", default=7, show_default=True, help="Random seed of the usage.")
 def demo(seed: int) -> None:
     """Load the demo catalog, generate a month of usage, invoice it and print the invoices."""
-    from orchestration.demo import run_demo
+    from billing.demo import run_demo
 
     run_demo(console, seed=seed)
 

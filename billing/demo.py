@@ -18,12 +18,12 @@ from pydantic import SecretStr
 from rich.console import Console
 from rich.progress import Progress
 
+from billing.reports import list_invoices, render_invoice
 from ingest.app import create_app
 from ingest.client import BillingClient
 from ingest.writer import Event
 from orchestration.dbt_vars import month_window
 from orchestration.pipeline import run_daily, run_monthly
-from orchestration.reports import list_invoices, render_invoice
 from warehouse.catalog import apply_catalog, load_catalog_file
 from warehouse.db import connect
 from warehouse.migrate import apply_migrations
