@@ -7,16 +7,48 @@ Python mode instead.
 
 from __future__ import annotations
 
+import json
+from decimal import Decimal
 from typing import Any, TypeVar
 
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
 from ingest.errors import ApiError
-from ingest.routes.events import loads
 
-MAX_SMALL_BODY = 64 * 1024
+MAX_SMALL_BODY = 64 * 1024  # a quota check, a subscription change
+MAX_WEBHOOK_BODY = 1024 * 1024  # a Stripe event, read before its signature is checked
 Model = TypeVar("Model", bound=BaseModel)
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def loads(text: bytes | str) -> Any:
+    """JSON with exact decimals: a JSON number never passes through a float. Every JSON body
+    of the API is read here; a ValueError says what is wrong with it."""
+    try:
+        return json.loads(text, parse_float=Decimal, parse_constant=_no_constants)
+    except RecursionError:
+        # Python's decoder recurses once per level: a body nested about 1,000 deep
+        raise ValueError("it is nested too deeply") from None
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request's body, refused with a 413 as soon as it is known to pass ``limit`` bytes:
+    by its Content-Length before anything is read, else while it streams in (nothing past the
+    limit is read)."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, "payload_too_large", f"at most {limit} bytes a request")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, "payload_too_large", f"at most {limit} bytes a request")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def validation_details(exc: ValidationError) -> list[dict[str, Any]]:
@@ -27,7 +59,7 @@ def validation_details(exc: ValidationError) -> list[dict[str, Any]]:
 
 
 async def read_model(request: Request, model: type[Model]) -> Model:
-    return parse_model(await request.body(), model)
+    return parse_model(await read_body(request, MAX_SMALL_BODY), model)
 
 
 def parse_model(body: bytes, model: type[Model]) -> Model:

@@ -13,7 +13,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ingest.routes.events import loads
+from ingest.bodies import loads
 from ingest.schemas import EVENT_FIELDS, MAX_EVENTS, Metric, validate_events
 from ingest.writer import copy_rows
 from warehouse.db import connect

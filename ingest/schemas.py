@@ -60,16 +60,20 @@ def parse_amount(value: Any) -> Decimal:
         raise ValueError(f"{value!r} is not a decimal number") from None
     if not amount.is_finite():
         raise ValueError(f"{value} is not finite")
-    if abs(amount) >= MAX_AMOUNT_ABS:
-        raise ValueError(f"{value} is out of range (|amount| < 10^18)")
-    exponent = amount.as_tuple().exponent
+    # Exact checks on the digits, never arithmetic: the context's exponent limits and its 28
+    # digits would raise (1e1000000) or round an amount.
+    sign, digits, exponent = amount.as_tuple()
     assert isinstance(exponent, int)
+    if not any(digits):
+        return Decimal(0)
+    if amount.adjusted() >= MAX_AMOUNT_ABS.adjusted():
+        raise ValueError(f"{value} is out of range (|amount| < 10^18)")
     if -exponent > MAX_AMOUNT_DECIMALS:
-        amount = amount.normalize()
-        exponent = amount.as_tuple().exponent
-        assert isinstance(exponent, int)
-        if -exponent > MAX_AMOUNT_DECIMALS:
+        # trailing zeros are no decimal places: 0.50000000000000 is 0.5
+        zeros = len(digits) - len("".join(map(str, digits)).rstrip("0"))
+        if -(exponent + zeros) > MAX_AMOUNT_DECIMALS:
             raise ValueError(f"{value} has more than {MAX_AMOUNT_DECIMALS} decimal places")
+        amount = Decimal((sign, digits[: len(digits) - zeros], exponent + zeros))
     return amount
 
 
@@ -88,6 +92,11 @@ def parse_timestamp(value: Any, now: datetime) -> datetime:
     if parsed - now > MAX_FUTURE:
         raise ValueError(f"{value!r} is more than 5 minutes in the future")
     return parsed
+
+
+def printable(text: str) -> str:
+    """Input echoed in a response: what UTF-8 cannot carry (a lone surrogate) as an escape."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _storable(text: str) -> bool:
@@ -110,7 +119,7 @@ def validate_event(
         return None
     before = len(errors)
     for name in event.keys() - EVENT_FIELDS:
-        errors.append(EventError(index, str(name), "unknown field"))
+        errors.append(EventError(index, printable(str(name)), "unknown field"))
     for name in ("tenant_id", "metric", "amount", "timestamp", "idempotency_key"):
         if event.get(name) is None:
             errors.append(EventError(index, name, "is required"))

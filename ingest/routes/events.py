@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
 from ingest.auth import Principal
+from ingest.bodies import loads, read_body
 from ingest.deps import authenticate
 from ingest.errors import ApiError
 from ingest.schemas import (
@@ -24,15 +23,6 @@ from ingest.schemas import (
 from ingest.writer import copy_rows
 
 router = APIRouter(tags=["events"])
-
-
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not a number JSON allows")
-
-
-def loads(text: bytes | str) -> Any:
-    """JSON with exact decimals: a JSON number never passes through a float."""
-    return json.loads(text, parse_float=Decimal, parse_constant=_no_constants)
 
 
 def parse_body(body: bytes, content_type: str) -> list[Any]:
@@ -81,19 +71,6 @@ def parse_body(body: bytes, content_type: str) -> list[Any]:
 
 def _too_many() -> ApiError:
     return ApiError(413, "too_many_events", f"at most {MAX_EVENTS} events a request")
-
-
-async def read_body(request: Request) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise ApiError(413, "payload_too_large", f"at most {MAX_BODY_BYTES} bytes a request")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise ApiError(413, "payload_too_large", f"at most {MAX_BODY_BYTES} bytes a request")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def ingest_events(
@@ -165,5 +142,5 @@ async def post_events(
     ] = False,
 ) -> dict[str, Any]:
     """Store usage events. All-or-nothing unless `partial=true`."""
-    body = await read_body(request)
+    body = await read_body(request, MAX_BODY_BYTES)
     return await run_in_threadpool(ingest_events, request, body, principal, partial)

@@ -16,6 +16,7 @@ from ingest.auth import Principal
 from ingest.deps import authenticate
 from ingest.errors import ApiError
 from ingest.usage import MAX_DAYS, daily_usage
+from warehouse.catalog import KEY_PATTERN
 
 router = APIRouter(tags=["reads"])
 
@@ -51,7 +52,7 @@ def _day(value: str, name: str) -> date:
 async def get_usage(
     request: Request,
     principal: Annotated[Principal, Depends(authenticate)],
-    metric: Annotated[str, Query(min_length=1, max_length=64)],
+    metric: Annotated[str, Query(pattern=KEY_PATTERN, description="A metric key")],
     from_: Annotated[str, Query(alias="from", description="First UTC day, YYYY-MM-DD")],
     to: Annotated[str, Query(description="Last UTC day, included, YYYY-MM-DD")],
     tenant_id: Annotated[str | None, Query(description="Admin key only")] = None,
@@ -59,6 +60,13 @@ async def get_usage(
     tenant = _tenant(principal, tenant_id, required=True)
     assert tenant is not None
     first, last = _day(from_, "from"), _day(to, "to")
+    if last >= date.max:
+        raise ApiError(
+            422,
+            "invalid_request",
+            f"to: {last} is past the last day that can be read",
+            [{"field": "to", "message": f"must be before {date.max}"}],
+        )
     if last < first or last - first >= timedelta(days=MAX_DAYS):
         raise ApiError(
             422,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -98,9 +98,12 @@ async def create_subscription(
     )
 
 
+SubscriptionId = Annotated[str, Path(pattern=ID_PATTERN, description="The subscription's id")]
+
+
 @router.post("/v1/subscriptions/{subscription_id}/change-plan", openapi_extra=_schema(ChangePlanIn))
 async def change_subscription_plan(
-    subscription_id: str,
+    subscription_id: SubscriptionId,
     request: Request,
     principal: Annotated[Principal, Depends(authenticate)],
 ) -> dict[str, Any]:
@@ -113,7 +116,7 @@ async def change_subscription_plan(
 
 @router.post("/v1/subscriptions/{subscription_id}/cancel", openapi_extra=_schema(CancelIn))
 async def cancel_subscription(
-    subscription_id: str,
+    subscription_id: SubscriptionId,
     request: Request,
     principal: Annotated[Principal, Depends(authenticate)],
 ) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 
+from ingest.bodies import MAX_WEBHOOK_BODY, read_body
 from ingest.errors import ApiError
 from sync.stripe_webhooks import WebhookRejected, apply_event, verify
 
@@ -21,7 +22,7 @@ async def stripe_webhook(request: Request) -> dict[str, Any]:
     secret = request.app.state.settings.stripe_webhook_secret
     if secret is None:
         raise ApiError(503, "webhooks_not_configured", "BILLING_STRIPE_WEBHOOK_SECRET is not set")
-    payload = await request.body()
+    payload = await read_body(request, MAX_WEBHOOK_BODY)
     try:
         event = verify(payload, request.headers.get("stripe-signature"), secret.get_secret_value())
     except WebhookRejected as exc:
