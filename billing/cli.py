@@ -144,6 +144,47 @@ def apikey_create(tenant: str) -> None:
     click.echo(key)
 
 
+@apikey.command("list")
+@click.option("--tenant", help="Only this tenant's keys.")
+def apikey_list(tenant: str | None) -> None:
+    """Every tenant key: its id, tenant, when it was created and revoked (never the key)."""
+    from rich.table import Table
+
+    from ingest.auth import list_api_keys
+    from warehouse.db import connect
+    from warehouse.migrate import apply_migrations
+
+    with connect() as conn:
+        apply_migrations(conn)
+        keys = list_api_keys(conn, tenant)
+    table = Table("key_id", "tenant", "created_at", "revoked_at")
+    for key in keys:
+        table.add_row(
+            key.key_id,
+            key.tenant_id,
+            f"{key.created_at:%Y-%m-%d %H:%M:%S}Z",
+            f"{key.revoked_at:%Y-%m-%d %H:%M:%S}Z" if key.revoked_at else "",
+        )
+    console.print(table)
+
+
+@apikey.command("revoke")
+@click.argument("key_id")
+def apikey_revoke(key_id: str) -> None:
+    """Revoke a tenant key: refused by every API worker within a second."""
+    from ingest.auth import UnknownKey, revoke_api_key
+    from warehouse.db import connect
+    from warehouse.migrate import apply_migrations
+
+    try:
+        with connect() as conn:
+            apply_migrations(conn)
+            key = revoke_api_key(conn, key_id)
+    except UnknownKey:
+        fail(f"no API key {key_id!r} (billing apikey list shows them)", 2)
+    console.print(f"{key.key_id} of tenant {key.tenant_id!r} revoked at {key.revoked_at}")
+
+
 @main.command()
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option(

@@ -7,7 +7,9 @@ import hmac
 import secrets
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
+from datetime import datetime
 
 import psycopg
 from psycopg_pool import ConnectionPool
@@ -48,28 +50,45 @@ def create_api_key(conn: psycopg.Connection, tenant_id: str) -> tuple[str, str]:
 
 
 class KeyResolver:
-    """Resolves bearer keys to principals, caching tenant keys for a short time."""
+    """Resolves bearer keys to principals, remembering each answer for ``ttl`` seconds.
 
-    def __init__(self, pool: ConnectionPool, admin_key: str | None, ttl: float = 30.0) -> None:
+    The ttl is what a revocation waits for on every worker (CONTRACT: within a second).
+    Known keys and unknown ones are remembered apart: a flood of random keys fills only
+    its own bounded memory, oldest first, and never evicts a key that works."""
+
+    def __init__(
+        self,
+        pool: ConnectionPool,
+        admin_key: str | None,
+        ttl: float = 1.0,
+        max_unknown: int = 10_000,
+    ) -> None:
         self._pool = pool
         self._admin_key = admin_key
         self._ttl = ttl
-        self._cache: dict[str, tuple[float, Principal | None]] = {}
+        self._max_unknown = max_unknown
+        self._known: dict[str, tuple[float, Principal]] = {}
+        self._unknown: OrderedDict[str, float] = OrderedDict()
         self._lock = threading.Lock()
 
     def cached(self, key: str) -> tuple[bool, Principal | None]:
-        """(known, principal) from memory alone: the hot path never leaves the event loop."""
+        """(answered, principal) from memory alone: the hot path never leaves the event loop."""
         if self._admin_key and hmac.compare_digest(key.encode(), self._admin_key.encode()):
             return True, ADMIN
+        digest = hash_key(key)
+        now = time.monotonic()
         with self._lock:
-            cached = self._cache.get(hash_key(key))
-        if cached is not None and time.monotonic() - cached[0] < self._ttl:
-            return True, cached[1]
+            known = self._known.get(digest)
+            if known is not None and now - known[0] < self._ttl:
+                return True, known[1]
+            refused = self._unknown.get(digest)
+            if refused is not None and now - refused < self._ttl:
+                return True, None
         return False, None
 
     def resolve(self, key: str) -> Principal | None:
-        known, principal = self.cached(key)
-        if known:
+        answered, principal = self.cached(key)
+        if answered:
             return principal
         digest = hash_key(key)
         now = time.monotonic()
@@ -78,9 +97,56 @@ class KeyResolver:
                 "select tenant_id from app.api_keys where key_sha256 = %s and revoked_at is null",
                 (digest,),
             ).fetchone()
-        principal = Principal(tenant_id=row[0]) if row else None
         with self._lock:
-            if len(self._cache) > 100_000:
-                self._cache.clear()
-            self._cache[digest] = (now, principal)
+            if row is None:
+                self._known.pop(digest, None)
+                self._unknown[digest] = now
+                self._unknown.move_to_end(digest)
+                while len(self._unknown) > self._max_unknown:
+                    self._unknown.popitem(last=False)
+                return None
+            self._unknown.pop(digest, None)
+            principal = Principal(tenant_id=row[0])
+            self._known[digest] = (now, principal)
+            if len(self._known) > 100_000:  # only keys that exist, but not forever
+                self._known = {d: v for d, v in self._known.items() if now - v[0] < self._ttl}
         return principal
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    key_id: str
+    tenant_id: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+def list_api_keys(conn: psycopg.Connection, tenant_id: str | None = None) -> list[ApiKey]:
+    """Every tenant key (never the key itself), oldest first."""
+    rows = conn.execute(
+        """select key_id, tenant_id, created_at, revoked_at from app.api_keys
+           where %(tenant)s::text is null or tenant_id = %(tenant)s
+           order by created_at, key_id""",
+        {"tenant": tenant_id},
+    ).fetchall()
+    return [ApiKey(*row) for row in rows]
+
+
+class UnknownKey(LookupError):
+    pass
+
+
+def revoke_api_key(conn: psycopg.Connection, key_id: str) -> ApiKey:
+    """Revoke a key from now on (a second more on a worker that remembers it); revoking it
+    again changes nothing. Returns the key as it now is."""
+    conn.execute(
+        "update app.api_keys set revoked_at = now() where key_id = %s and revoked_at is null",
+        (key_id,),
+    )
+    row = conn.execute(
+        "select key_id, tenant_id, created_at, revoked_at from app.api_keys where key_id = %s",
+        (key_id,),
+    ).fetchone()
+    if row is None:
+        raise UnknownKey(key_id)
+    return ApiKey(*row)

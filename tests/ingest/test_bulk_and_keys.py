@@ -1,4 +1,4 @@
-"""`billing ingest FILE` (NDJSON, CSV) and `billing apikey create`."""
+"""`billing ingest FILE` (NDJSON, CSV) and `billing apikey create|list|revoke`."""
 
 from __future__ import annotations
 
@@ -113,3 +113,74 @@ def test_apikey_is_printed_once_and_only_its_hash_is_stored(catalog_loaded: str)
 def test_admin_key_comes_from_the_environment(catalog_loaded: str) -> None:
     assert get_settings().admin_key is not None
     assert get_settings().admin_key.get_secret_value() == "test-admin-key"  # type: ignore[union-attr]
+
+
+def test_apikey_list_and_revoke_every_worker_refuses_within_a_second(
+    catalog_loaded: str,
+) -> None:
+    import time
+
+    import httpx
+
+    from tests.helpers import ApiServer
+    from tests.ingest.conftest import ADMIN_KEY
+
+    created = billing("apikey", "create", "--tenant", "acme", check=True)
+    key = created.stdout.strip().splitlines()[-1]
+    key_id = created.stderr.split()[1]
+    listed = billing("apikey", "list", check=True).stdout
+    assert key_id in listed and "acme" in listed and key not in listed
+
+    server = ApiServer(
+        {"BILLING_DATABASE_URL": catalog_loaded, "BILLING_ADMIN_KEY": ADMIN_KEY}, workers=2
+    ).start()
+    try:
+        with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}) as c:
+            usage = {"metric": "api_calls", "from": "2026-10-01", "to": "2026-10-01"}
+            # each on a new connection, so both workers see (and remember) the key
+            for _ in range(10):
+                response = httpx.get(
+                    f"{server.url}/v1/usage",
+                    params=usage,
+                    headers={"Authorization": f"Bearer {key}"},
+                )
+                assert response.status_code == 200, response.text
+            assert billing("apikey", "revoke", key_id, check=True).returncode == 0
+            revoked_at = time.monotonic()
+            time.sleep(1.1)
+            statuses = {
+                httpx.get(
+                    f"{server.url}/v1/usage",
+                    params=usage,
+                    headers={"Authorization": f"Bearer {key}"},
+                ).status_code
+                for _ in range(20)
+            }
+            assert statuses == {401}
+            assert time.monotonic() - revoked_at < 5
+            assert c.get("/healthz").status_code == 200
+    finally:
+        server.stop()
+    assert key_id in billing("apikey", "list", "--tenant", "acme", check=True).stdout
+    again = billing("apikey", "revoke", key_id)
+    assert again.returncode == 0  # revoking twice changes nothing
+    assert billing("apikey", "revoke", "key_nope").returncode == 2
+
+
+def test_unknown_keys_never_evict_a_known_one(catalog_loaded: str) -> None:
+    import secrets
+
+    from psycopg_pool import ConnectionPool
+
+    from ingest.auth import KeyResolver, create_api_key
+
+    with psycopg.connect(catalog_loaded, autocommit=True) as conn:
+        _, key = create_api_key(conn, "acme")
+    with ConnectionPool(catalog_loaded, min_size=1, max_size=1) as pool:
+        keys = KeyResolver(pool, admin_key=None, ttl=600, max_unknown=100)
+        assert keys.resolve(key) is not None
+        for _ in range(500):  # a flood of random keys
+            assert keys.resolve("bk_" + secrets.token_urlsafe(32)) is None
+        answered, principal = keys.cached(key)  # from memory, no lookup
+        assert answered and principal is not None and principal.tenant_id == "acme"
+        assert len(keys._unknown) == 100
