@@ -3,10 +3,12 @@
 One invoice is pushed in four steps, each safe to repeat:
 
 1. find the Stripe invoice already made for it (by ``metadata.billing_invoice_id`` among the
-   customer's invoices) or create a draft, with the idempotency key ``billing-invoice-ID``;
+   invoices of every customer a push of it used, ``app.stripe_push_attempts``) or create a
+   draft, with the idempotency key ``billing-invoice-ID``;
 2. add each line that the draft does not hold yet as an invoice item (negative amounts are
    credits), key ``billing-line-ID-LINE``; tax is one more item, line id ``tax``;
-3. finalize the draft, key ``billing-finalize-ID``, and check Stripe's total against ours;
+3. check the draft's total against ours (a mismatch stays a draft, never collected), then
+   finalize it, key ``billing-finalize-ID``;
 4. record the Stripe invoice id with the status ``pending`` in ``app.invoice_status_events``.
 
 Idempotency keys make a retried request safe for Stripe's 24 hours; the lookups in steps 1
@@ -172,25 +174,24 @@ def _metadata(obj: Any, key: str) -> str | None:
     return str(value) if value is not None else None
 
 
-def _find_stripe_invoice(client: stripe.StripeClient, invoice: InvoiceToPush) -> Any | None:
-    assert invoice.customer_id is not None
+def _find_stripe_invoice(
+    client: stripe.StripeClient, invoice: InvoiceToPush, customers: list[str]
+) -> Any | None:
+    """The Stripe invoice an earlier push made, under any customer a push of it used."""
     since = int((invoice.finalized_at - timedelta(days=1)).timestamp())
-    params: dict[str, Any] = {
-        "customer": invoice.customer_id,
-        "created": {"gte": since},
-        "limit": 100,
-    }
-    for candidate in client.v1.invoices.list(params).auto_paging_iter():  # type: ignore[arg-type]
-        if _metadata(candidate, "billing_invoice_id") == invoice.invoice_id:
-            return candidate
+    for customer in customers:
+        params: dict[str, Any] = {"customer": customer, "created": {"gte": since}, "limit": 100}
+        for candidate in client.v1.invoices.list(params).auto_paging_iter():  # type: ignore[arg-type]
+            if _metadata(candidate, "billing_invoice_id") == invoice.invoice_id:
+                return candidate
     return None
 
 
-def _push_one(client: stripe.StripeClient, invoice: InvoiceToPush) -> Any:
+def _push_one(client: stripe.StripeClient, invoice: InvoiceToPush, customers: list[str]) -> Any:
     """Steps 1-3 for one invoice; returns the finalized Stripe invoice."""
     ours = invoice.invoice_id
     with _step("the invoice lookup"):
-        found = _find_stripe_invoice(client, invoice)
+        found = _find_stripe_invoice(client, invoice, customers)
     if found is None:
         with _step("the invoice creation"):
             found = client.v1.invoices.create(
@@ -217,7 +218,7 @@ def _push_one(client: stripe.StripeClient, invoice: InvoiceToPush) -> Any:
             if line.line_id in present:
                 continue
             params: dict[str, Any] = {
-                "customer": invoice.customer_id or "",
+                "customer": found.customer,  # the draft's, should the tenant's have changed
                 "invoice": found.id,
                 "currency": invoice.currency,
                 "amount": line.amount_minor,
@@ -234,16 +235,24 @@ def _push_one(client: stripe.StripeClient, invoice: InvoiceToPush) -> Any:
                     params,  # type: ignore[arg-type]
                     {"idempotency_key": f"billing-line-{ours}-{line.line_id}"},
                 )
+        # Totals are compared before finalizing: a finalized invoice is being collected.
+        with _step("the draft's total"):
+            found = client.v1.invoices.retrieve(found.id)
+        _same_total(found, invoice, "left as a draft, not finalized")
         with _step("the finalization"):
             found = client.v1.invoices.finalize_invoice(
                 found.id, {"auto_advance": True}, {"idempotency_key": f"billing-finalize-{ours}"}
             )
+    _same_total(found, invoice, "not recorded")
+    return found
+
+
+def _same_total(found: Any, invoice: InvoiceToPush, then: str) -> None:
     if found.total != invoice.total_minor:
         raise StepFailed(
             f"Stripe invoice {found.id} totals {found.total} but ours is {invoice.total_minor}"
-            " minor units; not recorded, look at it in Stripe"
+            f" minor units; {then}: look at it in Stripe"
         )
-    return found
 
 
 def push_invoices(
@@ -291,8 +300,22 @@ def _push_and_record(
             message=f"tenant {invoice.tenant_id!r} has no stripe_customer_id: set it in the "
             "catalog and push again",
         )
+    # recorded before anything is created in Stripe, so a later push finds it there
+    conn.execute(
+        """insert into app.stripe_push_attempts (invoice_id, customer_id) values (%s, %s)
+           on conflict do nothing""",
+        (invoice.invoice_id, invoice.customer_id),
+    )
+    customers = [
+        row[0]
+        for row in conn.execute(
+            """select customer_id from app.stripe_push_attempts where invoice_id = %s
+               order by customer_id = %s desc, first_at""",
+            (invoice.invoice_id, invoice.customer_id),
+        ).fetchall()
+    ]
     try:
-        pushed = _push_one(client, invoice)
+        pushed = _push_one(client, invoice, customers)
     except StepFailed as exc:
         return result("failed", message=str(exc))
     conn.execute(

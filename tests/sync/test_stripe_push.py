@@ -172,3 +172,80 @@ def test_cli_shows_a_summary_and_fails_when_an_invoice_failed(
     assert partial.exit_code == 1
     assert "1 pushed, 2 skipped (already in Stripe), 1 failed" in partial.output
     assert "inv_nocus_10 (tenant nocus): tenant 'nocus' has no stripe_customer_id" in partial.output
+
+
+def first_request(server_url: str, template: str, method: str, suffix: str) -> int:
+    """The number of the first request of a clean push that is ``method`` on a path ending
+    in ``suffix``."""
+    with FakeStripeServer(FakeStripe(customers={"cus_acme", "cus_initech"})) as clean:
+        name = fresh_copy(server_url, template)
+        try:
+            push_invoices(settings=push_settings(with_dbname(server_url, name), clean.url))
+        finally:
+            drop(server_url, name)
+        return next(
+            n
+            for n, (m, path) in enumerate(clean.fake.requests)
+            if m == method and path.endswith(suffix)
+        )
+
+
+def test_totals_are_compared_before_finalizing(server_url: str, template: str) -> None:
+    """A draft whose total is not ours (an item added by hand in Stripe) is reported and
+    stays a draft: nothing is collected on it."""
+    finalize = first_request(server_url, template, "POST", "/finalize")
+    fake = FakeStripe(customers={"cus_acme", "cus_initech"}, faults=[Fault(finalize, "error")])
+    name = fresh_copy(server_url, template)
+    url = with_dbname(server_url, name)
+    try:
+        with FakeStripeServer(fake) as srv:
+            first = push_invoices(settings=push_settings(url, srv.url))
+            (failed,) = first.failed
+            [draft] = fake.invoice_for(failed.invoice_id)
+            assert draft["status"] == "draft"
+            draft["total"] += 999  # someone edits the draft in Stripe's dashboard
+
+            second = push_invoices(settings=push_settings(url, srv.url))
+            (mismatch,) = second.failed
+            assert mismatch.invoice_id == failed.invoice_id
+            assert "left as a draft, not finalized" in mismatch.message
+            assert fake.invoice_for(failed.invoice_id)[0]["status"] == "draft"
+            with psycopg.connect(url) as conn:
+                recorded = conn.execute(
+                    "select count(*) from app.invoice_status_events where invoice_id = %s "
+                    "and status = 'pending'",
+                    (failed.invoice_id,),
+                ).fetchone()
+            assert recorded == (0,)
+    finally:
+        drop(server_url, name)
+
+
+def test_a_push_after_the_customer_changed_finds_the_earlier_draft(
+    server_url: str, template: str
+) -> None:
+    item = first_request(server_url, template, "POST", "/v1/invoiceitems")
+    customers = {"cus_acme", "cus_initech", "cus_acme_new"}
+    fake = FakeStripe(customers=customers, faults=[Fault(item, "drop")])
+    fake.timeout_seconds = 0.5
+    name = fresh_copy(server_url, template)
+    url = with_dbname(server_url, name)
+    try:
+        with FakeStripeServer(fake) as srv:
+            first = push_invoices(settings=push_settings(url, srv.url, timeout=0.5))
+            (failed,) = first.failed
+            [draft] = fake.invoice_for(failed.invoice_id)
+            old_customer = draft["customer"]
+            with psycopg.connect(url) as conn:  # the tenant moves to another Stripe customer
+                conn.execute(
+                    "update app.tenants set stripe_customer_id = 'cus_acme_new' "
+                    "where stripe_customer_id = %s",
+                    (old_customer,),
+                )
+            second = push_invoices(settings=push_settings(url, srv.url, timeout=0.5))
+            assert second.count("failed") == 0, second.failed
+            [pushed] = fake.invoice_for(failed.invoice_id)  # nothing created twice
+            assert pushed["id"] == draft["id"] and pushed["status"] == "open"
+            assert pushed["total"] == expected_total(failed.invoice_id)
+    finally:
+        drop(server_url, name)
