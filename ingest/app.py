@@ -5,12 +5,15 @@ from __future__ import annotations
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from ingest.auth import KeyResolver
-from ingest.errors import install_error_handlers
+from ingest.bodies import body_schemas
+from ingest.errors import error_responses, install_error_handlers
 from ingest.metrics import MetricCatalog
 from ingest.routes import events, health, quotas, reads, subscriptions, webhooks
 from warehouse.db import database_url
@@ -72,10 +75,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.add_middleware(quotas.QuotaFastPath)
-    app.include_router(events.router)
-    app.include_router(quotas.router)
-    app.include_router(subscriptions.router)
-    app.include_router(reads.router)
-    app.include_router(webhooks.router)
-    app.include_router(health.router)
+    errors = error_responses(400, 401, 403, 404, 405, 413, 422)
+    app.include_router(events.router, responses=errors)
+    app.include_router(quotas.router, responses=errors)
+    app.include_router(subscriptions.router, responses=error_responses(409) | errors)
+    app.include_router(reads.router, responses=errors)
+    app.include_router(webhooks.router, responses=error_responses(503) | errors)
+    app.include_router(health.router, responses=error_responses(405, 503))
+
+    def openapi() -> dict[str, Any]:
+        # the bodies read by `read_model` are documented by reference to these components
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(body_schemas())
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

@@ -58,6 +58,32 @@ def validation_details(exc: ValidationError) -> list[dict[str, Any]]:
     ]
 
 
+# The models documented as request bodies (read with `read_model`, not by FastAPI): their
+# schemas go into the OpenAPI document's components, where every $ref points.
+BODY_MODELS: dict[str, type[BaseModel]] = {}
+REF_TEMPLATE = "#/components/schemas/{model}"
+
+
+def json_body(
+    model: type[BaseModel], *, also: dict[str, dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """``openapi_extra`` of a route whose JSON body is ``model`` (and the media types of
+    ``also``, with their schemas)."""
+    BODY_MODELS[model.__name__] = model
+    content = {"application/json": {"schema": {"$ref": REF_TEMPLATE.format(model=model.__name__)}}}
+    return {"requestBody": {"required": True, "content": content | (also or {})}}
+
+
+def body_schemas() -> dict[str, Any]:
+    """The component schemas of every documented body model and the models they use."""
+    found: dict[str, Any] = {}
+    for name, model in BODY_MODELS.items():
+        schema = model.model_json_schema(ref_template=REF_TEMPLATE)
+        found.update(schema.pop("$defs", {}))
+        found[name] = schema
+    return found
+
+
 async def read_model(request: Request, model: type[Model]) -> Model:
     return parse_model(await read_body(request, MAX_SMALL_BODY), model)
 

@@ -62,4 +62,26 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return error_response(exc.status_code, code, str(exc.detail))
+        # a 405 names the methods allowed (Allow), as HTTP asks
+        headers = dict(exc.headers) if exc.headers else None
+        return error_response(exc.status_code, code, str(exc.detail), headers=headers)
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI responses of errors, every one in the one error shape."""
+    from ingest.schemas import ErrorBody
+
+    return {status: {"model": ErrorBody, "description": ERRORS[status]} for status in statuses}
+
+
+ERRORS = {
+    400: "Malformed JSON",
+    401: "No or unknown key",
+    403: "Another tenant's data",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "In conflict with the current state",
+    413: "The body is too large",
+    422: "Invalid input; the details name each field",
+    503: "Not available now",
+}

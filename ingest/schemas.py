@@ -99,7 +99,7 @@ def printable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def _storable(text: str) -> bool:
+def storable(text: str) -> bool:
     """PostgreSQL text holds no NUL and only encodable code points (no lone surrogates)."""
     if "\x00" in text:
         return False
@@ -160,7 +160,7 @@ def validate_event(
                 index, "idempotency_key", f"must be a string of 1 to {MAX_KEY_CHARS} characters"
             )
         )
-    elif isinstance(key, str) and not _storable(key):
+    elif isinstance(key, str) and not storable(key):
         errors.append(
             EventError(index, "idempotency_key", "must be valid UTF-8 text without NUL characters")
         )
@@ -173,7 +173,7 @@ def validate_event(
             metadata_json = json.dumps(
                 metadata, separators=(",", ":"), ensure_ascii=False, default=str
             )
-            if not _storable(metadata_json) or "\\u0000" in metadata_json:
+            if not storable(metadata_json) or "\\u0000" in metadata_json:
                 errors.append(
                     EventError(index, "metadata", "must be valid UTF-8 text without NUL characters")
                 )

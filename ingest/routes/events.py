@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
 from ingest.auth import Principal
-from ingest.bodies import loads, read_body
+from ingest.bodies import json_body, loads, read_body
 from ingest.deps import authenticate
 from ingest.errors import ApiError
 from ingest.schemas import (
@@ -122,17 +122,14 @@ def ingest_events(
         413: {"model": ErrorBody, "description": "Over 10,000 events or 5 MiB"},
         422: {"model": ErrorBody, "description": "Invalid events; nothing stored"},
     },
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {"schema": EventsRequest.model_json_schema()},
-                "application/x-ndjson": {
-                    "schema": {"type": "string", "description": "One EVENT a line"}
-                },
-            },
-        }
-    },
+    openapi_extra=json_body(
+        EventsRequest,
+        also={
+            "application/x-ndjson": {
+                "schema": {"type": "string", "description": "One EVENT a line"}
+            }
+        },
+    ),
 )
 async def post_events(
     request: Request,

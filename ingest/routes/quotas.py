@@ -11,12 +11,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ingest.bodies import MAX_SMALL_BODY, parse_model
+from ingest.bodies import MAX_SMALL_BODY, json_body, parse_model, read_body
 from ingest.deps import principal_for
 from ingest.errors import ApiError, error_body
 from ingest.quotas import QuotaRefused, check_quota
-from ingest.schemas import MAX_KEY_CHARS, parse_amount
-from warehouse.catalog import ID_PATTERN
+from ingest.schemas import MAX_KEY_CHARS, parse_amount, storable
+from warehouse.catalog import ID_PATTERN, KEY_PATTERN
 
 router = APIRouter(tags=["quotas"])
 
@@ -25,9 +25,16 @@ class QuotaCheckIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     tenant_id: str = Field(pattern=ID_PATTERN)
-    metric: str = Field(min_length=1, max_length=64)
+    metric: str = Field(pattern=KEY_PATTERN, description="A metric key of the catalog")
     amount: Decimal = Field(description="How much more to use: a positive decimal.")
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=MAX_KEY_CHARS)
+
+    @field_validator("idempotency_key")
+    @classmethod
+    def _storable_key(cls, value: str | None) -> str | None:
+        if value is not None and not storable(value):
+            raise ValueError("must hold no NUL and no lone surrogate")
+        return value
 
     @field_validator("amount", mode="before")
     @classmethod
@@ -151,17 +158,15 @@ class QuotaFastPath:
     "/v1/quotas/check",
     response_model=QuotaCheckOut,
     responses={429: {"model": QuotaCheckOut, "description": "Over a hard limit"}},
-    openapi_extra={
-        "requestBody": {
-            "content": {"application/json": {"schema": QuotaCheckIn.model_json_schema()}}
-        }
-    },
+    openapi_extra=json_body(QuotaCheckIn),
 )
 async def quota_check(request: Request) -> Any:
     """Check-and-increment. Served by ``QuotaFastPath``; this route documents it and serves
     an app mounted without the fast path."""
     status, body, headers = await answer(
-        request.app.state, request.headers.get("authorization", ""), await request.body()
+        request.app.state,
+        request.headers.get("authorization", ""),
+        await read_body(request, MAX_SMALL_BODY),
     )
     return Response(
         body,

@@ -107,7 +107,9 @@ async def get_usage(
 async def get_invoices(
     request: Request,
     principal: Annotated[Principal, Depends(authenticate)],
-    month: Annotated[str | None, Query(description="YYYY-MM")] = None,
+    month: Annotated[
+        str | None, Query(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$", description="YYYY-MM")
+    ] = None,
     tenant_id: Annotated[str | None, Query(description="Admin key only")] = None,
 ) -> dict[str, Any]:
     tenant = _tenant(principal, tenant_id, required=False)

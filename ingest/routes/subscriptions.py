@@ -10,10 +10,10 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from ingest.auth import Principal
-from ingest.bodies import read_model
+from ingest.bodies import json_body, read_model
 from ingest.deps import authenticate
 from ingest.errors import ApiError
-from warehouse.catalog import ID_PATTERN
+from warehouse.catalog import ID_PATTERN, KEY_PATTERN
 from warehouse.subscriptions import SubscriptionError, cancel, change_plan, start
 
 router = APIRouter(tags=["subscriptions"])
@@ -23,7 +23,7 @@ class SubscriptionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     tenant_id: str = Field(pattern=ID_PATTERN)
-    plan: str = Field(min_length=1, max_length=64)
+    plan: str = Field(pattern=KEY_PATTERN, description="A plan key of the catalog")
     start: AwareDatetime | None = Field(default=None, description="Default: now.")
     id: str | None = Field(default=None, pattern=ID_PATTERN, description="Default: generated.")
 
@@ -31,7 +31,7 @@ class SubscriptionIn(BaseModel):
 class ChangePlanIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    plan: str = Field(min_length=1, max_length=64)
+    plan: str = Field(pattern=KEY_PATTERN, description="A plan key of the catalog")
     at: AwareDatetime | None = Field(default=None, description="Default: now.")
 
 
@@ -40,10 +40,6 @@ class CancelIn(BaseModel):
 
     at_period_end: bool
     at: AwareDatetime | None = Field(default=None, description="Default: now.")
-
-
-def _schema(model: type[BaseModel]) -> dict[str, Any]:
-    return {"requestBody": {"content": {"application/json": {"schema": model.model_json_schema()}}}}
 
 
 # warehouse.subscriptions says what kind of problem a change has; this says its HTTP status
@@ -86,7 +82,7 @@ async def _owned(request: Request, principal: Principal, subscription_id: str) -
         raise ApiError(403, "forbidden", f"this key acts only for tenant {principal.tenant_id!r}")
 
 
-@router.post("/v1/subscriptions", status_code=201, openapi_extra=_schema(SubscriptionIn))
+@router.post("/v1/subscriptions", status_code=201, openapi_extra=json_body(SubscriptionIn))
 async def create_subscription(
     request: Request, principal: Annotated[Principal, Depends(authenticate)]
 ) -> dict[str, Any]:
@@ -101,7 +97,9 @@ async def create_subscription(
 SubscriptionId = Annotated[str, Path(pattern=ID_PATTERN, description="The subscription's id")]
 
 
-@router.post("/v1/subscriptions/{subscription_id}/change-plan", openapi_extra=_schema(ChangePlanIn))
+@router.post(
+    "/v1/subscriptions/{subscription_id}/change-plan", openapi_extra=json_body(ChangePlanIn)
+)
 async def change_subscription_plan(
     subscription_id: SubscriptionId,
     request: Request,
@@ -114,7 +112,7 @@ async def change_subscription_plan(
     )
 
 
-@router.post("/v1/subscriptions/{subscription_id}/cancel", openapi_extra=_schema(CancelIn))
+@router.post("/v1/subscriptions/{subscription_id}/cancel", openapi_extra=json_body(CancelIn))
 async def cancel_subscription(
     subscription_id: SubscriptionId,
     request: Request,
