@@ -64,8 +64,8 @@ def streamed(context: AssetExecutionContext, dbt: DbtCliResource) -> Build:
     def build(invocation: DbtInvocation) -> Iterator[Any]:
         # The warehouse connection is resolved here, at run time, never at import.
         os.environ.update(dbt_process_env())
-        scratch = get_settings().home_dir / "dagster" / "dbt"
-        scratch.mkdir(parents=True, exist_ok=True)
+        scratch = get_settings().private_dir("dagster") / "dbt"
+        scratch.mkdir(exist_ok=True)
         with tempfile.TemporaryDirectory(dir=scratch) as target:
             yield from dbt.cli(
                 invocation.args(), context=context, target_path=Path(target)

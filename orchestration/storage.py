@@ -52,6 +52,8 @@ class BillingStorage(DagsterStorage, ConfigurableClass):
         cls, inst_data: ConfigurableClassData | None, config_value: Mapping[str, Any]
     ) -> DagsterStorage:
         settings = get_settings()
+        # its logs and artifacts (dagster.yaml) live here, whatever keeps the runs
+        dagster_dir = settings.private_dir("dagster")
         if settings.database_url:
             _create_schema(settings.database_url)
             config = {"postgres_url": _postgres_url(settings.database_url)}
@@ -59,7 +61,7 @@ class BillingStorage(DagsterStorage, ConfigurableClass):
                 "dagster_postgres", "DagsterPostgresStorage", yaml.dump(config)
             )
         else:
-            base_dir = settings.home_dir / "dagster" / "storage"
+            base_dir = dagster_dir / "storage"
             config = {"base_dir": str(base_dir)}
             data = ConfigurableClassData(
                 "dagster._core.storage.sqlite_storage", "DagsterSqliteStorage", yaml.dump(config)

@@ -56,6 +56,14 @@ class Settings(BaseSettings):
     def home_dir(self) -> Path:
         return self.home.expanduser().resolve()
 
+    def private_dir(self, name: str) -> Path:
+        """``$BILLING_HOME/name``, created if missing, readable by this user alone (0700):
+        Spark's and Dagster's directories hold copies of raw events."""
+        path = self.home_dir / name
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path.chmod(0o700)  # made before with a looser mode
+        return path
+
     @property
     def pgdata(self) -> Path:
         return self.home_dir / "pgdata"

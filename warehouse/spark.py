@@ -89,7 +89,7 @@ def spark_session(settings: Settings | None = None) -> Iterator[Any]:
     from pyspark.sql import SparkSession
 
     settings = settings or get_settings()
-    settings.spark_dir.mkdir(parents=True, exist_ok=True)
+    settings.private_dir("spark")  # its warehouse holds copies of the raw events
     builder = SparkSession.builder.appName("billing-load").enableHiveSupport()
     for key, value in spark_conf(settings).items():
         builder = builder.config(key, value)

@@ -282,3 +282,16 @@ def test_dagster_storage_is_the_warehouse_postgresql_when_external(
         assert {r.run_id for r in second.get_runs()} == run_ids
     assert rows(warehouse, "select run_id from dagster.runs") == [(r,) for r in run_ids]
     assert not (tmp_path / "scratch" / "history").exists()
+
+
+def test_dagsters_directory_is_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """It holds run logs and artifacts with copies of events (Spark's: tests/spark)."""
+    monkeypatch.delenv("BILLING_DATABASE_URL", raising=False)
+    monkeypatch.setenv("BILLING_HOME", str(tmp_path / "home"))
+    get_settings.cache_clear()
+    (tmp_path / "home" / "dagster").mkdir(parents=True)  # from an older version
+    (tmp_path / "home" / "dagster").chmod(0o755)
+    with dagster_dev_instance(tmp_path / "scratch"):
+        pass
+    assert (tmp_path / "home" / "dagster").stat().st_mode & 0o777 == 0o700
+    get_settings.cache_clear()

@@ -138,3 +138,5 @@ def test_dagster_builds_on_the_spark_target(
     run([monthly_invoice_models], partition_key="2026-10-01")
     built = query("select invoice_id, total_minor from marts.fct_invoices")
     assert {row["invoice_id"]: row["total_minor"] for row in built} == expected
+    # its warehouse holds copies of the raw events: this user's alone
+    assert (tmp_path / "home" / "spark").stat().st_mode & 0o777 == 0o700
