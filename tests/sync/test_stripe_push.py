@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psycopg
 import pytest
@@ -84,14 +86,24 @@ def drop(server_url: str, name: str) -> None:
         conn.execute(f'drop database "{name}" with (force)')
 
 
+@contextmanager
+def pushing_to(fake: FakeStripe, server_url: str, template: str) -> Iterator[tuple[str, str]]:
+    """A fresh copy of the finalized warehouse and ``fake`` served: (warehouse, Stripe) URLs."""
+    name = fresh_copy(server_url, template)
+    try:
+        with FakeStripeServer(fake) as srv:
+            yield with_dbname(server_url, name), srv.url
+    finally:
+        drop(server_url, name)
+
+
 def test_exactly_once_when_each_request_fails_in_turn(server_url: str, template: str) -> None:
     """Fail every request of a push in turn, three ways; retrying completes it exactly once."""
     customers = {"cus_acme", "cus_initech"}
-    with FakeStripeServer(FakeStripe(customers=set(customers))) as clean:
-        name = fresh_copy(server_url, template)
-        push_invoices(settings=push_settings(with_dbname(server_url, name), clean.url))
-        steps = list(clean.fake.requests)
-        drop(server_url, name)
+    clean = FakeStripe(customers=set(customers))
+    with pushing_to(clean, server_url, template) as (url, stripe_url):
+        push_invoices(settings=push_settings(url, stripe_url))
+    steps = list(clean.requests)
     # list, create, list items, 3 or 4 items, finalize: for each of the three invoices
     assert len(steps) >= 3 * 6
 
@@ -99,24 +111,21 @@ def test_exactly_once_when_each_request_fails_in_turn(server_url: str, template:
         for mode in ("error", "drop", "timeout"):
             fake = FakeStripe(customers=set(customers), faults=[Fault(number, mode)])
             fake.timeout_seconds = 0.5
-            name = fresh_copy(server_url, template)
-            url = with_dbname(server_url, name)
             try:
-                with FakeStripeServer(fake) as srv:
-                    first = push_invoices(settings=push_settings(url, srv.url, timeout=0.5))
+                with pushing_to(fake, server_url, template) as (url, stripe_url):
+                    settings = push_settings(url, stripe_url, timeout=0.5)
+                    first = push_invoices(settings=settings)
                     # without network retries the invoice hit fails, and only that one
                     assert first.count("failed") == 1, (number, mode, first.failed)
                     assert "Stripe refused" in first.failed[0].message
-                    second = push_invoices(settings=push_settings(url, srv.url, timeout=0.5))
+                    second = push_invoices(settings=settings)
                     assert second.count("failed") == 0, (number, mode, second.failed)
                     assert second.count("pushed") == first.count("failed")
                     assert_in_stripe_once(fake, url)
-                    third = push_invoices(settings=push_settings(url, srv.url, timeout=0.5))
+                    third = push_invoices(settings=settings)
                     assert third.count("skipped") == len(INVOICES)
             except AssertionError as exc:
                 raise AssertionError(f"request {number} ({method} {path}), mode {mode}") from exc
-            finally:
-                drop(server_url, name)
 
 
 def test_sdk_retries_carry_the_idempotency_key(
@@ -177,17 +186,12 @@ def test_cli_shows_a_summary_and_fails_when_an_invoice_failed(
 def first_request(server_url: str, template: str, method: str, suffix: str) -> int:
     """The number of the first request of a clean push that is ``method`` on a path ending
     in ``suffix``."""
-    with FakeStripeServer(FakeStripe(customers={"cus_acme", "cus_initech"})) as clean:
-        name = fresh_copy(server_url, template)
-        try:
-            push_invoices(settings=push_settings(with_dbname(server_url, name), clean.url))
-        finally:
-            drop(server_url, name)
-        return next(
-            n
-            for n, (m, path) in enumerate(clean.fake.requests)
-            if m == method and path.endswith(suffix)
-        )
+    fake = FakeStripe(customers={"cus_acme", "cus_initech"})
+    with pushing_to(fake, server_url, template) as (url, stripe_url):
+        push_invoices(settings=push_settings(url, stripe_url))
+    return next(
+        n for n, (m, path) in enumerate(fake.requests) if m == method and path.endswith(suffix)
+    )
 
 
 def test_totals_are_compared_before_finalizing(server_url: str, template: str) -> None:
@@ -195,30 +199,25 @@ def test_totals_are_compared_before_finalizing(server_url: str, template: str) -
     stays a draft: nothing is collected on it."""
     finalize = first_request(server_url, template, "POST", "/finalize")
     fake = FakeStripe(customers={"cus_acme", "cus_initech"}, faults=[Fault(finalize, "error")])
-    name = fresh_copy(server_url, template)
-    url = with_dbname(server_url, name)
-    try:
-        with FakeStripeServer(fake) as srv:
-            first = push_invoices(settings=push_settings(url, srv.url))
-            (failed,) = first.failed
-            [draft] = fake.invoice_for(failed.invoice_id)
-            assert draft["status"] == "draft"
-            draft["total"] += 999  # someone edits the draft in Stripe's dashboard
+    with pushing_to(fake, server_url, template) as (url, stripe_url):
+        first = push_invoices(settings=push_settings(url, stripe_url))
+        (failed,) = first.failed
+        [draft] = fake.invoice_for(failed.invoice_id)
+        assert draft["status"] == "draft"
+        draft["total"] += 999  # someone edits the draft in Stripe's dashboard
 
-            second = push_invoices(settings=push_settings(url, srv.url))
-            (mismatch,) = second.failed
-            assert mismatch.invoice_id == failed.invoice_id
-            assert "left as a draft, not finalized" in mismatch.message
-            assert fake.invoice_for(failed.invoice_id)[0]["status"] == "draft"
-            with psycopg.connect(url) as conn:
-                recorded = conn.execute(
-                    "select count(*) from app.invoice_status_events where invoice_id = %s "
-                    "and status = 'pending'",
-                    (failed.invoice_id,),
-                ).fetchone()
-            assert recorded == (0,)
-    finally:
-        drop(server_url, name)
+        second = push_invoices(settings=push_settings(url, stripe_url))
+        (mismatch,) = second.failed
+        assert mismatch.invoice_id == failed.invoice_id
+        assert "left as a draft, not finalized" in mismatch.message
+        assert fake.invoice_for(failed.invoice_id)[0]["status"] == "draft"
+        with psycopg.connect(url) as conn:
+            recorded = conn.execute(
+                "select count(*) from app.invoice_status_events where invoice_id = %s "
+                "and status = 'pending'",
+                (failed.invoice_id,),
+            ).fetchone()
+        assert recorded == (0,)
 
 
 def test_a_push_after_the_customer_changed_finds_the_earlier_draft(
@@ -228,24 +227,19 @@ def test_a_push_after_the_customer_changed_finds_the_earlier_draft(
     customers = {"cus_acme", "cus_initech", "cus_acme_new"}
     fake = FakeStripe(customers=customers, faults=[Fault(item, "drop")])
     fake.timeout_seconds = 0.5
-    name = fresh_copy(server_url, template)
-    url = with_dbname(server_url, name)
-    try:
-        with FakeStripeServer(fake) as srv:
-            first = push_invoices(settings=push_settings(url, srv.url, timeout=0.5))
-            (failed,) = first.failed
-            [draft] = fake.invoice_for(failed.invoice_id)
-            old_customer = draft["customer"]
-            with psycopg.connect(url) as conn:  # the tenant moves to another Stripe customer
-                conn.execute(
-                    "update app.tenants set stripe_customer_id = 'cus_acme_new' "
-                    "where stripe_customer_id = %s",
-                    (old_customer,),
-                )
-            second = push_invoices(settings=push_settings(url, srv.url, timeout=0.5))
-            assert second.count("failed") == 0, second.failed
-            [pushed] = fake.invoice_for(failed.invoice_id)  # nothing created twice
-            assert pushed["id"] == draft["id"] and pushed["status"] == "open"
-            assert pushed["total"] == expected_total(failed.invoice_id)
-    finally:
-        drop(server_url, name)
+    with pushing_to(fake, server_url, template) as (url, stripe_url):
+        settings = push_settings(url, stripe_url, timeout=0.5)
+        first = push_invoices(settings=settings)
+        (failed,) = first.failed
+        [draft] = fake.invoice_for(failed.invoice_id)
+        with psycopg.connect(url) as conn:  # the tenant moves to another Stripe customer
+            conn.execute(
+                "update app.tenants set stripe_customer_id = 'cus_acme_new' "
+                "where stripe_customer_id = %s",
+                (draft["customer"],),
+            )
+        second = push_invoices(settings=settings)
+        assert second.count("failed") == 0, second.failed
+        [pushed] = fake.invoice_for(failed.invoice_id)  # nothing created twice
+        assert pushed["id"] == draft["id"] and pushed["status"] == "open"
+        assert pushed["total"] == expected_total(failed.invoice_id)
