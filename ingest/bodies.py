@@ -89,8 +89,7 @@ async def read_model(request: Request, model: type[Model]) -> Model:
 
 
 def parse_model(body: bytes, model: type[Model]) -> Model:
-    if len(body) > MAX_SMALL_BODY:
-        raise ApiError(413, "payload_too_large", f"at most {MAX_SMALL_BODY} bytes")
+    """``model`` from a body read by ``read_body`` (which capped it)."""
     try:
         document = loads(body) if body.strip() else {}
     except (ValueError, UnicodeDecodeError) as exc:

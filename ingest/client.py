@@ -30,11 +30,11 @@ from typing import Any
 
 import httpx
 
+from ingest.schemas import MAX_BODY_BYTES, MAX_EVENTS  # the API's limits a request
+
 log = logging.getLogger("billing.client")
 
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
-MAX_EVENTS = 10_000  # the API's limits a request (CONTRACT.md)
-MAX_BODY_BYTES = 5 * 1024 * 1024
 WRAPPER = b'{"events": [', b"]}"
 DROP_LOG_EVERY = 10.0  # seconds between two log lines about dropped events
 

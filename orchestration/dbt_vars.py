@@ -55,31 +55,30 @@ def daily_vars(
         "min_date": window.start.isoformat(),
         "max_date": window.end.isoformat(),
     }
-    late = sorted({d for d in extra_days if not window.start <= d < window.end})
-    if late:
-        found["extra_days"] = [d.isoformat() for d in late]
-    return found
+    return found | _late_days(d for d in extra_days if not window.start <= d < window.end)
 
 
 def late_days_vars(extra_days: Iterable[date]) -> dict[str, Any]:
     """dbt vars for a daily run with no window of its own: only the late days."""
-    found: dict[str, Any] = {"min_date": NO_DAY, "max_date": NO_DAY}
-    late = sorted(set(extra_days))
-    if late:
-        found["extra_days"] = [d.isoformat() for d in late]
-    return found
+    return {"min_date": NO_DAY, "max_date": NO_DAY} | _late_days(extra_days)
+
+
+def _late_days(days: Iterable[date]) -> dict[str, Any]:
+    late = sorted(set(days))
+    return {"extra_days": [d.isoformat() for d in late]} if late else {}
+
+
+def whole_months(start: date | datetime, end: date | datetime) -> Window:
+    """[start, end) widened to whole calendar months: an invoice is always computed for its
+    whole month."""
+    window = Window(_as_date(start), _as_date(end))
+    return Window(window.start.replace(day=1), month_window(window.end - timedelta(days=1)).end)
 
 
 def monthly_vars(start: date | datetime, end: date | datetime) -> dict[str, str]:
-    """dbt vars for the invoice models over the months in [start, end).
-
-    A window that does not start on the 1st is widened to whole months: an invoice is
-    always computed for its whole month.
-    """
-    window = Window(_as_date(start), _as_date(end))
-    first = window.start.replace(day=1)
-    last = month_window(window.end - timedelta(days=1)).end
-    return {"min_month": first.isoformat(), "max_month": last.isoformat()}
+    """dbt vars for the invoice models over the months in [start, end) (``whole_months``)."""
+    months = whole_months(start, end)
+    return {"min_month": months.start.isoformat(), "max_month": months.end.isoformat()}
 
 
 def month_starts(start: date, end: date) -> list[date]:

@@ -26,6 +26,7 @@ from orchestration.dbt_vars import (
     month_starts,
     month_window,
     monthly_vars,
+    whole_months,
 )
 from sync.stripe_push import PushReport, PushResult, push_invoices
 from warehouse.db import connect, database_url
@@ -48,6 +49,12 @@ FINALIZED_REFRESH = "finalized_refresh"
 SKIP_UNIT_TESTS = ("--exclude-resource-type", "unit_test")
 
 T = TypeVar("T")
+
+# Whether a daily run has built the UTC day `day` (in its window or as a late day).
+BUILT_DAY = """exists (select 1 from app.pipeline_runs r
+                      where r.kind = 'daily'
+                        and (day >= r.window_start and day < r.window_end
+                             or day = any(r.extra_days)))"""
 
 
 class PipelineError(RuntimeError):
@@ -119,7 +126,7 @@ def plan_daily(window: Window | None, settings: Settings | None = None) -> Daily
         if not (built and built[0] and settings.dbt_target == "postgres"):
             return DailyPlan(window, (), started_at, pending=True)
         unseen = conn.execute(
-            """with unseen as (
+            f"""with unseen as (
                    select distinct cast(e.event_ts as date) as day
                    from raw.events e
                    -- one index lookup per candidate, never a hash of every arrival
@@ -135,10 +142,7 @@ def plan_daily(window: Window | None, settings: Settings | None = None) -> Daily
                          - make_interval(hours => %(lookback)s)
                      and seen.found is null
                )
-               select day, exists (select 1 from app.pipeline_runs r
-                                   where r.kind = 'daily'
-                                     and (day >= r.window_start and day < r.window_end
-                                          or day = any(r.extra_days)))
+               select day, {BUILT_DAY}
                from unseen
                order by day""",
             {"lookback": DEDUP_LOOKBACK_HOURS},
@@ -156,13 +160,10 @@ def unbuilt_days(window: Window, settings: Settings | None = None) -> Window | N
     """The span of the window's days that no daily run has built, or None."""
     with connect(settings) as conn:
         row = conn.execute(
-            """select min(day), max(day)
+            f"""select min(day), max(day)
                from generate_series(%(start)s::date, %(end)s::date - 1, interval '1 day') as d,
                     lateral (select cast(d as date) as day) as days
-               where not exists (select 1 from app.pipeline_runs r
-                                 where r.kind = 'daily'
-                                   and (days.day >= r.window_start and days.day < r.window_end
-                                        or days.day = any(r.extra_days)))""",
+               where not {BUILT_DAY}""",
             {"start": window.start, "end": window.end},
         ).fetchone()
     if row is None or row[0] is None:
@@ -224,8 +225,7 @@ def daily_steps(
 
 @dataclass(frozen=True)
 class MonthlyOutcome:
-    invocation: DbtInvocation
-    catch_up: DailyPlan
+    catch_up: DailyPlan  # the daily run it began with
     finalized: int
 
 
@@ -239,17 +239,14 @@ def monthly_steps(
     of the drafts and a refresh of what reads them."""
     if finalize:
         require_postgres_to_finalize()
-    month_vars = monthly_vars(window.start, window.end)
-    months = Window(
-        date.fromisoformat(month_vars["min_month"]), date.fromisoformat(month_vars["max_month"])
-    )
+    months = whole_months(window.start, window.end)
+    month_vars = monthly_vars(months.start, months.end)
     # the days are not this run's to stream: they are the daily selection's models
     catch_up = yield from daily_steps(
         unbuilt_days(months), dbt_build(quiet=quiet), when_needed=True
     )
-    invocation = DbtInvocation("build", MONTHLY, month_vars)
     started_at = datetime.now(UTC)
-    yield from build(invocation)
+    yield from build(DbtInvocation("build", MONTHLY, month_vars))
     record_run("monthly", months, started_at)
     frozen = 0
     if finalize:
@@ -257,7 +254,7 @@ def monthly_steps(
             frozen += finalize_month(month)
         # the marts now read the frozen copies, with status `finalized`
         run_dbt(DbtInvocation("run", FINALIZED_REFRESH, month_vars).args(), quiet=quiet)
-    return MonthlyOutcome(invocation, catch_up, frozen)
+    return MonthlyOutcome(catch_up, frozen)
 
 
 def push_steps(

@@ -9,10 +9,11 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, urlencode
 
+import psycopg
 import yaml
 from dagster._core.storage.base_storage import DagsterStorage
 from dagster._serdes import ConfigurableClass, ConfigurableClassData
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import conninfo_to_dict
 
 from warehouse.settings import get_settings
 
@@ -32,9 +33,7 @@ def _postgres_url(url: str) -> str:
 
 
 def _create_schema(url: str) -> None:
-    import psycopg
-
-    with psycopg.connect(make_conninfo(url), autocommit=True) as conn:
+    with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(f"create schema if not exists {SCHEMA}")
 
 

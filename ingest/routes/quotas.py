@@ -109,30 +109,14 @@ class QuotaFastPath:
         ):
             await self.app(scope, receive, send)
             return
-        # nothing past the cap is read: a Content-Length over it, nothing at all
-        declared = next((v for k, v in scope["headers"] if k == b"content-length"), b"")
-        too_large = declared.isdigit() and int(declared) > MAX_SMALL_BODY
-        chunks: list[bytes] = []
-        size, more = 0, not too_large
-        while more:
-            message = await receive()
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > MAX_SMALL_BODY:
-                too_large = True
-                break
-            chunks.append(chunk)
-            more = message.get("more_body", False)
         authorization = next(
             (v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), ""
         )
         try:
-            if too_large:
-                raise ApiError(413, "payload_too_large", f"at most {MAX_SMALL_BODY} bytes")
             status, body, headers = await answer(
                 scope["app"].state,  # set by Starlette before its middleware
                 authorization,
-                b"".join(chunks),
+                await read_body(Request(scope, receive), MAX_SMALL_BODY),
             )
         except ApiError as exc:
             status, headers = (
