@@ -28,6 +28,7 @@ class InvoiceRow:
     subtotal_minor: int
     tax_minor: int
     total_minor: int
+    hold_reason: str | None = None
 
 
 def money(amount_minor: int, currency: str) -> str:
@@ -39,7 +40,7 @@ def money(amount_minor: int, currency: str) -> str:
 
 def list_invoices(month: date | None = None, tenant: str | None = None) -> list[InvoiceRow]:
     sql = """select invoice_id, tenant_id, currency, period_start, status, subtotal_minor,
-                    tax_minor, total_minor
+                    tax_minor, total_minor, hold_reason
              from marts.fct_invoices
              where (%(month)s::date is null or period_start = %(month)s::date::timestamptz)
                and (%(tenant)s::text is null or tenant_id = %(tenant)s::text)
@@ -51,12 +52,14 @@ def list_invoices(month: date | None = None, tenant: str | None = None) -> list[
 
 def invoice_table(rows: list[InvoiceRow]) -> Table:
     table = Table(title="Invoices")
-    for column in ("invoice", "tenant", "month", "status", "subtotal", "tax", "total"):
+    held = any(row.hold_reason for row in rows)
+    columns = ["invoice", "tenant", "month", "status", "subtotal", "tax", "total"]
+    for column in columns + (["held because"] if held else []):
         table.add_column(
             column, justify="right" if column in {"subtotal", "tax", "total"} else "left"
         )
     for row in rows:
-        table.add_row(
+        cells = [
             row.invoice_id,
             row.tenant_id,
             row.period_start.strftime("%Y-%m"),
@@ -64,7 +67,8 @@ def invoice_table(rows: list[InvoiceRow]) -> Table:
             money(row.subtotal_minor, row.currency),
             money(row.tax_minor, row.currency),
             money(row.total_minor, row.currency),
-        )
+        ]
+        table.add_row(*cells, *([row.hold_reason or ""] if held else []))
     return table
 
 

@@ -2,10 +2,10 @@
 
 ``GET /v1/usage`` and the quota counters read usage here, not from ``fct_usage_daily``, so
 that an event acknowledged a moment ago counts. The rules are the dbt engine's: an event
-counts when it is the first arrival of its ``(tenant_id, idempotency_key)``, forever
-(``int_events_arrivals.is_first``, or, for events dbt has not seen yet, the earliest
-arrival with no first arrival stored before it); days are UTC days; the aggregation is the
-metric's. A test holds these figures equal to ``fct_usage_daily`` after a dbt run.
+counts when it is the first arrival of its ``(tenant_id, idempotency_key)``, forever, as
+dbt's ``pending_arrivals`` marks it: ``is_first`` in ``int_events_arrivals`` (stored) and in
+``int_events_pending`` (not stored yet); days are UTC days; the aggregation is the metric's.
+A test holds these figures equal to ``fct_usage_daily`` after a dbt run.
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ from decimal import Decimal
 import psycopg
 
 ARRIVALS = "intermediate.int_events_arrivals"
-# as dbt's `dedup_lookback_hours`: a batch committed late is stamped up to this much earlier
-LOOKBACK = "1 hour"
+PENDING = "intermediate.int_events_pending"
 # the longest range one read covers, in days (first and last included)
 MAX_DAYS = 366
 
@@ -30,45 +29,27 @@ class DailyUsage:
     event_count: int
 
 
-def _events_sql(has_arrivals: bool) -> str:
+def _events_sql(dbt_has_run: bool) -> str:
     """The counted events of one tenant and metric in [start, end)."""
-    # events dbt has not seen yet: all of them before its first run
-    fresh_filter = "true"
-    stored = ""
-    if has_arrivals:
-        fresh_filter = f"""e.received_at >= coalesce(
-                    (select max(received_at) from {ARRIVALS}), '-infinity'::timestamptz
-                ) - interval '{LOOKBACK}'
-              and not exists (select 1 from {ARRIVALS} s where s.event_seq = e.event_seq)"""
-        stored = f"""
-        select a.event_seq, a.amount, a.event_ts, a.metadata
-        from {ARRIVALS} a
-        where a.is_first and a.tenant_id = %(tenant)s and a.metric = %(metric)s
-          and a.event_ts >= %(start)s and a.event_ts < %(end)s
-        union all"""
-    fresh = f"""
-        select f.event_seq, f.amount, f.event_ts, f.metadata
-        from (
-            select e.*, row_number() over (
-                       partition by e.idempotency_key order by e.received_at, e.event_seq
-                   ) as arrival_rank
-            from raw.events e
-            where e.tenant_id = %(tenant)s and {fresh_filter}
-        ) as f
-        where f.arrival_rank = 1 and f.metric = %(metric)s
-          and f.event_ts >= %(start)s and f.event_ts < %(end)s"""
-    if has_arrivals:  # a key counted before is never first again
-        fresh += f"""
-          and not exists (
-                select 1 from {ARRIVALS} k
-                where k.is_first and k.tenant_id = %(tenant)s
-                  and k.idempotency_key = f.idempotency_key
-              )"""
-    return stored + fresh
+    where = """tenant_id = %(tenant)s and metric = %(metric)s
+               and event_ts >= %(start)s and event_ts < %(end)s"""
+    if dbt_has_run:
+        return f"""
+        select event_seq, amount, event_ts, metadata from {ARRIVALS} where is_first and {where}
+        union all
+        select event_seq, amount, event_ts, metadata from {PENDING} where is_first and {where}"""
+    # before the first daily run nothing is stored: every event is pending, and the first
+    # of its key is the earliest received (pending_arrivals with nothing stored)
+    return f"""
+        select event_seq, amount, event_ts, metadata
+        from (select distinct on (idempotency_key) *
+              from raw.events where tenant_id = %(tenant)s
+              order by idempotency_key, received_at, event_seq) as first_arrivals
+        where {where}"""
 
 
-def _has_arrivals(conn: psycopg.Connection) -> bool:
-    row = conn.execute("select to_regclass(%s) is not null", (ARRIVALS,)).fetchone()
+def _dbt_has_run(conn: psycopg.Connection) -> bool:
+    row = conn.execute("select to_regclass(%s) is not null", (PENDING,)).fetchone()
     return bool(row and row[0])
 
 
@@ -77,7 +58,7 @@ def daily_usage(
 ) -> list[DailyUsage]:
     """Per UTC day in first..last (both included), the metric's aggregation for the tenant."""
     sql = f"""
-        with events as ({_events_sql(_has_arrivals(conn))}),
+        with events as ({_events_sql(_dbt_has_run(conn))}),
         tagged as (
             select events.*, metric.aggregation,
                    events.metadata ->> metric.property as property_value,

@@ -33,9 +33,6 @@ from warehouse.db import connect, database_url
 from warehouse.settings import Settings, get_settings
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
-# dbt_project.yml's dedup_lookback_hours: how far back before the newest stored arrival
-# unseen events are looked for (a batch committed late is stamped earlier).
-DEDUP_LOOKBACK_HOURS = 1
 MANIFEST_PATH = DBT_PROJECT_DIR / "target" / "manifest.json"
 
 # The named selectors of dbt_project/selectors.yml. Every model is in `daily` or `monthly`
@@ -121,31 +118,16 @@ def plan_daily(window: Window | None, settings: Settings | None = None) -> Daily
     with connect(settings) as conn:
         started_at = conn.execute("select now()").fetchone()[0]  # type: ignore[index]
         built = conn.execute(
-            "select to_regclass('intermediate.int_events_arrivals') is not null"
+            "select to_regclass('intermediate.int_events_pending') is not null"
         ).fetchone()
         if not (built and built[0] and settings.dbt_target == "postgres"):
             return DailyPlan(window, (), started_at, pending=True)
+        # the days of the events the arrivals do not hold yet (dbt's pending_arrivals)
         unseen = conn.execute(
-            f"""with unseen as (
-                   select distinct cast(e.event_ts as date) as day
-                   from raw.events e
-                   -- one index lookup per candidate, never a hash of every arrival
-                   left join lateral (
-                       select 1 as found from intermediate.int_events_arrivals a
-                       where a.event_seq = e.event_seq limit 1
-                   ) as seen on true
-                   where e.received_at >= (
-                           select coalesce(max(received_at), '-infinity')
-                           from intermediate.int_events_arrivals
-                           where event_seq = (select max(event_seq)
-                                              from intermediate.int_events_arrivals))
-                         - make_interval(hours => %(lookback)s)
-                     and seen.found is null
-               )
-               select day, {BUILT_DAY}
-               from unseen
-               order by day""",
-            {"lookback": DEDUP_LOOKBACK_HOURS},
+            f"""select day, {BUILT_DAY}
+               from (select distinct cast(event_ts as date) as day
+                     from intermediate.int_events_pending) as unseen
+               order by day"""
         ).fetchall()
     # built days outside the window: the window's own days are built anyway
     late = tuple(
@@ -246,12 +228,14 @@ def monthly_steps(
         unbuilt_days(months), dbt_build(quiet=quiet), when_needed=True
     )
     started_at = datetime.now(UTC)
+    # taken before the build reads anything: all it misses lies past it (DECISIONLOG.md)
+    through = watermark()
     yield from build(DbtInvocation("build", MONTHLY, month_vars))
     record_run("monthly", months, started_at)
     frozen = 0
     if finalize:
         for month in month_starts(months.start, months.end):
-            frozen += finalize_month(month)
+            frozen += finalize_month(month, through)
         # the marts now read the frozen copies, with status `finalized`
         run_dbt(DbtInvocation("run", FINALIZED_REFRESH, month_vars).args(), quiet=quiet)
     return MonthlyOutcome(catch_up, frozen)
@@ -369,23 +353,53 @@ def run_monthly(month: date, *, finalize: bool = False, quiet: bool = False) -> 
     )
 
 
-def finalize_month(month: date, settings: Settings | None = None) -> int:
-    """Freeze the month's draft invoices and their lines; return how many were frozen.
+@dataclass(frozen=True)
+class Watermark:
+    """What a monthly run can price: the arrival batches dbt had stored and the subscription
+    changes recorded when it began. A finalized invoice records it; what lies past it is
+    billed later as an adjustment."""
 
-    A frozen invoice never changes: later usage for its month is billed as adjustments.
+    arrivals_through: int
+    subscription_events_through: int
+
+
+def watermark(settings: Settings | None = None) -> Watermark:
+    with connect(settings) as conn:
+        # subscription changes are numbered in commit order (warehouse.subscriptions)
+        row = conn.execute(
+            """select (select coalesce(max(event_seq), 0) from raw.subscription_events),
+                      case when to_regclass('intermediate.int_events_arrivals') is not null
+                           then (select coalesce(max(arrival_batch), 0)
+                                 from intermediate.int_events_arrivals)
+                           else 0 end"""
+        ).fetchone()
+    assert row is not None
+    return Watermark(arrivals_through=int(row[1]), subscription_events_through=int(row[0]))
+
+
+def finalize_month(month: date, through: Watermark, settings: Settings | None = None) -> int:
+    """Freeze the month's draft invoices and their lines, with the watermark of the run that
+    priced them; return how many were frozen.
+
+    A frozen invoice never changes: what its run did not price is billed as adjustments.
     """
     with connect(settings) as conn, conn.transaction():
         conn.execute("lock table app.finalized_invoices in share row exclusive mode")
         frozen = conn.execute(
             """insert into app.finalized_invoices
                    (invoice_id, tenant_id, currency, period_start, period_end, subtotal_minor,
-                    tax_minor, total_minor)
+                    tax_minor, total_minor, arrivals_through, subscription_events_through)
                select invoice_id, tenant_id, currency, period_start, period_end,
-                      subtotal_minor, tax_minor, total_minor
+                      subtotal_minor, tax_minor, total_minor,
+                      %(arrivals)s, %(subscriptions)s
                from marts.fct_invoices
                where period_start = %(month)s::date::timestamptz and status = 'draft'
                returning invoice_id""",
-            {"month": month},
+            {
+                "month": month,
+                "arrivals": through.arrivals_through,
+                "subscriptions": through.subscription_events_through,
+            },
         ).fetchall()
         # the frozen copy has the draft lines' columns, by name (dbt's invoice_line_columns)
         columns = [

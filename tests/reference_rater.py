@@ -83,10 +83,17 @@ def intervals(subs: list[SubEvent]) -> list[tuple[str, str, str, datetime, datet
             at = month_bounds(at.date())[1]
         by_sub.setdefault(ev.subscription_id, []).append((at, ev.seq, ev))
     for sub_id, items in by_sub.items():
-        items.sort(key=lambda t: (t[0], t[1]))
-        for i, (at, _, ev) in enumerate(items):
-            end = items[i + 1][0] if i + 1 < len(items) else datetime.max.replace(tzinfo=UTC)
-            if ev.action in ("start", "change_plan") and end > at:
+        # the first cancel ends the subscription: a plan change scheduled after it is dropped
+        ended = min((at for at, _, ev in items if ev.action == "cancel"), default=None)
+        plans = sorted(
+            (at, seq, ev)
+            for at, seq, ev in items
+            if ev.action != "cancel" and (ended is None or at < ended)
+        )
+        for i, (at, _, ev) in enumerate(plans):
+            end = plans[i + 1][0] if i + 1 < len(plans) else ended
+            end = end or datetime.max.replace(tzinfo=UTC)
+            if end > at:
                 assert ev.plan is not None
                 out.append((sub_id, ev.tenant_id, ev.plan, at, end))
     return out

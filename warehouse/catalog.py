@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from warehouse.currencies import MINOR_UNITS
+from warehouse.subscriptions import SubscriptionError, start
 
 MAX_PRICE_DECIMALS = 12
 KEY_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
@@ -438,21 +439,24 @@ def apply_catalog(conn: psycopg.Connection, catalog: Catalog, source: str) -> Ap
                     for t in catalog.tenants
                 ],
             )
-        started = []
+        # every start through the one state machine the API uses (one subscription per
+        # tenant at a time); a subscription already started is the history's, not the file's
+        started, problems = [], []
         known = {
             r[0]
             for r in conn.execute("select distinct subscription_id from raw.subscription_events")
         }
-        for sub in catalog.subscriptions:
+        for s, sub in enumerate(catalog.subscriptions):
             if sub.id in known:
                 continue
-            conn.execute(
-                """insert into raw.subscription_events
-                       (subscription_id, tenant_id, action, plan_key, effective_at, source)
-                   values (%s, %s, 'start', %s, %s, 'catalog')""",
-                (sub.id, sub.tenant_id, sub.plan, sub.start),
-            )
+            try:
+                start(conn, sub.tenant_id, sub.plan, sub.start, sub.id, source="catalog")
+            except SubscriptionError as exc:
+                problems.append(Problem(f"subscriptions[{s}].{exc.field}", str(exc)))
+                continue
             started.append(sub.id)
+        if problems:
+            raise CatalogError(source, problems)
     return ApplyResult(
         apply_id=apply_id,
         metrics=len(catalog.metrics),

@@ -39,13 +39,14 @@ def record_subscription_event(
 
 class SubscriptionError(ValueError):
     """A change that cannot be made; names the field. ``kind``: the request is ``invalid``,
-    names what is ``not_found``, or is in ``conflict`` with the subscription's state."""
+    names what is ``not_found``, is in ``conflict`` with the subscription's state, or is
+    ``forbidden`` to the caller (a tenant key backdating)."""
 
     def __init__(
         self,
         field: str,
         message: str,
-        kind: Literal["invalid", "not_found", "conflict"] = "invalid",
+        kind: Literal["invalid", "not_found", "conflict", "forbidden"] = "invalid",
     ):
         super().__init__(message)
         self.field = field
@@ -71,10 +72,11 @@ class SubscriptionState:
         }
 
 
-def _lock(conn: psycopg.Connection, subscription_id: str) -> None:
-    conn.execute(
-        "select pg_advisory_xact_lock(hashtext('subscription:' || %s))", (subscription_id,)
-    )
+def lock_history(conn: psycopg.Connection) -> None:
+    """Serialize the changes of every subscription until the transaction ends: each change
+    sees every one before it, and the history's event_seq follows commit order, so a monthly
+    run's watermark (the highest event_seq when it began) misses nothing below it."""
+    conn.execute("lock table raw.subscription_events in share row exclusive mode")
 
 
 def _plan_for_tenant(conn: psycopg.Connection, plan: str, tenant_id: str, field: str) -> None:
@@ -108,21 +110,27 @@ def subscription_state(conn: psycopg.Connection, subscription_id: str) -> Subscr
     ).fetchall()
     if not rows:
         raise SubscriptionError("id", f"no subscription {subscription_id!r}", kind="not_found")
-    plan: str | None = None
+    # the first cancel ends the subscription; a change scheduled at or after its end is
+    # dropped (dbt's int_subscription_intervals reads the history by the same rule)
     ends_at: datetime | None = None
+    for _, action, _, effective_at, at_period_end in rows:
+        if action == "cancel":
+            end = _month_end(effective_at) if at_period_end else effective_at
+            ends_at = end if ends_at is None else min(ends_at, end)
+    plan: str | None = None
     history = []
     for _, action, plan_key, effective_at, at_period_end in rows:
+        dropped = action != "cancel" and ends_at is not None and effective_at >= ends_at
         history.append(
             {
                 "action": action,
                 "plan": plan_key,
                 "effective_at": effective_at,
                 "at_period_end": at_period_end,
+                "dropped": dropped,
             }
         )
-        if action == "cancel":
-            ends_at = _month_end(effective_at) if at_period_end else effective_at
-        else:
+        if action != "cancel" and not dropped:
             plan = plan_key
     return SubscriptionState(subscription_id, rows[0][0], plan, ends_at, history)
 
@@ -132,17 +140,46 @@ def _month_end(moment: datetime) -> datetime:
     return (first + timedelta(days=32)).replace(day=1)
 
 
+def _from_now_on(at: datetime, earliest: datetime | None, field: str) -> None:
+    """A caller limited to ``earliest`` (a tenant key: now) cannot backdate a change."""
+    if earliest is not None and at < earliest:
+        raise SubscriptionError(
+            field,
+            f"{at.isoformat()} is in the past: a tenant key changes subscriptions from now on; "
+            "backdating is for the admin key",
+            kind="forbidden",
+        )
+
+
+def _running(conn: psycopg.Connection, tenant_id: str, at: datetime) -> SubscriptionState | None:
+    """The tenant's subscription that runs at or after ``at`` (its end is later), if any."""
+    ids = conn.execute(
+        "select distinct subscription_id from raw.subscription_events where tenant_id = %s",
+        (tenant_id,),
+    ).fetchall()
+    for (subscription_id,) in ids:
+        state = subscription_state(conn, subscription_id)
+        if state.ends_at is None or state.ends_at > at:
+            return state
+    return None
+
+
 def start(
     conn: psycopg.Connection,
     tenant_id: str,
     plan: str,
     at: datetime,
     subscription_id: str | None = None,
+    *,
+    earliest: datetime | None = None,
+    source: str = "api",
 ) -> SubscriptionState:
-    """Start a subscription of ``tenant_id`` to ``plan`` at ``at``."""
+    """Start a subscription of ``tenant_id`` to ``plan`` at ``at``: a tenant has at most one
+    subscription at a time, so the one it has must end by ``at``."""
+    _from_now_on(at, earliest, "start")
     subscription_id = subscription_id or f"sub_{secrets.token_hex(8)}"
     with conn.transaction():
-        _lock(conn, subscription_id)
+        lock_history(conn)
         if conn.execute(
             "select 1 from raw.subscription_events where subscription_id = %s", (subscription_id,)
         ).fetchone():
@@ -150,7 +187,18 @@ def start(
                 "id", f"subscription {subscription_id!r} exists", kind="conflict"
             )
         _plan_for_tenant(conn, plan, tenant_id, "plan")
-        record_subscription_event(conn, subscription_id, tenant_id, "start", at, plan_key=plan)
+        running = _running(conn, tenant_id, at)
+        if running is not None:
+            until = "" if running.ends_at is None else f" until {running.ends_at.isoformat()}"
+            raise SubscriptionError(
+                "tenant_id",
+                f"tenant {tenant_id!r} has an active subscription {running.subscription_id!r}"
+                f" (plan {running.plan!r}{until}): change its plan, or cancel it first",
+                kind="conflict",
+            )
+        record_subscription_event(
+            conn, subscription_id, tenant_id, "start", at, plan_key=plan, source=source
+        )
         return subscription_state(conn, subscription_id)
 
 
@@ -167,11 +215,17 @@ def _active_at(state: SubscriptionState, at: datetime) -> None:
 
 
 def change_plan(
-    conn: psycopg.Connection, subscription_id: str, plan: str, at: datetime
+    conn: psycopg.Connection,
+    subscription_id: str,
+    plan: str,
+    at: datetime,
+    *,
+    earliest: datetime | None = None,
 ) -> SubscriptionState:
     """Move the subscription to ``plan`` from ``at``; the month is split there."""
+    _from_now_on(at, earliest, "at")
     with conn.transaction():
-        _lock(conn, subscription_id)
+        lock_history(conn)
         state = subscription_state(conn, subscription_id)
         _active_at(state, at)
         if plan == state.plan:
@@ -184,11 +238,18 @@ def change_plan(
 
 
 def cancel(
-    conn: psycopg.Connection, subscription_id: str, at: datetime, at_period_end: bool
+    conn: psycopg.Connection,
+    subscription_id: str,
+    at: datetime,
+    at_period_end: bool,
+    *,
+    earliest: datetime | None = None,
 ) -> SubscriptionState:
-    """End the subscription at ``at``, or at the end of ``at``'s month."""
+    """End the subscription at ``at``, or at the end of ``at``'s month; a plan change
+    scheduled after the end is dropped."""
+    _from_now_on(at, earliest, "at")
     with conn.transaction():
-        _lock(conn, subscription_id)
+        lock_history(conn)
         state = subscription_state(conn, subscription_id)
         _active_at(state, at)
         record_subscription_event(

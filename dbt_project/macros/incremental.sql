@@ -15,3 +15,16 @@
 {% macro postgres_only(statements) -%}
     {{ return(statements if target.type == 'postgres' else []) }}
 {%- endmacro %}
+
+{#- A pre-hook for a model incremental by month (`period_start`): empty the run's months
+    first, so a month that has no row any more keeps none (delete+insert alone deletes only
+    the months it inserts). PostgreSQL only: Spark's Parquet has no delete. -#}
+{% macro empty_run_months() -%}
+    {{ return(postgres_only([
+        "{% if is_incremental() %}
+             delete from {{ this }}
+             where period_start >= {{ ts_literal(var('min_month')) }}
+               and period_start < {{ ts_literal(var('max_month')) }}
+         {% else %} select 1 {% endif %}"
+    ])) }}
+{%- endmacro %}

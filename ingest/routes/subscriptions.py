@@ -47,13 +47,19 @@ SUBSCRIPTION_ERRORS = {
     "invalid": (422, "invalid_request"),
     "not_found": (404, "not_found"),
     "conflict": (409, "conflict"),
+    "forbidden": (403, "forbidden"),
 }
 
 
-async def _run(request: Request, action: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+async def _run(
+    request: Request, principal: Principal, now: datetime, action: Any, *args: Any
+) -> dict[str, Any]:
+    # a tenant key acts from now on only; backdating is the admin's (warehouse.subscriptions)
+    earliest = None if principal.is_admin else now
+
     def work() -> dict[str, Any]:
         with request.app.state.pool.connection() as conn:
-            state = action(conn, *args, **kwargs)
+            state = action(conn, *args, earliest=earliest)
             return state.as_json()
 
     try:
@@ -87,10 +93,18 @@ async def create_subscription(
     request: Request, principal: Annotated[Principal, Depends(authenticate)]
 ) -> dict[str, Any]:
     body = await read_model(request, SubscriptionIn)
+    now = datetime.now(UTC)
     if not principal.may_act_for(body.tenant_id):
         raise ApiError(403, "forbidden", f"this key acts only for tenant {principal.tenant_id!r}")
     return await _run(
-        request, start, body.tenant_id, body.plan, body.start or datetime.now(UTC), body.id
+        request,
+        principal,
+        now,
+        start,
+        body.tenant_id,
+        body.plan,
+        body.start or now,
+        body.id,
     )
 
 
@@ -107,8 +121,9 @@ async def change_subscription_plan(
 ) -> dict[str, Any]:
     await _owned(request, principal, subscription_id)
     body = await read_model(request, ChangePlanIn)
+    now = datetime.now(UTC)
     return await _run(
-        request, change_plan, subscription_id, body.plan, body.at or datetime.now(UTC)
+        request, principal, now, change_plan, subscription_id, body.plan, body.at or now
     )
 
 
@@ -120,6 +135,13 @@ async def cancel_subscription(
 ) -> dict[str, Any]:
     await _owned(request, principal, subscription_id)
     body = await read_model(request, CancelIn)
+    now = datetime.now(UTC)
     return await _run(
-        request, cancel, subscription_id, body.at or datetime.now(UTC), body.at_period_end
+        request,
+        principal,
+        now,
+        cancel,
+        subscription_id,
+        body.at or now,
+        body.at_period_end,
     )

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import psycopg
+import yaml
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
 from billing.cli import main
 from orchestration.pipeline import run_daily, run_monthly
+from tests.helpers import REPO
 
 
 def bearer(key: str) -> dict[str, str]:
@@ -24,13 +27,24 @@ def tenant_key(tenant: str) -> str:
     return result.stdout.strip().splitlines()[-1]
 
 
+def with_tenant(tmp_path: Path, tenant: dict[str, Any], *subscriptions: dict[str, Any]) -> None:
+    """Apply the demo catalog with one more tenant (and subscriptions)."""
+    doc = yaml.safe_load((REPO / "examples" / "demo_catalog.yaml").read_text())
+    doc["tenants"].append(tenant)
+    doc["subscriptions"] += list(subscriptions)
+    path = tmp_path / "catalog.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    result = CliRunner().invoke(main, ["catalog", "apply", str(path)])
+    assert result.exit_code == 0, result.output
+
+
 def test_create_upgrade_cancel_bills_prorated_segments(
-    api: TestClient, catalog_loaded: str
+    api: TestClient, catalog_loaded: str, tmp_path: Path
 ) -> None:
-    # globex's catalog subscription starts in October; September is ours to shape
+    with_tenant(tmp_path, {"id": "hooli", "name": "Hooli", "currency": "usd"})
     created = api.post(
         "/v1/subscriptions",
-        json={"tenant_id": "globex", "plan": "starter", "start": "2026-09-01T00:00:00Z"},
+        json={"tenant_id": "hooli", "plan": "starter", "start": "2026-09-01T00:00:00Z"},
     )
     assert created.status_code == 201, created.text
     sub = created.json()["id"]
@@ -51,13 +65,104 @@ def test_create_upgrade_cancel_bills_prorated_segments(
     with psycopg.connect(catalog_loaded) as conn:
         lines = conn.execute(
             """select plan, quantity, amount_minor from marts.fct_invoice_lines
-               where tenant_id = 'globex' and line_type = 'base_fee'
+               where tenant_id = 'hooli' and line_type = 'base_fee'
                  and period_start = '2026-09-01' order by service_start"""
         ).fetchall()
     # starter 19.00 for 15 of 30 days, pro 49.00 for 8 of 30 days
     assert [(plan, amount) for plan, _, amount in lines] == [("starter", 950), ("pro", 1307)]
     assert lines[0][1] == Decimal(15) / 30
     assert abs(lines[1][1] - Decimal(8) / 30) < Decimal("1e-12")
+
+
+def test_subscriptions_are_a_state_machine(
+    api: TestClient, catalog_loaded: str, tmp_path: Path
+) -> None:
+    acme = bearer(tenant_key("acme"))
+    # one subscription per tenant at a time: a second one is a conflict naming the first
+    for headers in (acme, {}):
+        second = api.post(
+            "/v1/subscriptions", json={"tenant_id": "acme", "plan": "starter"}, headers=headers
+        )
+        assert second.status_code == 409, second.text
+        assert "sub_acme" in second.json()["error"]["message"]
+        assert second.json()["error"]["details"][0]["field"] == "tenant_id"
+
+    # a tenant key acts from now on: backdating is the admin's
+    past = (datetime.now(UTC) - timedelta(days=40)).isoformat()
+    backdated = {
+        "at": api.post(
+            "/v1/subscriptions/sub_acme/cancel",
+            json={"at_period_end": False, "at": past},
+            headers=acme,
+        ),
+        "at ": api.post(
+            "/v1/subscriptions/sub_acme/change-plan",
+            json={"plan": "starter", "at": past},
+            headers=acme,
+        ),
+    }
+    for field, response in backdated.items():
+        assert response.status_code == 403, response.text
+        assert response.json()["error"]["details"][0]["field"] == field.strip()
+        assert "admin" in response.json()["error"]["message"]
+
+    # a move scheduled next month, then "cancel now": the move is dropped
+    now = datetime.now(UTC)
+    next_month = (now.replace(day=1) + timedelta(days=32)).replace(day=1, hour=0, minute=0)
+    scheduled = api.post(
+        "/v1/subscriptions/sub_acme/change-plan",
+        json={"plan": "starter", "at": (next_month + timedelta(days=3)).isoformat()},
+        headers=acme,
+    )
+    assert scheduled.status_code == 200, scheduled.text
+    cancelled = api.post(
+        "/v1/subscriptions/sub_acme/cancel", json={"at_period_end": False}, headers=acme
+    )
+    assert cancelled.status_code == 200, cancelled.text
+    state = cancelled.json()
+    assert state["status"] == "canceled" and state["plan"] == "pro"
+    assert [(h["action"], h["dropped"]) for h in state["history"]] == [
+        ("start", False),
+        ("cancel", False),
+        ("change_plan", True),
+    ]
+    # nothing changes after a cancel, whoever asks
+    for headers in (acme, {}):
+        for path, body in (
+            ("cancel", {"at_period_end": True}),
+            ("change-plan", {"plan": "starter"}),
+        ):
+            after = api.post(f"/v1/subscriptions/sub_acme/{path}", json=body, headers=headers)
+            assert after.status_code == 409, after.text
+    # the engine bills no plan after the cancellation
+    run_monthly(next_month.date(), quiet=True)
+    with psycopg.connect(catalog_loaded) as conn:
+        billed = conn.execute(
+            """select count(*) from marts.fct_invoice_lines
+               where tenant_id = 'acme' and period_start = %s""",
+            (next_month,),
+        ).fetchone()
+    assert billed == (0,)
+
+    # a tenant whose subscription ended may start again, from its end on
+    again = api.post("/v1/subscriptions", json={"tenant_id": "acme", "plan": "starter"})
+    assert again.status_code == 201, again.text
+
+    # the catalog goes through the same rule
+    doc = yaml.safe_load((REPO / "examples" / "demo_catalog.yaml").read_text())
+    doc["subscriptions"].append(
+        {
+            "id": "sub_globex_2",
+            "tenant_id": "globex",
+            "plan": "pro",
+            "start": "2026-11-01T00:00:00Z",
+        }
+    )
+    path = tmp_path / "two.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    applied = CliRunner().invoke(main, ["catalog", "apply", str(path)])
+    assert applied.exit_code != 0
+    assert "subscriptions[4].tenant_id" in applied.output and "sub_globex" in applied.output
 
 
 def test_subscription_changes_are_checked(api: TestClient) -> None:

@@ -7,7 +7,8 @@ with arrivals as (
 
 final as (
     select
-        event_seq, tenant_id, metric, amount, event_ts, idempotency_key, metadata, received_at
+        event_seq, tenant_id, metric, amount, event_ts, idempotency_key, metadata,
+        received_at, arrival_batch
     from arrivals
     where is_first
 )

@@ -1,7 +1,9 @@
 {#- One row per adjustment line: for a re-rated finalized month, per line type and metric,
-    what the month comes to now, less what its frozen invoice billed, less the adjustments
-    already frozen on later invoices. It goes on the tenant's invoice for the run's first
-    month, unless that invoice is finalized too (then a later run bills it). -#}
+    what the month comes to now, less what its frozen invoice billed (nothing, for a tenant
+    without an invoice that month), less the adjustments already frozen on later invoices.
+    It goes on one invoice only: the tenant's for the next open month, the month after the
+    latest closed one. A run of another month bills none (months run out of order put a
+    correction on two drafts, both finalized later). -#}
 with recomputed as (
     select * from {{ ref('int_invoice_lines_priced') }}
     where period_start < {{ ts_literal(var('min_month')) }}
@@ -61,17 +63,19 @@ deltas as (
     having sum(amount_minor) <> 0
 ),
 
+next_open as (
+    select {{ dbt.dateadd('month', 1, 'max(period_start)') }} as month_start
+    from finalized
+),
+
 target as (
     select
         deltas.*,
         {{ ts_literal(var('min_month')) }} as period_start
     from deltas
-    where not exists (
-        select 1 from finalized
-        where finalized.tenant_id = deltas.tenant_id
-          and finalized.currency = deltas.currency
-          and finalized.period_start = {{ ts_literal(var('min_month')) }}
-    )
+    cross join next_open
+    -- nothing is finalized after the latest closed month, so its invoices are all open
+    where next_open.month_start = {{ ts_literal(var('min_month')) }}
 ),
 
 final as (

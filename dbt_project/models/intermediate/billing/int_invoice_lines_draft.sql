@@ -1,8 +1,10 @@
 {#- One row per line of the invoices being computed: the run's months' lines and the
-    adjustments billed on them. Incremental by month: a run replaces its months whole. -#}
+    adjustments billed on them. Incremental by month: a run replaces its months whole, also a
+    month that has no line any more (empty_run_months), so no stale draft is left. -#}
 {{
     config(
         materialized='incremental',
+        pre_hook=empty_run_months(),
         **replace_by('period_start')
     )
 }}

@@ -1,6 +1,7 @@
 {#- One row per invoice line computed from the data as it is now: a usage line per segment
     and charge, a prorated base fee per segment of a monthly plan, a yearly plan's fee in the
-    month each yearly period starts and its credit when it ends early. Each line is rounded
+    month each yearly period starts and its credit, at the price that fee was billed at, when
+    it ends early. Each line is rounded
     once to the currency's minor unit. Covers the run's months and the re-rated ones. -#}
 with segments as (
     select * from {{ ref('int_subscription_segments') }}
@@ -12,6 +13,10 @@ priced as (
 
 currencies as (
     select * from {{ ref('stg_app__currencies') }}
+),
+
+plan_versions as (
+    select * from {{ ref('stg_app__plan_versions') }}
 ),
 
 usage_lines as (
@@ -117,19 +122,30 @@ yearly_credit_lines as (
         plan_key,
         unused_seconds / year_seconds as quantity,
         unused_seconds / year_seconds as billable_quantity,
-        -base_price * unused_seconds / year_seconds as amount_exact,
+        -billed_price * unused_seconds / year_seconds as amount_exact,
         plan_name || ': credit for the unused part of the year' as description,
         subscription_interval_end as service_start,
         year_end as service_end
     from (
         select
             yearly_endings.*,
+            -- the version that priced the year's fee: the one in effect at the start of the
+            -- segment it was billed on (its month, or the subscription's start in it)
+            billed.base_price as billed_price,
             {{ dbt.dateadd('year', 1, 'period_anniversary') }} as year_end,
             {{ epoch_seconds(dbt.dateadd('year', 1, 'period_anniversary')) }}
                 - {{ epoch_seconds('subscription_interval_end') }} as unused_seconds,
             {{ epoch_seconds(dbt.dateadd('year', 1, 'period_anniversary')) }}
                 - {{ epoch_seconds('period_anniversary') }} as year_seconds
         from yearly_endings
+        inner join plan_versions as billed
+            on billed.plan_key = yearly_endings.plan_key
+           and billed.effective_from <= greatest(
+                   yearly_endings.subscription_interval_start,
+                   {{ dbt.date_trunc('month', 'yearly_endings.period_anniversary') }})
+           and billed.effective_to > greatest(
+                   yearly_endings.subscription_interval_start,
+                   {{ dbt.date_trunc('month', 'yearly_endings.period_anniversary') }})
     ) as endings
     where unused_seconds > 0
 ),

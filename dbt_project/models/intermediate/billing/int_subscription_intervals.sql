@@ -1,5 +1,7 @@
 {#- One row per subscription and plan it was on: [valid_from, valid_to). Built from the
-    whole subscription history, so a change recorded late still lands where it belongs. -#}
+    whole subscription history, so a change recorded late still lands where it belongs. The
+    first cancellation ends the subscription: a plan change scheduled after it is dropped
+    (DECISIONLOG.md, "Subscriptions"). -#}
 with events as (
     select * from {{ ref('stg_raw__subscription_events') }}
 ),
@@ -19,13 +21,28 @@ effective as (
     from events
 ),
 
+ended as (
+    select subscription_id, min(effective_at) as ended_at
+    from effective
+    where action = 'cancel'
+    group by subscription_id
+),
+
+plans as (
+    select effective.*, ended.ended_at
+    from effective
+    left join ended on ended.subscription_id = effective.subscription_id
+    where effective.action in ('start', 'change_plan')
+      and (ended.ended_at is null or effective.effective_at < ended.ended_at)
+),
+
 ordered as (
     select
-        effective.*,
+        plans.*,
         lead(effective_at) over (
             partition by subscription_id order by effective_at, event_seq
         ) as next_effective_at
-    from effective
+    from plans
 ),
 
 final as (
@@ -34,10 +51,9 @@ final as (
         tenant_id,
         plan_key,
         effective_at as valid_from,
-        coalesce(next_effective_at, {{ ts_infinity() }}) as valid_to
+        coalesce(next_effective_at, ended_at, {{ ts_infinity() }}) as valid_to
     from ordered
-    where action in ('start', 'change_plan')
-      and (next_effective_at is null or next_effective_at > effective_at)
+    where next_effective_at is null or next_effective_at > effective_at
 )
 
 select * from final

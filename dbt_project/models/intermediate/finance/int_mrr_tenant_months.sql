@@ -1,7 +1,9 @@
 {#- One row per tenant, currency and month with recurring or usage revenue. Recurring
-    revenue is a base fee spread evenly over the calendar months its service period covers
-    (a yearly fee is a twelfth a month; a credit takes back its months); usage revenue is
-    the month's usage lines. Void invoices count nothing; adjustments correct the past and
+    revenue is a base fee spread evenly over the calendar months its service period covers:
+    from the month it starts in to the month before the one it ends in (or its own month),
+    so a yearly fee is a twelfth a month over twelve months even when its anniversary is
+    mid-month; a credit takes back its months. Usage revenue is
+    the month's usage lines, of finalized invoices (not void); adjustments correct the past and
     are not recurring, so they are left out. -#}
 with lines as (
     select * from {{ ref('fct_invoice_lines') }}
@@ -12,10 +14,20 @@ invoices as (
 ),
 
 kept as (
-    select lines.*
+    select
+        lines.*,
+        -- the end of the months a line's service covers: the start of the month its service
+        -- ends in, unless that is not after its start (a line within one month)
+        case
+            when {{ dbt.date_trunc('month', 'lines.service_end') }} > lines.service_start
+                then {{ dbt.date_trunc('month', 'lines.service_end') }}
+            else lines.service_end
+        end as months_end
     from lines
     inner join invoices on invoices.invoice_id = lines.invoice_id
-    where invoices.status <> 'void' and lines.line_type in ('base_fee', 'usage')
+    -- what was billed: finalized invoices, not void (drafts and held ones may still change)
+    where invoices.status not in ('draft', 'held', 'void')
+      and lines.line_type in ('base_fee', 'usage')
 ),
 
 base_fee_months as (
@@ -28,7 +40,7 @@ base_fee_months as (
         count(*) over (partition by kept.line_id) as months_covered
     from kept
     cross join lateral (
-        {{ month_spine('kept.service_start', 'kept.service_end') }}
+        {{ month_spine('kept.service_start', 'kept.months_end') }}
     ) as months
     where kept.line_type = 'base_fee'
 ),

@@ -1,6 +1,7 @@
 {#- One row per tenant, currency and calendar month (UTC): the invoice, billed in arrears.
     A finalized invoice is read from its frozen copy with its latest payment status; a
-    draft is summed from its lines. A view, so that a payment status a Stripe webhook
+    draft is summed from its lines, and is `held` (with its reason) when the tenant's data
+    would bill it wrongly: the close leaves it out (int_invoice_holds). A view, so that a payment status a Stripe webhook
     stored is read at once, without a dbt run. -#}
 {{ config(materialized='view') }}
 with lines as (
@@ -17,6 +18,10 @@ status_events as (
 
 tenants as (
     select * from {{ ref('stg_app__tenants') }}
+),
+
+holds as (
+    select * from {{ ref('int_invoice_holds') }}
 ),
 
 latest_status as (
@@ -58,14 +63,18 @@ drafts as (
         draft_subtotals.currency,
         draft_subtotals.period_start,
         {{ dbt.dateadd('month', 1, 'draft_subtotals.period_start') }} as period_end,
-        'draft' as status,
+        case when holds.hold_reason is null then 'draft' else 'held' end as status,
         draft_subtotals.subtotal_minor,
         {{ to_minor_units('draft_subtotals.subtotal_minor * tenants.tax_rate', 0) }}
             as tax_minor,
         cast(null as {{ dbt.type_string() }}) as provider_invoice_id,
-        cast(null as {{ timestamp_type() }}) as finalized_at
+        cast(null as {{ timestamp_type() }}) as finalized_at,
+        holds.hold_reason
     from draft_subtotals
     inner join tenants on tenants.tenant_id = draft_subtotals.tenant_id
+    left join holds
+        on holds.tenant_id = draft_subtotals.tenant_id
+       and holds.period_start = draft_subtotals.period_start
 ),
 
 frozen as (
@@ -79,7 +88,8 @@ frozen as (
         finalized.subtotal_minor,
         finalized.tax_minor,
         provider_ids.provider_invoice_id,
-        finalized.finalized_at
+        finalized.finalized_at,
+        cast(null as {{ dbt.type_string() }}) as hold_reason
     from finalized
     left join latest_status on latest_status.invoice_id = finalized.invoice_id
     left join provider_ids on provider_ids.invoice_id = finalized.invoice_id
@@ -103,11 +113,12 @@ final as (
         cast(tax_minor as bigint) as tax_minor,
         cast(subtotal_minor + tax_minor as bigint) as total_minor,
         cast(provider_invoice_id as {{ dbt.type_string() }}) as provider_invoice_id,
-        finalized_at
+        finalized_at,
+        cast(hold_reason as {{ dbt.type_string() }}) as hold_reason
     from all_invoices
 )
 
 select
     invoice_id, tenant_id, currency, period_start, period_end, status, subtotal_minor,
-    tax_minor, total_minor, provider_invoice_id, finalized_at
+    tax_minor, total_minor, provider_invoice_id, finalized_at, hold_reason
 from final

@@ -6,21 +6,33 @@
       contraction   less than last month, but not nothing
       churn         something last month, nothing now
       unchanged     the same as last month
-    A tenant has a row for every month from its first revenue to the month after its last,
-    up to the newest month with any revenue; months with nothing now and nothing before are
-    left out. -#}
+    Only closed months are shown (up to the newest month with finalized invoices): a month
+    still open has drafts, and a yearly fee spread into months not invoiced yet would show
+    every monthly tenant as churned there. A tenant has a row for every closed month from
+    its first revenue to the month after its last; months with nothing now and nothing
+    before are left out. -#}
 with tenant_months as (
     select * from {{ ref('int_mrr_tenant_months') }}
 ),
 
+finalized as (
+    select * from {{ ref('stg_app__finalized_invoices') }}
+),
+
+last_closed as (
+    select max(period_start) as month_start from finalized
+),
+
 bounds as (
     select
-        tenant_id,
-        currency,
-        min(month_start) as first_month,
-        (select max(month_start) from tenant_months) as last_month
+        tenant_months.tenant_id,
+        tenant_months.currency,
+        min(tenant_months.month_start) as first_month,
+        max(last_closed.month_start) as last_month
     from tenant_months
-    group by tenant_id, currency
+    cross join last_closed
+    where tenant_months.month_start <= last_closed.month_start
+    group by tenant_months.tenant_id, tenant_months.currency
 ),
 
 spine as (

@@ -1,0 +1,109 @@
+{#- The first-arrival rule, written once: the events received that `stored` (the arrivals
+    stored so far, or none before the first run) does not hold yet, each marked `is_first`
+    when it is the first arrival of its (tenant_id, idempotency_key): the earliest received
+    of the key, unless the key was counted before. int_events_arrivals appends these rows;
+    int_events_pending shows them to the live reads (GET /v1/usage, quotas).
+
+    Which events are not stored yet is found without a lookback: every stored batch records
+    its horizon (arrivals_horizon), a moment no transaction still open when it was read had
+    begun before, so every event not stored then was received at or after it. -#}
+{% macro pending_arrivals(stored) -%}
+with
+{%- if stored is not none %}
+latest as (
+    -- the newest batch stored and its horizon (an index lookup)
+    select batch_horizon
+    from {{ stored }}
+    where arrival_batch = (select max(arrival_batch) from {{ stored }})
+    limit 1
+),
+
+received as (
+    select events.*
+    from {{ ref('stg_raw__events') }} as events
+    where events.received_at >= coalesce(
+        (select batch_horizon from latest), {{ ts_literal('1970-01-01') }})
+),
+
+unstored as (
+    -- newer than anything stored, or else looked up one by one in the unique index
+    select received.*
+    from received
+    {{ join_one('left', stored, 'stored',
+                'stored.event_seq = received.event_seq
+                 and received.event_seq <= (select max(event_seq) from ' ~ stored ~ ')') }}
+    where stored.found is null
+),
+{%- else %}
+unstored as (
+    select * from {{ ref('stg_raw__events') }}
+),
+{%- endif %}
+
+ranked as (
+    select
+        unstored.*,
+        row_number() over (
+            partition by tenant_id, idempotency_key order by received_at, event_seq
+        ) as arrival_rank
+    from unstored
+),
+
+{%- if stored is not none %}
+kept_before as (
+    -- a key first seen in an earlier batch is never first again (lateral: index lookups)
+    select ranked.event_seq
+    from ranked
+    {{ join_one('inner', stored, 'kept',
+                'kept.is_first and kept.tenant_id = ranked.tenant_id
+                 and kept.idempotency_key = ranked.idempotency_key') }}
+    where ranked.arrival_rank = 1
+),
+{%- endif %}
+
+pending as (
+    select
+        ranked.event_seq,
+        ranked.tenant_id,
+        ranked.metric,
+        ranked.amount,
+        ranked.event_ts,
+        ranked.idempotency_key,
+        ranked.metadata,
+        ranked.received_at,
+        ranked.arrival_rank = 1
+        {%- if stored is not none %}
+            and not exists (
+                select 1 from kept_before where kept_before.event_seq = ranked.event_seq
+            )
+        {%- endif %}
+            as is_first
+    from ranked
+)
+
+select * from pending
+{%- endmacro %}
+
+{#- The horizon of the batch about to be read, as a literal: on PostgreSQL the start of the
+    oldest transaction open in the database now, or now when there is none. It is read
+    before the batch's statement takes its snapshot, so an event that statement cannot see
+    yet belongs to a transaction that began at or after the horizon, and was stamped
+    received_at (the transaction's start) no earlier. -#}
+{% macro arrivals_horizon() -%}
+    {{ return(adapter.dispatch('arrivals_horizon', 'billing')()) }}
+{%- endmacro %}
+{% macro default__arrivals_horizon() -%}
+    current_timestamp()
+{%- endmacro %}
+{% macro postgres__arrivals_horizon() -%}
+    {%- if execute -%}
+        {%- set found = run_query(
+            "select cast(least(clock_timestamp(), min(xact_start)) as text)
+             from pg_stat_activity
+             where datname = current_database() and pid <> pg_backend_pid()
+               and xact_start is not null") -%}
+        cast('{{ found.columns[0].values()[0] }}' as timestamptz)
+    {%- else -%}
+        now()
+    {%- endif -%}
+{%- endmacro %}
