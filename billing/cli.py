@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from datetime import date
 from pathlib import Path
@@ -100,9 +101,13 @@ def catalog_apply(file: Path) -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
-def serve(host: str, port: int, workers: int) -> None:
-    """Serve the HTTP API."""
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    help="Worker processes  [default: the CPU count]",
+)
+def serve(host: str, port: int, workers: int | None) -> None:
+    """Serve the HTTP API, with a worker process per CPU unless told otherwise."""
     import uvicorn
 
     from warehouse.db import connect
@@ -115,7 +120,7 @@ def serve(host: str, port: int, workers: int) -> None:
         factory=True,
         host=host,
         port=port,
-        workers=workers,
+        workers=workers or min(os.cpu_count() or 1, 64),
         log_level="warning",
         access_log=False,
     )

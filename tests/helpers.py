@@ -50,7 +50,7 @@ def free_port() -> int:
 class ApiServer:
     """`billing serve` in a subprocess on a free loopback port."""
 
-    def __init__(self, env: dict[str, str], workers: int = 1) -> None:
+    def __init__(self, env: dict[str, str], workers: int | None = 1) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = env
@@ -62,8 +62,9 @@ class ApiServer:
 
         import httpx
 
+        workers = [] if self.workers is None else ["--workers", str(self.workers)]
         self.process = subprocess.Popen(
-            [BILLING, "serve", "--port", str(self.port), "--workers", str(self.workers)],
+            [BILLING, "serve", "--port", str(self.port), *workers],
             env={**os.environ, **self.env},
             cwd=REPO,
             stdout=subprocess.DEVNULL,

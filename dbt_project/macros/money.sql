@@ -15,3 +15,20 @@
 {% macro spark__power_of_ten(n) -%}
     cast(pow(10, {{ n }}) as decimal(5, 0))
 {%- endmacro %}
+
+{#- The exact product of a quantity and a price (or a rate, or seconds and a price).
+    PostgreSQL's numeric keeps every digit. Spark keeps 38 digits in all and, when the exact
+    product of two decimal(38, 20) would not fit, cuts it to 6 decimals; so there the
+    operands are taken as a quantity below 10^16 and a price below 10^10, each with 12
+    decimals, whose product keeps 11 (ANSI mode refuses a larger value loudly), and the
+    product is stored back at the exact type (DECISIONLOG.md, Spark). -#}
+{% macro times(quantity, price) -%}
+    {{ return(adapter.dispatch('times', 'billing')(quantity, price)) }}
+{%- endmacro %}
+{% macro default__times(quantity, price) -%}
+    ({{ quantity }}) * ({{ price }})
+{%- endmacro %}
+{% macro spark__times(quantity, price) -%}
+    cast(cast({{ quantity }} as decimal(28, 12)) * cast({{ price }} as decimal(22, 12))
+         as {{ decimal_type() }})
+{%- endmacro %}

@@ -134,3 +134,13 @@
 {% macro default__not_materialized() -%}
 {%- endmacro %}
 {% macro postgres__not_materialized() -%}not materialized{%- endmacro %}
+
+{#- A finalized invoice's arrivals watermark (the newest arrival batch its run priced). The
+    batches are PostgreSQL's: Spark stores its own arrivals, numbered apart, so there it is
+    null and the close falls back to the rule before watermarks (received after the invoice
+    was finalized). Subscription changes keep their numbers on both. -#}
+{% macro arrivals_watermark(column) -%}
+    {{ return(adapter.dispatch('arrivals_watermark', 'billing')(column)) }}
+{%- endmacro %}
+{% macro default__arrivals_watermark(column) -%}{{ column }}{%- endmacro %}
+{% macro spark__arrivals_watermark(column) -%}cast(null as bigint){%- endmacro %}

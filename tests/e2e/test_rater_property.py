@@ -94,10 +94,17 @@ def scenarios(draw: st.DrawFn) -> dict[str, Any]:
             {"id": f"s{i}", "tenant_id": f"t{i}", "plan": f"p{i}", "start": start.isoformat()}
         )
         same_currency = [p for p in plans if p["currency"] == currency and p["key"] != f"p{i}"]
-        change = draw(st.sampled_from(["none", "cancel_now", "cancel_end", "change"]))
+        change = draw(
+            st.sampled_from(["none", "cancel_now", "cancel_end", "change", "cancel_drops_change"])
+        )
         at = max(start, OCT_START) + timedelta(seconds=draw(st.integers(1, 25 * 86400)))
         if change == "change" and same_currency:
             changes.append((f"s{i}", f"t{i}", "change_plan", at, same_currency[0]["key"], False))
+        elif change == "cancel_drops_change" and same_currency:
+            # a move scheduled later, then a cancel before it: the move is dropped
+            later = at + timedelta(seconds=draw(st.integers(1, 5 * 86400)))
+            changes.append((f"s{i}", f"t{i}", "change_plan", later, same_currency[0]["key"], False))
+            changes.append((f"s{i}", f"t{i}", "cancel", at, None, False))
         elif change.startswith("cancel"):
             changes.append((f"s{i}", f"t{i}", "cancel", at, None, change == "cancel_end"))
     catalog = {"metrics": METRICS, "plans": plans, "tenants": tenants, "subscriptions": subs}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import psycopg
@@ -115,6 +116,20 @@ def test_admin_key_comes_from_the_environment(catalog_loaded: str) -> None:
     assert get_settings().admin_key.get_secret_value() == "test-admin-key"  # type: ignore[union-attr]
 
 
+def worker_pids(parent: int) -> list[int]:
+    """The worker processes uvicorn spawned under ``parent``."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == parent and b"spawn_main" in cmdline:
+            found.append(int(stat.parent.name))
+    return found
+
+
 def test_apikey_list_and_revoke_every_worker_refuses_within_a_second(
     catalog_loaded: str,
 ) -> None:
@@ -131,10 +146,14 @@ def test_apikey_list_and_revoke_every_worker_refuses_within_a_second(
     listed = billing("apikey", "list", check=True).stdout
     assert key_id in listed and "acme" in listed and key not in listed
 
+    # `billing serve` as a user starts it: a worker per CPU (2 here, and in CI)
     server = ApiServer(
-        {"BILLING_DATABASE_URL": catalog_loaded, "BILLING_ADMIN_KEY": ADMIN_KEY}, workers=2
+        {"BILLING_DATABASE_URL": catalog_loaded, "BILLING_ADMIN_KEY": ADMIN_KEY}, workers=None
     ).start()
     try:
+        assert server.process is not None
+        cpus = os.cpu_count() or 1
+        assert len(worker_pids(server.process.pid)) == (cpus if cpus > 1 else 0)
         with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}) as c:
             usage = {"metric": "api_calls", "from": "2026-10-01", "to": "2026-10-01"}
             # each on a new connection, so both workers see (and remember) the key

@@ -134,7 +134,7 @@ def test_subscriptions_are_a_state_machine(
         ):
             after = api.post(f"/v1/subscriptions/sub_acme/{path}", json=body, headers=headers)
             assert after.status_code == 409, after.text
-    # the engine bills no plan after the cancellation
+    # the engine bills no plan after the cancellation, and quotas find none then either
     run_monthly(next_month.date(), quiet=True)
     with psycopg.connect(catalog_loaded) as conn:
         billed = conn.execute(
@@ -142,7 +142,11 @@ def test_subscriptions_are_a_state_machine(
                where tenant_id = 'acme' and period_start = %s""",
             (next_month,),
         ).fetchone()
+        quota_plan = conn.execute(
+            "select app.plan_at('acme', %s)", (next_month + timedelta(days=10),)
+        ).fetchone()
     assert billed == (0,)
+    assert quota_plan == (None,)
 
     # a tenant whose subscription ended may start again, from its end on
     again = api.post("/v1/subscriptions", json={"tenant_id": "acme", "plan": "starter"})

@@ -49,7 +49,7 @@ monthly_base_fee_lines as (
         active_seconds / period_seconds as quantity,
         active_seconds / period_seconds as billable_quantity,
         -- one division, last, so the exact amount is as precise as numeric allows
-        base_price * active_seconds / period_seconds as amount_exact,
+        {{ times('active_seconds', 'base_price') }} / period_seconds as amount_exact,
         plan_name || ': base fee'
             || case when active_seconds < period_seconds then ' (prorated)' else '' end
             as description,
@@ -122,7 +122,7 @@ yearly_credit_lines as (
         plan_key,
         unused_seconds / year_seconds as quantity,
         unused_seconds / year_seconds as billable_quantity,
-        -billed_price * unused_seconds / year_seconds as amount_exact,
+        -{{ times('unused_seconds', 'billed_price') }} / year_seconds as amount_exact,
         plan_name || ': credit for the unused part of the year' as description,
         subscription_interval_end as service_start,
         year_end as service_end
@@ -177,7 +177,7 @@ final as (
         all_lines.plan_key,
         all_lines.quantity,
         all_lines.billable_quantity,
-        all_lines.amount_exact,
+        cast(all_lines.amount_exact as {{ decimal_type() }}) as amount_exact,
         {{ to_minor_units('all_lines.amount_exact', 'currencies.minor_unit') }} as amount_minor,
         all_lines.description,
         all_lines.service_start,

@@ -21,7 +21,7 @@ candidates as (
     -- watermark: a re-rate that changes nothing bills nothing
     select
         period_start, period_end, min(finalized_at) as finalized_at,
-        min(arrivals_through) as arrivals_through,
+        min({{ arrivals_watermark('arrivals_through') }}) as arrivals_through,
         min(subscription_events_through) as subscription_events_through
     from finalized
     where period_start < {{ ts_literal(var('min_month')) }}

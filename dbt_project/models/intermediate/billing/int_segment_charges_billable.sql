@@ -29,7 +29,8 @@ prorated as (
         charges.unit_price,
         charges.package_size,
         charges.package_price,
-        charges.included * segments.active_seconds / segments.period_seconds as included
+        cast({{ times('segments.active_seconds', 'charges.included') }}
+             / segments.period_seconds as {{ decimal_type() }}) as included
     from segments
     inner join usage on usage.segment_id = segments.segment_id
     inner join charges

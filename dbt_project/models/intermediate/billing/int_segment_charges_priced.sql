@@ -19,14 +19,16 @@ tiered as (
             case
                 when billable.billable_quantity <= tiers.lower_bound then 0
                 when billable.pricing_model = 'graduated' then
-                    (case
-                        when tiers.up_to is null or billable.billable_quantity < tiers.up_to
-                            then billable.billable_quantity
-                        else tiers.up_to
-                     end - tiers.lower_bound) * tiers.unit_price
+                    {{ times('case
+                                  when tiers.up_to is null
+                                       or billable.billable_quantity < tiers.up_to
+                                      then billable.billable_quantity
+                                  else tiers.up_to
+                              end - tiers.lower_bound', 'tiers.unit_price') }}
                     + tiers.flat_fee
                 when tiers.up_to is null or billable.billable_quantity <= tiers.up_to
-                    then billable.billable_quantity * tiers.unit_price + tiers.flat_fee
+                    then {{ times('billable.billable_quantity', 'tiers.unit_price') }}
+                        + tiers.flat_fee
                 else 0
             end
         ) as amount_exact
@@ -53,12 +55,13 @@ final as (
         billable.pricing_model,
         billable.quantity,
         billable.billable_quantity,
-        case billable.pricing_model
-            when 'per_unit' then billable.billable_quantity * billable.unit_price
+        cast(case billable.pricing_model
+            when 'per_unit' then {{ times('billable.billable_quantity', 'billable.unit_price') }}
             when 'package' then
-                ceil(billable.billable_quantity / billable.package_size) * billable.package_price
+                {{ times('ceil(billable.billable_quantity / billable.package_size)',
+                         'billable.package_price') }}
             else coalesce(tiered.amount_exact, 0)
-        end as amount_exact
+        end as {{ decimal_type() }}) as amount_exact
     from billable
     left join tiered
         on tiered.segment_id = billable.segment_id

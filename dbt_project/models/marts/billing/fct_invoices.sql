@@ -65,7 +65,7 @@ drafts as (
         {{ dbt.dateadd('month', 1, 'draft_subtotals.period_start') }} as period_end,
         case when holds.hold_reason is null then 'draft' else 'held' end as status,
         draft_subtotals.subtotal_minor,
-        {{ to_minor_units('draft_subtotals.subtotal_minor * tenants.tax_rate', 0) }}
+        {{ to_minor_units(times('draft_subtotals.subtotal_minor', 'tenants.tax_rate'), 0) }}
             as tax_minor,
         cast(null as {{ dbt.type_string() }}) as provider_invoice_id,
         cast(null as {{ timestamp_type() }}) as finalized_at,

@@ -16,7 +16,7 @@ events as (
 closed as (
     select
         period_start, period_end, min(finalized_at) as finalized_at,
-        min(arrivals_through) as arrivals_through
+        min({{ arrivals_watermark('arrivals_through') }}) as arrivals_through
     from finalized
     group by period_start, period_end
 ),
