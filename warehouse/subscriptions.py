@@ -24,7 +24,9 @@ def record_subscription_event(
     at_period_end: bool = False,
     source: str = "api",
 ) -> int:
-    """Append one change to the history; return its sequence number."""
+    """Append one change to the history; return its sequence number (in commit order: the
+    history is locked until the transaction ends)."""
+    lock_history(conn)
     row = conn.execute(
         """insert into raw.subscription_events
                (subscription_id, tenant_id, action, plan_key, effective_at, at_period_end,
