@@ -13,8 +13,8 @@ frozen_lines as (
     select * from {{ ref('stg_app__finalized_invoice_lines') }}
 ),
 
-finalized as (
-    select * from {{ ref('stg_app__finalized_invoices') }}
+closed as (
+    select * from {{ ref('int_closed_months') }}
 ),
 
 rerate as (
@@ -64,8 +64,7 @@ deltas as (
 ),
 
 next_open as (
-    select {{ dbt.dateadd('month', 1, 'max(period_start)') }} as month_start
-    from finalized
+    select distinct next_open_month as month_start from closed
 ),
 
 target as (

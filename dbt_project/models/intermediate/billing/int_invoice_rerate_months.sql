@@ -4,12 +4,12 @@
     subscription change recorded after it (DECISIONLOG.md, "The close"), whether the tenant
     has an invoice that month or not. Those months are re-rated so that the difference can
     be billed as adjustments; one that changed nothing gives no line. -#}
-with finalized as (
-    select * from {{ ref('stg_app__finalized_invoices') }}
+with closed as (
+    select * from {{ ref('int_closed_months') }}
 ),
 
-events as (
-    select * from {{ ref('int_events_deduplicated') }}
+late_usage_months as (
+    select * from {{ ref('int_late_usage') }}
 ),
 
 subscription_events as (
@@ -17,36 +17,17 @@ subscription_events as (
 ),
 
 candidates as (
-    -- a month closed more than once (a tenant's draft finalized later) keeps its lowest
-    -- watermark: a re-rate that changes nothing bills nothing
-    select
-        period_start, period_end, min(finalized_at) as finalized_at,
-        min({{ arrivals_watermark('arrivals_through') }}) as arrivals_through,
-        min(subscription_events_through) as subscription_events_through
-    from finalized
+    select *
+    from closed
     where period_start < {{ ts_literal(var('min_month')) }}
       and period_start >= {{ dbt.dateadd('month', -var('adjustment_lookback_months'),
                                          ts_literal(var('min_month'))) }}
-    group by period_start, period_end
 ),
 
 late_usage as (
-    -- stored in a batch after the close's (the index on arrival_batch finds them)
-    select distinct events.tenant_id, candidates.period_start
-    from candidates
-    inner join events
-        on events.arrival_batch > candidates.arrivals_through
-       and events.event_ts >= candidates.period_start
-       and events.event_ts < candidates.period_end
-    union
-    -- a month closed before watermarks: received after it was finalized
-    select distinct events.tenant_id, candidates.period_start
-    from candidates
-    inner join events
-        on candidates.arrivals_through is null
-       and events.received_at > candidates.finalized_at
-       and events.event_ts >= candidates.period_start
-       and events.event_ts < candidates.period_end
+    select distinct tenant_id, period_start
+    from late_usage_months
+    where period_start in (select period_start from candidates)
 ),
 
 late_subscription_changes as (

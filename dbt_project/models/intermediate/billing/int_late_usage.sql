@@ -1,0 +1,46 @@
+{#- One row per tenant, metric and closed month with usage its close did not price: stored
+    in a later arrival batch than the close's watermark, or, for a month closed before
+    watermarks, received after it was finalized. The one statement of what is late: the
+    monthly run re-rates the months it reaches (int_invoice_rerate_months), the rest are
+    listed (fct_unbilled_late_usage). -#}
+{{ config(materialized='view') }}
+
+with closed as (
+    select * from {{ ref('int_closed_months') }}
+),
+
+events as (
+    select * from {{ ref('int_events_deduplicated') }}
+),
+
+late as (
+    -- stored in a batch after the close's (the index on arrival_batch finds them)
+    select events.tenant_id, events.metric, closed.period_start, events.amount
+    from closed
+    inner join events
+        on events.arrival_batch > closed.arrivals_through
+       and events.event_ts >= closed.period_start
+       and events.event_ts < closed.period_end
+    union all
+    -- a month closed before watermarks: received after it was finalized
+    select events.tenant_id, events.metric, closed.period_start, events.amount
+    from closed
+    inner join events
+        on closed.arrivals_through is null
+       and events.received_at > closed.finalized_at
+       and events.event_ts >= closed.period_start
+       and events.event_ts < closed.period_end
+),
+
+final as (
+    select
+        tenant_id,
+        metric,
+        period_start,
+        cast(count(*) as bigint) as event_count,
+        cast(sum(amount) as {{ decimal_type() }}) as amount_sum
+    from late
+    group by tenant_id, metric, period_start
+)
+
+select tenant_id, metric, period_start, event_count, amount_sum from final
