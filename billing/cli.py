@@ -37,14 +37,24 @@ def db() -> None:
     """Start, locate or stop the warehouse."""
 
 
-@db.command("up")
-def db_up() -> None:
-    """Start the warehouse if embedded and apply migrations (idempotent)."""
+def warehouse_up() -> list[str]:
+    """Start the warehouse if embedded, apply the migrations and build the live-usage views
+    the API reads (dbt's `live` selector, once); return the migrations applied now."""
+    from orchestration.pipeline import build_live
     from warehouse.db import connect
     from warehouse.migrate import apply_migrations
 
     with connect() as conn:
         applied = apply_migrations(conn)
+    build_live()
+    return applied
+
+
+@db.command("up")
+def db_up() -> None:
+    """Start the warehouse if embedded, apply migrations and build the live-usage views
+    (idempotent)."""
+    applied = warehouse_up()
     console.print(f"warehouse up; migrations applied now: {', '.join(applied) or 'none'}")
 
 
@@ -110,11 +120,7 @@ def serve(host: str, port: int, workers: int | None) -> None:
     """Serve the HTTP API, with a worker process per CPU unless told otherwise."""
     import uvicorn
 
-    from warehouse.db import connect
-    from warehouse.migrate import apply_migrations
-
-    with connect() as conn:  # start the warehouse once, before the workers race for it
-        apply_migrations(conn)
+    warehouse_up()  # once, before the workers race for it
     uvicorn.run(
         "ingest.app:create_app",
         factory=True,
@@ -406,6 +412,7 @@ def report_usage(tenant: str, first: str, last: str, fmt: str, plot_file: Path |
     """A tenant's daily usage of every metric, including events sent a moment ago."""
     from billing.finance import ReportError, usage_report
 
+    warehouse_up()
     try:
         built = usage_report(tenant, _parse_day(first, "--from"), _parse_day(last, "--to"))
     except ReportError as exc:

@@ -77,9 +77,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(quotas.QuotaFastPath)
     errors = error_responses(400, 401, 403, 404, 405, 413, 422)
     app.include_router(events.router, responses=errors)
-    app.include_router(quotas.router, responses=errors)
+    # live usage: 503 on a warehouse without its views (`billing db up` builds them)
+    app.include_router(quotas.router, responses=error_responses(503) | errors)
     app.include_router(subscriptions.router, responses=error_responses(409) | errors)
-    app.include_router(reads.router, responses=errors)
+    app.include_router(reads.router, responses=error_responses(503) | errors)
     app.include_router(webhooks.router, responses=error_responses(503) | errors)
     app.include_router(health.router, responses=error_responses(405, 503))
 

@@ -40,6 +40,13 @@ MANIFEST_PATH = DBT_PROJECT_DIR / "target" / "manifest.json"
 DAILY = "daily"
 MONTHLY = "monthly"
 FINALIZED_REFRESH = "finalized_refresh"
+# what the API's live reads need (GET /v1/usage, quotas): all of it on a warehouse without
+# stored arrivals, its views alone on one with them
+LIVE = "live"
+LIVE_VIEWS = "live_views"
+LIVE_USAGE = "intermediate.int_usage_live"
+# one live build at a time (two `billing serve` starting at once)
+LIVE_BUILD_LOCK = 7_204_221
 
 # Unit tests check the SQL, not the data: `make test` runs them (on PostgreSQL), not every
 # pipeline run, from the CLI or Dagster.
@@ -331,6 +338,30 @@ def prepare_target(settings: Settings | None = None) -> None:
             copy_sources(settings)
         except SparkLoadError as exc:
             raise PipelineError(str(exc)) from exc
+
+
+def build_live(settings: Settings | None = None, *, quiet: bool = True) -> bool:
+    """Build the live-usage views (selector `live`) if the warehouse lacks them; return
+    whether it built. On PostgreSQL whatever the dbt target: the API reads PostgreSQL."""
+    settings = settings or get_settings()
+    # autocommit: no transaction held open while dbt runs (it would hold back the horizon)
+    with connect(settings, autocommit=True) as conn:
+        conn.execute("select pg_advisory_lock(%s)", (LIVE_BUILD_LOCK,))
+        try:
+            found = conn.execute(
+                "select to_regclass(%s) is not null, "
+                "to_regclass('intermediate.int_events_arrivals') is not null",
+                (LIVE_USAGE,),
+            ).fetchone()
+            assert found is not None
+            built, stored = found
+            if built:
+                return False
+            on_postgres = settings.model_copy(update={"dbt_target": "postgres"})
+            run_dbt(["run", "--selector", LIVE_VIEWS if stored else LIVE], on_postgres, quiet=quiet)
+            return True
+        finally:
+            conn.execute("select pg_advisory_unlock(%s)", (LIVE_BUILD_LOCK,))
 
 
 def require_postgres_to_finalize(settings: Settings | None = None) -> None:

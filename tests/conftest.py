@@ -1,4 +1,5 @@
-"""Shared fixtures: one embedded PostgreSQL for the session, a fresh database per test."""
+"""Shared fixtures: one embedded PostgreSQL for the session, a fresh database per test, a
+copy of one that `billing db up` set up once for the session."""
 
 from __future__ import annotations
 
@@ -22,12 +23,44 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     embedded.stop(home / "pgdata")
 
 
-@pytest.fixture
-def warehouse(server_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A fresh, empty database; BILLING_DATABASE_URL points at it for this test."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
+@pytest.fixture(scope="session")
+def set_up_database(server_url: str) -> str:
+    """A database as `billing db up` leaves it (the migrations, dbt's live-usage views), made
+    once for the session: the template of every test's warehouse."""
+    from billing.cli import warehouse_up
+
+    name = f"set_up_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(f'create database "{name}"')
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("BILLING_DATABASE_URL", with_dbname(server_url, name))
+        get_settings.cache_clear()
+        warehouse_up()
+    get_settings.cache_clear()
+    return name
+
+
+@pytest.fixture
+def empty_database(server_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A fresh database with nothing in it; BILLING_DATABASE_URL points at it for this test."""
+    yield from _database(server_url, monkeypatch, template=None)
+
+
+@pytest.fixture
+def warehouse(
+    server_url: str, set_up_database: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """A fresh database as `billing db up` leaves it; BILLING_DATABASE_URL points at it."""
+    yield from _database(server_url, monkeypatch, template=set_up_database)
+
+
+def _database(
+    server_url: str, monkeypatch: pytest.MonkeyPatch, template: str | None
+) -> Iterator[str]:
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    copy = f' template "{template}"' if template else ""
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'create database "{name}"{copy}')
     url = with_dbname(server_url, name)
     monkeypatch.setenv("BILLING_DATABASE_URL", url)
     get_settings.cache_clear()

@@ -39,3 +39,42 @@
     ) as latest_ranked
     where recency = 1
 {%- endmacro %}
+
+
+{#- Usage per tenant, metric and UTC day of `events` (event_seq, tenant_id, metric, amount,
+    event_ts, metadata; the counted events only), aggregated by each metric's rule:
+    fct_usage_daily over the stored arrivals of its days, int_usage_live over every counted
+    event for the API's live reads. -#}
+{% macro usage_by_day(events) -%}
+with metrics as (
+    select * from {{ ref('stg_app__metrics') }}
+),
+
+-- read by each aggregation's branch apart, each with its own filter
+day_events as {{ not_materialized() }} (
+    select
+        events.tenant_id,
+        events.metric,
+        metrics.aggregation,
+        {{ utc_date('events.event_ts') }} as usage_date,
+        events.amount,
+        events.event_ts,
+        events.event_seq,
+        case when metrics.aggregation = 'unique_count'
+             then {{ json_text('events.metadata', 'metrics.property') }} end as property_value
+    from {{ events }} as events
+    inner join metrics on metrics.metric = events.metric
+),
+
+quantities as (
+    {{ aggregate_usage('day_events', ['tenant_id', 'metric', 'usage_date']) }}
+)
+
+select
+    tenant_id,
+    metric,
+    usage_date,
+    cast(quantity as {{ decimal_type() }}) as quantity,
+    cast(event_count as bigint) as event_count
+from quantities
+{%- endmacro %}

@@ -144,3 +144,16 @@
 {%- endmacro %}
 {% macro default__arrivals_watermark(column) -%}{{ column }}{%- endmacro %}
 {% macro spark__arrivals_watermark(column) -%}cast(null as bigint){%- endmacro %}
+
+{#- The UTC day of an instant, whatever the reading session's time zone (a view read by the
+    API computes it in the API's session). On PostgreSQL an immutable expression, so the
+    arrivals can index it. -#}
+{% macro utc_date(ts) -%}
+    {{ return(adapter.dispatch('utc_date', 'billing')(ts)) }}
+{%- endmacro %}
+{% macro default__utc_date(ts) -%}
+    cast({{ dbt.date_trunc('day', ts) }} as date)
+{%- endmacro %}
+{% macro postgres__utc_date(ts) -%}
+    cast(({{ ts }} at time zone 'UTC') as date)
+{%- endmacro %}

@@ -8,13 +8,16 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 import yaml
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
 from billing.cli import main
+from ingest.app import create_app
 from orchestration.pipeline import run_daily, run_monthly
 from tests.helpers import REPO
+from warehouse.settings import get_settings
 
 
 def bearer(key: str) -> dict[str, str]:
@@ -279,6 +282,60 @@ def test_live_usage_includes_events_sent_a_moment_ago_and_matches_dbt(
             )
         }
     assert live() == before_dbt == marts
+
+
+def test_live_usage_on_a_bare_warehouse_waits_for_db_up(
+    empty_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An API started on a warehouse that `billing db up` never set up stores events and
+    says what is missing for live reads (503 in the error shape, quota checks too); after
+    `billing db up` the reads count what was stored before, no daily run needed."""
+    monkeypatch.setenv("BILLING_ADMIN_KEY", "bare-admin")
+    get_settings.cache_clear()
+    catalog = CliRunner().invoke(
+        main, ["catalog", "apply", str(REPO / "examples" / "demo_catalog.yaml")]
+    )
+    assert catalog.exit_code == 0, catalog.output
+    now = datetime.now(UTC)
+    usage = {
+        "tenant_id": "acme",
+        "metric": "api_calls",
+        "from": str(now.date()),
+        "to": str(now.date()),
+    }
+    check = {"tenant_id": "acme", "metric": "api_calls", "amount": "1"}
+    with TestClient(create_app(), headers=bearer("bare-admin")) as api:
+        stored = api.post(
+            "/v1/events",
+            json={
+                "events": [
+                    {
+                        "tenant_id": "acme",
+                        "metric": "api_calls",
+                        "amount": "2.5",
+                        "timestamp": now.isoformat(),
+                        "idempotency_key": key,
+                    }
+                    for key in ("b1", "b2", "b1")
+                ]
+            },
+        )
+        assert stored.status_code == 200, stored.text
+        for response in (
+            api.get("/v1/usage", params=usage),
+            api.post("/v1/quotas/check", json=check),
+        ):
+            assert response.status_code == 503, response.text
+            error = response.json()["error"]
+            assert error["code"] == "live_usage_not_built"
+            assert "billing db up" in error["message"]
+        up = CliRunner().invoke(main, ["db", "up"])
+        assert up.exit_code == 0, up.output
+        days = api.get("/v1/usage", params=usage).json()["days"]
+        assert [(Decimal(d["quantity"]), d["event_count"]) for d in days] == [(Decimal(5), 2)]
+        assert api.post("/v1/quotas/check", json=check).status_code == 200
+    again = CliRunner().invoke(main, ["db", "up"])  # built once: the views are left alone
+    assert again.exit_code == 0, again.output
 
 
 def test_reads_are_kept_to_the_callers_tenant(api: TestClient, catalog_loaded: str) -> None:

@@ -8,8 +8,8 @@ import pytest
 from warehouse.migrate import apply_migrations, available
 
 
-def test_migrations_are_idempotent(warehouse: str) -> None:
-    with psycopg.connect(warehouse) as conn:
+def test_migrations_are_idempotent(empty_database: str) -> None:
+    with psycopg.connect(empty_database) as conn:
         first = apply_migrations(conn)
         second = apply_migrations(conn)
         recorded = [r[0] for r in conn.execute("select version from app.schema_migrations")]

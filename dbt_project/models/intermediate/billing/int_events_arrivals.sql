@@ -5,7 +5,8 @@
     the newest batch it priced (the close's watermark). The post-hook refreshes the
     statistics of event_ts (a ten-bucket sample, milliseconds): the day just appended lies
     past the old histogram, and without it PostgreSQL estimates one row for it and plans
-    the day's models as nested loops. -#}
+    the day's models as nested loops. The live reads (int_usage_live) find a tenant's
+    metric and days by the usage-day index. -#}
 {{
     config(
         materialized='incremental',
@@ -22,6 +23,8 @@
                  on {{ this }} (arrival_batch)",
             "create index if not exists int_events_arrivals_ts
                  on {{ this }} using brin (event_ts)",
+            "create index if not exists int_events_arrivals_usage_day
+                 on {{ this }} (tenant_id, metric, (" ~ utc_date('event_ts') ~ ")) where is_first",
             "alter table {{ this }} alter column event_ts set statistics 10",
             "analyze {{ this }} (event_ts)",
         ]),
