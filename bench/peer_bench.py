@@ -117,10 +117,14 @@ def run(events_n: int, tenants: int, port: int, batch: int = 1_000) -> PeerResul
             }
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("create database peer")
-        host = conninfo_to_dict(url)["host"]
+        params = conninfo_to_dict(url)
+        host = params["host"]
+        password = f":{params['password']}" if params.get("password") else ""
         events_file = work / "events.jsonl"
         events_file.write_text("".join(json.dumps(e.as_json()) + "\n" for e in events))
-        peer_url = f"postgresql+psycopg://postgres@/peer?host={host}"
+        peer_url = (
+            f"postgresql+psycopg://{params.get('user', 'postgres')}{password}@/peer?host={host}"
+        )
         peer = subprocess.run(
             [sys.executable, str(REPO / "bench" / "peer_svc_infra.py"), peer_url, str(events_file)],
             env={**os.environ, "PYTHONPATH": f"{PEER_DIR}{os.pathsep}{REPO}"},

@@ -17,7 +17,7 @@ from ingest.errors import error_responses, install_error_handlers
 from ingest.metrics import MetricCatalog
 from ingest.routes import events, health, quotas, reads, subscriptions, webhooks
 from warehouse.db import database_url
-from warehouse.migrate import apply_migrations
+from warehouse.migrate import pending_migrations
 from warehouse.settings import Settings, get_settings
 
 
@@ -30,7 +30,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # autocommit: a request's one statement is its own transaction (one round trip);
         # writes of several statements open `conn.transaction()` themselves
         pool = ConnectionPool(
-            database_url(current),
+            database_url(current, api=True),
             min_size=1,
             max_size=8,
             open=True,
@@ -38,12 +38,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             kwargs={"autocommit": True},
         )
         with pool.connection() as conn:
-            apply_migrations(conn)
+            # the API's role applies no migration: `billing db up` (and `billing serve`) does
+            missing = pending_migrations(conn)
+        if missing:
+            raise RuntimeError(
+                f"the warehouse lacks migrations {', '.join(missing)}: run `billing db up`"
+            )
         # the quota checks' hot path: async, so a check never waits for a worker thread;
         # commits do not wait for the disk (DECISIONLOG.md, "Quotas"): an fsync stall
         # would otherwise land in every check's latency
         async_pool = AsyncConnectionPool(
-            database_url(current),
+            database_url(current, api=True),
             min_size=1,
             max_size=8,
             open=False,

@@ -51,7 +51,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         details = [
             {
-                "field": ".".join(str(p) for p in err["loc"] if p != "body"),
+                # the field's name, without where it was (body, query, path, header)
+                "field": ".".join(str(p) for p in err["loc"][1:]) or str(err["loc"][0]),
                 "message": err["msg"],
             }
             for err in exc.errors()

@@ -11,11 +11,11 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, WithJsonSchema
 
-from warehouse.catalog import ID_PATTERN, ID_RE, ID_RULE
+from warehouse.catalog import ID_PATTERN, ID_RE, ID_RULE, KEY_PATTERN
 
 MAX_EVENTS = 10_000
 MAX_BODY_BYTES = 5 * 1024 * 1024
@@ -202,12 +202,29 @@ def validate_events(
     return rows, errors, kept
 
 
+def amount_schema(*, positive: bool) -> WithJsonSchema:
+    """The published schema of an amount as parse_amount takes it: a JSON number or a
+    decimal string, below 10^18 in magnitude, at most 12 decimals (positive: above 0)."""
+    digits = r"[0-9]{1,18}(\.[0-9]{1,12})?"
+    if positive:
+        number = {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1e18}
+        text = {"type": "string", "pattern": rf"^(?=.*[1-9]){digits}$"}
+    else:
+        number = {"type": "number", "exclusiveMinimum": -1e18, "exclusiveMaximum": 1e18}
+        text = {"type": "string", "pattern": rf"^-?{digits}$"}
+    return WithJsonSchema({"anyOf": [number, text]})
+
+
 class EventIn(BaseModel):
     """One usage event."""
 
     tenant_id: str = Field(pattern=ID_PATTERN, examples=["acme"])
-    metric: str = Field(description="A metric key in the catalog.", examples=["api_calls"])
-    amount: Decimal | str = Field(description="A finite decimal, JSON number or string.")
+    metric: str = Field(
+        pattern=KEY_PATTERN, description="A metric key in the catalog.", examples=["api_calls"]
+    )
+    amount: Annotated[Decimal | str, amount_schema(positive=False)] = Field(
+        description="A finite decimal, JSON number or string; negative where the metric allows."
+    )
     timestamp: datetime = Field(description="RFC 3339 with an offset, at most 5 min ahead.")
     idempotency_key: str = Field(min_length=1, max_length=MAX_KEY_CHARS)
     metadata: dict[str, Any] | None = Field(default=None, description="At most 4 KiB.")

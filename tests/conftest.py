@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -15,12 +16,26 @@ from warehouse.settings import get_settings
 
 
 @pytest.fixture(scope="session")
-def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """One embedded server for the whole session, stopped at the end."""
-    home = tmp_path_factory.mktemp("home")
-    url = embedded.ensure_running(home / "pgdata")
+def pgdata(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("home") / "pgdata"
+
+
+@pytest.fixture(scope="session")
+def server_url(pgdata: Path) -> Iterator[str]:
+    """One embedded server for the whole session, stopped at the end: the URL of its owner
+    role (migrations, dbt, the CLI)."""
+    url = embedded.ensure_running(pgdata)
     yield url
-    embedded.stop(home / "pgdata")
+    embedded.stop(pgdata)
+
+
+@pytest.fixture(scope="session")
+def api_server_url(server_url: str, pgdata: Path) -> str:
+    """The URL of the API's role on the same server: the API in every test connects so, as
+    in production."""
+    url = embedded.running_uri(pgdata, embedded.API_ROLE)
+    assert url is not None
+    return url
 
 
 @pytest.fixture(scope="session")
@@ -41,21 +56,25 @@ def set_up_database(server_url: str) -> str:
 
 
 @pytest.fixture
-def empty_database(server_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A fresh database with nothing in it; BILLING_DATABASE_URL points at it for this test."""
-    yield from _database(server_url, monkeypatch, template=None)
+def empty_database(
+    server_url: str, api_server_url: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """A fresh database with nothing in it; BILLING_DATABASE_URL (and the API's
+    BILLING_API_DATABASE_URL) point at it for this test."""
+    yield from _database(server_url, api_server_url, monkeypatch, template=None)
 
 
 @pytest.fixture
 def warehouse(
-    server_url: str, set_up_database: str, monkeypatch: pytest.MonkeyPatch
+    server_url: str, api_server_url: str, set_up_database: str, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[str]:
-    """A fresh database as `billing db up` leaves it; BILLING_DATABASE_URL points at it."""
-    yield from _database(server_url, monkeypatch, template=set_up_database)
+    """A fresh database as `billing db up` leaves it; BILLING_DATABASE_URL (and the API's
+    BILLING_API_DATABASE_URL) point at it."""
+    yield from _database(server_url, api_server_url, monkeypatch, template=set_up_database)
 
 
 def _database(
-    server_url: str, monkeypatch: pytest.MonkeyPatch, template: str | None
+    server_url: str, api_server_url: str, monkeypatch: pytest.MonkeyPatch, template: str | None
 ) -> Iterator[str]:
     name = f"t_{uuid.uuid4().hex[:12]}"
     copy = f' template "{template}"' if template else ""
@@ -63,6 +82,7 @@ def _database(
         conn.execute(f'create database "{name}"{copy}')
     url = with_dbname(server_url, name)
     monkeypatch.setenv("BILLING_DATABASE_URL", url)
+    monkeypatch.setenv("BILLING_API_DATABASE_URL", with_dbname(api_server_url, name))
     get_settings.cache_clear()
     yield url
     get_settings.cache_clear()

@@ -16,7 +16,9 @@ BILLING = str(Path(sys.executable).parent / "billing")
 def with_dbname(url: str, dbname: str) -> str:
     """The same server, another database."""
     params = conninfo_to_dict(url)
-    return f"postgresql://{params.get('user', 'postgres')}@/{dbname}?host={params['host']}"
+    user = params.get("user", "postgres")
+    password = f":{params['password']}" if params.get("password") else ""
+    return f"postgresql://{user}{password}@/{dbname}?host={params['host']}"
 
 
 def billing(

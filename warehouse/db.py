@@ -11,14 +11,20 @@ from warehouse import embedded
 from warehouse.settings import Settings, get_settings
 
 
-def database_url(settings: Settings | None = None, *, start: bool = True) -> str:
-    """The warehouse URL: the external one, or the embedded server's (started if needed)."""
+def database_url(settings: Settings | None = None, *, start: bool = True, api: bool = False) -> str:
+    """The warehouse URL: the external one, or the embedded server's (started if needed).
+
+    With ``api``, the URL of the API's role (billing_api: insert into raw, read what it
+    serves); else the owner's, which migrations, dbt and the CLI use."""
     settings = settings or get_settings()
+    if api and settings.api_database_url:
+        return settings.api_database_url
     if settings.database_url:
         return settings.database_url
+    role = embedded.API_ROLE if api else embedded.SUPERUSER
     if start:
-        return embedded.ensure_running(settings.pgdata)
-    uri = embedded.running_uri(settings.pgdata)
+        return embedded.ensure_running(settings.pgdata, role)
+    uri = embedded.running_uri(settings.pgdata, role)
     if uri is None:
         raise embedded.EmbeddedError(
             f"the embedded warehouse in {settings.pgdata} is not running (run `billing db up`)"

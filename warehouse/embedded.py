@@ -7,13 +7,17 @@ the API server, dbt and Dagster all talk to one server; ``stop`` ends it deliber
 from __future__ import annotations
 
 import fcntl
+import json
 import os
+import secrets
 import signal
 import time
 import warnings
 from pathlib import Path
 
 import psutil
+import psycopg
+from psycopg import sql
 
 with warnings.catch_warnings():
     # platformdirs warns at import time when XDG_RUNTIME_DIR is unset (servers, CI).
@@ -38,12 +42,27 @@ def _running_info(pgdata: Path) -> PostmasterInfo | None:
     return info
 
 
-def ensure_running(pgdata: Path) -> str:
-    """Start the server for ``pgdata`` unless it runs already, and return its URI."""
+# The roles of an embedded server, each with a password (no trust): the superuser, which
+# runs the migrations and dbt, and the API's role (warehouse/migrations/0012 grants it what
+# the API needs and no more).
+SUPERUSER = "postgres"
+API_ROLE = "billing_api"
+ROLES = (SUPERUSER, API_ROLE)
+
+
+def credentials_path(pgdata: Path) -> Path:
+    """The embedded roles' passwords, readable by this user alone (0600), next to pgdata."""
+    return pgdata.parent / "credentials.json"
+
+
+def ensure_running(pgdata: Path, role: str = SUPERUSER) -> str:
+    """Start the server for ``pgdata`` unless it runs already, and return the URI ``role``
+    connects with (its password included)."""
     pgdata = pgdata.expanduser().resolve()
     info = _running_info(pgdata)
-    if info is not None:  # the usual case, without the lock below (every `connect` asks)
-        return str(info.get_uri())
+    if info is not None and credentials_path(pgdata).exists():
+        # the usual case, without the lock below (every `connect` asks)
+        return _uri(pgdata, info, role)
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     # Processes starting at once take turns here. get_server's own inter-process lock comes
     # too late: before it, get_server creates a missing pgdata with mkdir(exist_ok=False)
@@ -52,17 +71,71 @@ def ensure_running(pgdata: Path) -> str:
     with open(pgdata.parent / f".{pgdata.name}.start.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         info = _running_info(pgdata)
-        if info is not None:
-            return str(info.get_uri())
-        # cleanup_mode=None: the server must outlive us.
-        server = get_server(pgdata, cleanup_mode=None)
-        return str(server.get_uri())
+        if info is None:
+            # cleanup_mode=None: the server must outlive us.
+            get_server(pgdata, cleanup_mode=None)
+            info = _running_info(pgdata)
+            assert info is not None
+        if not credentials_path(pgdata).exists():
+            _require_passwords(pgdata, info)
+        return _uri(pgdata, info, role)
 
 
-def running_uri(pgdata: Path) -> str | None:
-    """The URI of the running server, or None when it is not running."""
-    info = _running_info(pgdata.expanduser().resolve())
-    return None if info is None else str(info.get_uri())
+def _require_passwords(pgdata: Path, info: PostmasterInfo) -> None:
+    """Give each role a password and make the server ask for it (scram-sha-256), instead
+    of the wheel's initdb default of trusting every local connection as any role.
+
+    The passwords are written (0600) before anything changes and published by a rename
+    when all is done, so a crash half-way is finished by the next start."""
+    final = credentials_path(pgdata)
+    pending = final.with_suffix(".pending")
+    if pending.exists():
+        passwords = json.loads(pending.read_text())
+    else:
+        passwords = {role: secrets.token_urlsafe(24) for role in ROLES}
+        fd = os.open(pending, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            json.dump(passwords, out)
+    # trusted the first time; after a crash half-way, the password set already
+    uri = str(info.get_uri()).replace(f"{SUPERUSER}:@", f"{SUPERUSER}:{passwords[SUPERUSER]}@", 1)
+    with psycopg.connect(uri, autocommit=True) as conn:
+        conn.execute(
+            f"""do $$ begin
+                    if not exists (select from pg_roles where rolname = '{API_ROLE}') then
+                        create role {API_ROLE} login;
+                    end if;
+                end $$"""
+        )
+        for role, password in passwords.items():
+            conn.execute(
+                sql.SQL("alter role {} password {}").format(
+                    sql.Identifier(role), sql.Literal(password)
+                )
+            )
+        (pgdata / "pg_hba.conf").write_text(
+            "# written by warehouse/embedded.py: every role gives its password\n"
+            "local all all scram-sha-256\n"
+            "host all all 127.0.0.1/32 scram-sha-256\n"
+            "host all all ::1/128 scram-sha-256\n"
+        )
+        conn.execute("select pg_reload_conf()")
+    pending.replace(final)
+
+
+def _uri(pgdata: Path, info: PostmasterInfo, role: str) -> str:
+    password = json.loads(credentials_path(pgdata).read_text())[role]
+    # the wheel's URI is postgresql://postgres:@/postgres?host=...; the passwords are
+    # URL-safe (token_urlsafe)
+    return str(info.get_uri()).replace(f"{SUPERUSER}:@", f"{role}:{password}@", 1)
+
+
+def running_uri(pgdata: Path, role: str = SUPERUSER) -> str | None:
+    """The URI ``role`` connects with to the running server, or None when it is not running."""
+    pgdata = pgdata.expanduser().resolve()
+    info = _running_info(pgdata)
+    if info is None or not credentials_path(pgdata).exists():
+        return None
+    return _uri(pgdata, info, role)
 
 
 def stop(pgdata: Path, timeout: float = 60.0) -> bool:

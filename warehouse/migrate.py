@@ -56,3 +56,12 @@ def apply_migrations(conn: psycopg.Connection) -> list[str]:
                 sorted(MINOR_UNITS.items()),
             )
     return applied_now
+
+
+def pending_migrations(conn: psycopg.Connection) -> list[str]:
+    """The versions not applied yet, read only (the API's role may not apply them)."""
+    found = conn.execute("select to_regclass('app.schema_migrations') is not null").fetchone()
+    done: set[str] = set()
+    if found and found[0]:
+        done = {row[0] for row in conn.execute("select version from app.schema_migrations")}
+    return [m.version for m in available() if m.version not in done]

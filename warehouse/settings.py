@@ -21,6 +21,11 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None, description="postgresql:// URL of an external warehouse."
     )
+    api_database_url: str | None = Field(
+        default=None,
+        description="The URL the API connects with, as the role billing_api (or one in it); "
+        "unset: the embedded server's billing_api, or database_url.",
+    )
     admin_key: SecretStr | None = None
     stripe_api_key: SecretStr | None = None
     stripe_api_base: str = STRIPE_DEFAULT_API_BASE

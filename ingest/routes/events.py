@@ -126,7 +126,10 @@ def ingest_events(
         EventsRequest,
         also={
             "application/x-ndjson": {
-                "schema": {"type": "string", "description": "One EVENT a line"}
+                "schema": {
+                    "$ref": "#/components/schemas/EventIn",
+                    "description": "One EVENT a line (each line is an EventIn object)",
+                }
             }
         },
     ),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -15,7 +15,7 @@ from ingest.bodies import MAX_SMALL_BODY, json_body, parse_model, read_body
 from ingest.deps import principal_for
 from ingest.errors import ApiError, error_body
 from ingest.quotas import QuotaRefused, check_quota
-from ingest.schemas import MAX_KEY_CHARS, parse_amount, storable
+from ingest.schemas import MAX_KEY_CHARS, amount_schema, parse_amount, storable
 from warehouse.catalog import ID_PATTERN, KEY_PATTERN
 
 router = APIRouter(tags=["quotas"])
@@ -26,7 +26,9 @@ class QuotaCheckIn(BaseModel):
 
     tenant_id: str = Field(pattern=ID_PATTERN)
     metric: str = Field(pattern=KEY_PATTERN, description="A metric key of the catalog")
-    amount: Decimal = Field(description="How much more to use: a positive decimal.")
+    amount: Annotated[Decimal, amount_schema(positive=True)] = Field(
+        description="How much more to use: a positive decimal."
+    )
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=MAX_KEY_CHARS)
 
     @field_validator("idempotency_key")

@@ -48,13 +48,21 @@ def _day(value: str, name: str) -> date:
         ) from None
 
 
+# a calendar day's shape; _day still refuses a day that does not exist (2026-02-30)
+DAY_PATTERN = r"^[1-9][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
+
+
 @router.get("/v1/usage", summary="Daily quantities of one metric, including events just sent")
 async def get_usage(
     request: Request,
     principal: Annotated[Principal, Depends(authenticate)],
     metric: Annotated[str, Query(pattern=KEY_PATTERN, description="A metric key")],
-    from_: Annotated[str, Query(alias="from", description="First UTC day, YYYY-MM-DD")],
-    to: Annotated[str, Query(description="Last UTC day, included, YYYY-MM-DD")],
+    from_: Annotated[
+        str, Query(alias="from", pattern=DAY_PATTERN, description="First UTC day, YYYY-MM-DD")
+    ],
+    to: Annotated[
+        str, Query(pattern=DAY_PATTERN, description="Last UTC day, included, YYYY-MM-DD")
+    ],
     tenant_id: Annotated[str | None, Query(description="Admin key only")] = None,
 ) -> dict[str, Any]:
     tenant = _tenant(principal, tenant_id, required=True)

@@ -17,6 +17,24 @@ router = APIRouter(tags=["webhooks"])
 @router.post(
     "/v1/webhooks/stripe",
     summary="Stripe webhook (Stripe-Signature verified, each event id applied once)",
+    openapi_extra={
+        "parameters": [
+            {
+                "name": "Stripe-Signature",
+                "in": "header",
+                "required": True,
+                "description": "Stripe's signature of the body (t=...,v1=...); "
+                "a missing or wrong one is a 400 and stores nothing.",
+                "schema": {"type": "string"},
+            }
+        ],
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"type": "object", "description": "A Stripe event"}}
+            },
+        },
+    },
 )
 async def stripe_webhook(request: Request) -> dict[str, Any]:
     secret = request.app.state.settings.stripe_webhook_secret

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import psutil
 import psycopg
+import pytest
 
 from tests.helpers import BILLING, REPO, billing
 from warehouse import embedded
@@ -45,7 +46,13 @@ def test_processes_starting_at_once_share_one_server_and_db_down_stops_it(tmp_pa
         assert len(_postmasters(pgdata)) == 1
         urls = {billing("db", "url", env=env, check=True).stdout.strip() for _ in range(2)}
         assert len(urls) == 1
-        with psycopg.connect(urls.pop()) as conn:
+        url = urls.pop()
+        # no role is trusted: each gives the password kept 0600 in BILLING_HOME
+        assert (home / "credentials.json").stat().st_mode & 0o777 == 0o600
+        for role in ("postgres", "billing_api"):
+            with pytest.raises(psycopg.OperationalError, match="password"):
+                psycopg.connect(url.replace(url.split("@")[0], f"postgresql://{role}:wrong"))
+        with psycopg.connect(url) as conn:
             versions = [r[0] for r in conn.execute("select version from app.schema_migrations")]
         # each applied once, although three processes raced
         assert versions == [m.version for m in available()]

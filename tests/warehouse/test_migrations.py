@@ -41,3 +41,41 @@ def test_raw_events_have_received_at(warehouse: str) -> None:
             )
         }
     assert {"received_at", "event_seq", "idempotency_key"} <= columns
+
+
+def test_the_api_role_appends_usage_and_changes_nothing_else(warehouse: str) -> None:
+    """The API's own URL (BILLING_API_DATABASE_URL, as every test's API uses it): no
+    superuser, insert into raw and read it, no update, delete or DDL, no model it does not
+    serve."""
+    from warehouse.db import database_url
+
+    with psycopg.connect(database_url(api=True), autocommit=True) as conn:
+        role = conn.execute(
+            "select current_user, rolsuper, rolcreaterole, rolcreatedb from pg_roles "
+            "where rolname = current_user"
+        ).fetchone()
+        assert role == ("billing_api", False, False, False)
+        conn.execute(
+            """insert into raw.events (tenant_id, metric, amount, event_ts, idempotency_key)
+               values ('acme', 'api_calls', 1, now(), 'k1')"""
+        )
+        assert conn.execute("select count(*) from raw.events").fetchone() == (1,)
+        assert conn.execute("select count(*) from intermediate.int_usage_live").fetchone()
+        for statement in [
+            "update raw.events set amount = 2",
+            "delete from raw.events",
+            "truncate raw.events",
+            "delete from raw.subscription_events",
+            "update app.tenants set name = 'x'",
+            "delete from app.api_keys",
+            "insert into app.api_keys (key_id, key_sha256, tenant_id) values ('k', 'h', 'acme')",
+            "create table app.mine (a int)",
+            "create table raw.mine (a int)",
+            "drop table raw.events",
+            "select count(*) from intermediate.int_events_arrivals",
+            "select count(*) from staging.stg_raw__events",
+        ]:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement)  # type: ignore[arg-type]
+        with conn.transaction():  # the subscription history's writers' lock
+            conn.execute("lock table raw.subscription_events in share row exclusive mode")
