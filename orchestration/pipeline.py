@@ -6,10 +6,12 @@ models a run builds comes from the dbt project's selectors (dbt_project/selector
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Generator, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -45,8 +47,11 @@ FINALIZED_REFRESH = "finalized_refresh"
 LIVE = "live"
 LIVE_VIEWS = "live_views"
 LIVE_USAGE = "intermediate.int_usage_live"
-# one live build at a time (two `billing serve` starting at once)
-LIVE_BUILD_LOCK = 7_204_221
+# one run at a time, whoever starts it (the CLI, a Dagster schedule, a backfill, the live
+# views' build of `billing db up`): two dbt builds of the same models at once would collide
+RUN_LOCK = 7_204_222
+
+log = logging.getLogger(__name__)
 
 # Unit tests check the SQL, not the data: `make test` runs them (on PostgreSQL), not every
 # pipeline run, from the CLI or Dagster.
@@ -197,12 +202,35 @@ def dbt_build(*, quiet: bool = False) -> Build:
     return build
 
 
+@contextmanager
+def one_run_at_a_time(settings: Settings | None = None) -> Iterator[None]:
+    """Hold the warehouse's run lock (a session advisory lock on a connection of its own,
+    in no transaction) while a run lasts; a second run waits for the first to end."""
+    with connect(settings, autocommit=True) as conn:
+        got = conn.execute("select pg_try_advisory_lock(%s)", (RUN_LOCK,)).fetchone()
+        if not (got and got[0]):
+            log.warning("another run is in progress in this warehouse: waiting for it to end")
+            conn.execute("select pg_advisory_lock(%s)", (RUN_LOCK,))
+        try:
+            yield
+        finally:
+            conn.execute("select pg_advisory_unlock(%s)", (RUN_LOCK,))
+
+
 def daily_steps(
     window: Window | None, build: Build, *, when_needed: bool = False
 ) -> Generator[Any, None, DailyPlan]:
     """A daily run: plan the days (the window, and the late days), bring the arrivals up to
     date and build the day's usage (one dbt build of the `daily` selector), log the run.
-    With ``when_needed``, nothing is run when there is no day to build and no new event."""
+    With ``when_needed``, nothing is run when there is no day to build and no new event.
+    One run at a time (one_run_at_a_time)."""
+    with one_run_at_a_time():
+        return (yield from _daily(window, build, when_needed=when_needed))
+
+
+def _daily(
+    window: Window | None, build: Build, *, when_needed: bool = False
+) -> Generator[Any, None, DailyPlan]:
     plan = plan_daily(window)
     if when_needed and not plan.needed:
         return plan
@@ -225,15 +253,20 @@ def monthly_steps(
     days that no daily run has built (with the arrivals and late days, so the invoices read
     every event stored now, and a month run before any day is complete); then the invoices
     (one dbt build of the `monthly` selector), the run log, and with ``finalize`` the freeze
-    of the drafts and a refresh of what reads them."""
+    of the drafts and a refresh of what reads them. One run at a time (one_run_at_a_time)."""
     if finalize:
         require_postgres_to_finalize()
+    with one_run_at_a_time():
+        return (yield from _monthly(window, build, finalize=finalize, quiet=quiet))
+
+
+def _monthly(
+    window: Window, build: Build, *, finalize: bool, quiet: bool
+) -> Generator[Any, None, MonthlyOutcome]:
     months = whole_months(window.start, window.end)
     month_vars = monthly_vars(months.start, months.end)
     # the days are not this run's to stream: they are the daily selection's models
-    catch_up = yield from daily_steps(
-        unbuilt_days(months), dbt_build(quiet=quiet), when_needed=True
-    )
+    catch_up = yield from _daily(unbuilt_days(months), dbt_build(quiet=quiet), when_needed=True)
     started_at = datetime.now(UTC)
     # taken before the build reads anything: all it misses lies past it (DECISIONLOG.md)
     through = watermark()
@@ -344,24 +377,27 @@ def build_live(settings: Settings | None = None, *, quiet: bool = True) -> bool:
     """Build the live-usage views (selector `live`) if the warehouse lacks them; return
     whether it built. On PostgreSQL whatever the dbt target: the API reads PostgreSQL."""
     settings = settings or get_settings()
-    # autocommit: no transaction held open while dbt runs (it would hold back the horizon)
-    with connect(settings, autocommit=True) as conn:
-        conn.execute("select pg_advisory_lock(%s)", (LIVE_BUILD_LOCK,))
-        try:
-            found = conn.execute(
+
+    def found() -> tuple[bool, bool]:
+        """Whether the live views exist, and the stored arrivals."""
+        with connect(settings, autocommit=True) as conn:
+            row = conn.execute(
                 "select to_regclass(%s) is not null, "
                 "to_regclass('intermediate.int_events_arrivals') is not null",
                 (LIVE_USAGE,),
             ).fetchone()
-            assert found is not None
-            built, stored = found
-            if built:
-                return False
-            on_postgres = settings.model_copy(update={"dbt_target": "postgres"})
-            run_dbt(["run", "--selector", LIVE_VIEWS if stored else LIVE], on_postgres, quiet=quiet)
-            return True
-        finally:
-            conn.execute("select pg_advisory_unlock(%s)", (LIVE_BUILD_LOCK,))
+        assert row is not None
+        return bool(row[0]), bool(row[1])
+
+    if found()[0]:  # the usual case, without waiting for a run in progress
+        return False
+    with one_run_at_a_time(settings):
+        built, stored = found()
+        if built:
+            return False
+        on_postgres = settings.model_copy(update={"dbt_target": "postgres"})
+        run_dbt(["run", "--selector", LIVE_VIEWS if stored else LIVE], on_postgres, quiet=quiet)
+        return True
 
 
 def require_postgres_to_finalize(settings: Settings | None = None) -> None:

@@ -37,4 +37,12 @@ begin
     create schema if not exists intermediate;
     create schema if not exists marts;
     grant usage on schema intermediate, marts to billing_api;
+    -- on a warehouse dbt has built before, what the API reads (dbt's grant_to_api grants
+    -- them from the next build on)
+    if to_regclass('marts.fct_invoices') is not null then
+        grant select on marts.fct_invoices to billing_api;
+    end if;
+    if to_regclass('marts.fct_invoice_lines') is not null then
+        grant select on marts.fct_invoice_lines to billing_api;
+    end if;
 end $$;
