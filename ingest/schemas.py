@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, WithJsonSchema
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field, WithJsonSchema
 
 from warehouse.catalog import ID_PATTERN, ID_RE, ID_RULE, KEY_PATTERN
 
@@ -200,6 +200,17 @@ def validate_events(
             rows.append(row)
             kept.append(index)
     return rows, errors, kept
+
+
+def _rfc3339_text(value: Any) -> Any:
+    if not isinstance(value, str):
+        raise ValueError("must be an RFC 3339 string such as 2026-10-01T12:00:00Z")
+    return value
+
+
+# An instant in a body: an RFC 3339 string with an offset, as the schema says (pydantic's
+# lax mode would also take a number of seconds)
+Rfc3339 = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text)]
 
 
 def amount_schema(*, positive: bool) -> WithJsonSchema:

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
+from ingest.usage import LIVE_USAGE
 from orchestration.dbt_vars import (
     Window,
     daily_vars,
@@ -46,7 +47,6 @@ FINALIZED_REFRESH = "finalized_refresh"
 # stored arrivals, its views alone on one with them
 LIVE = "live"
 LIVE_VIEWS = "live_views"
-LIVE_USAGE = "intermediate.int_usage_live"
 # one run at a time, whoever starts it (the CLI, a Dagster schedule, a backfill, the live
 # views' build of `billing db up`): two dbt builds of the same models at once would collide
 RUN_LOCK = 7_204_222

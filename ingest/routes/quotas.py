@@ -24,10 +24,12 @@ router = APIRouter(tags=["quotas"])
 class QuotaCheckIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    tenant_id: str = Field(pattern=ID_PATTERN)
-    metric: str = Field(pattern=KEY_PATTERN, description="A metric key of the catalog")
+    tenant_id: str = Field(pattern=ID_PATTERN, examples=["acme"])
+    metric: str = Field(
+        pattern=KEY_PATTERN, description="A metric key of the catalog", examples=["api_calls"]
+    )
     amount: Annotated[Decimal, amount_schema(positive=True)] = Field(
-        description="How much more to use: a positive decimal."
+        description="How much more to use: a positive decimal.", examples=["1"]
     )
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=MAX_KEY_CHARS)
 

@@ -6,6 +6,7 @@ tenant is a 403. The admin key names the tenant (usage) or may list every tenant
 
 from __future__ import annotations
 
+import re
 from datetime import date, timedelta
 from typing import Annotated, Any
 
@@ -36,8 +37,15 @@ def _tenant(principal: Principal, tenant_id: str | None, required: bool) -> str 
     return principal.tenant_id
 
 
+# a calendar day's shape, published in the OpenAPI document; _day checks it, with its own
+# message, and refuses a day that does not exist (2026-02-30)
+DAY_PATTERN = r"^[1-9][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
+
+
 def _day(value: str, name: str) -> date:
     try:
+        if not re.fullmatch(DAY_PATTERN, value):  # fromisoformat takes 20261001 or 2026-W40
+            raise ValueError(value)
         return date.fromisoformat(value)
     except ValueError:
         raise ApiError(
@@ -48,22 +56,31 @@ def _day(value: str, name: str) -> date:
         ) from None
 
 
-# a calendar day's shape; _day still refuses a day that does not exist (2026-02-30)
-DAY_PATTERN = r"^[1-9][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
-
-
 @router.get("/v1/usage", summary="Daily quantities of one metric, including events just sent")
 async def get_usage(
     request: Request,
     principal: Annotated[Principal, Depends(authenticate)],
-    metric: Annotated[str, Query(pattern=KEY_PATTERN, description="A metric key")],
+    metric: Annotated[
+        str, Query(pattern=KEY_PATTERN, description="A metric key", examples=["api_calls"])
+    ],
     from_: Annotated[
-        str, Query(alias="from", pattern=DAY_PATTERN, description="First UTC day, YYYY-MM-DD")
+        str,
+        Query(
+            alias="from",
+            json_schema_extra={"pattern": DAY_PATTERN},
+            description="First UTC day, YYYY-MM-DD",
+            examples=["2026-10-01"],
+        ),
     ],
     to: Annotated[
-        str, Query(pattern=DAY_PATTERN, description="Last UTC day, included, YYYY-MM-DD")
+        str,
+        Query(
+            json_schema_extra={"pattern": DAY_PATTERN},
+            description="Last UTC day, included, YYYY-MM-DD",
+            examples=["2026-10-31"],
+        ),
     ],
-    tenant_id: Annotated[str | None, Query(description="Admin key only")] = None,
+    tenant_id: Annotated[str | None, Query(description="Admin key only", examples=["acme"])] = None,
 ) -> dict[str, Any]:
     tenant = _tenant(principal, tenant_id, required=True)
     assert tenant is not None
@@ -118,7 +135,7 @@ async def get_invoices(
     month: Annotated[
         str | None, Query(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$", description="YYYY-MM")
     ] = None,
-    tenant_id: Annotated[str | None, Query(description="Admin key only")] = None,
+    tenant_id: Annotated[str | None, Query(description="Admin key only", examples=["acme"])] = None,
 ) -> dict[str, Any]:
     tenant = _tenant(principal, tenant_id, required=False)
     first = _day(f"{month}-01", "month") if month else None

@@ -7,12 +7,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.concurrency import run_in_threadpool
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from ingest.auth import Principal
 from ingest.bodies import json_body, read_model
 from ingest.deps import authenticate
 from ingest.errors import ApiError
+from ingest.schemas import Rfc3339
 from warehouse.catalog import ID_PATTERN, KEY_PATTERN
 from warehouse.subscriptions import SubscriptionError, cancel, change_plan, start
 
@@ -22,24 +23,28 @@ router = APIRouter(tags=["subscriptions"])
 class SubscriptionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    tenant_id: str = Field(pattern=ID_PATTERN)
-    plan: str = Field(pattern=KEY_PATTERN, description="A plan key of the catalog")
-    start: AwareDatetime | None = Field(default=None, description="Default: now.")
+    tenant_id: str = Field(pattern=ID_PATTERN, examples=["acme"])
+    plan: str = Field(
+        pattern=KEY_PATTERN, description="A plan key of the catalog", examples=["pro"]
+    )
+    start: Rfc3339 | None = Field(default=None, description="Default: now.")
     id: str | None = Field(default=None, pattern=ID_PATTERN, description="Default: generated.")
 
 
 class ChangePlanIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    plan: str = Field(pattern=KEY_PATTERN, description="A plan key of the catalog")
-    at: AwareDatetime | None = Field(default=None, description="Default: now.")
+    plan: str = Field(
+        pattern=KEY_PATTERN, description="A plan key of the catalog", examples=["pro"]
+    )
+    at: Rfc3339 | None = Field(default=None, description="Default: now.")
 
 
 class CancelIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    at_period_end: bool
-    at: AwareDatetime | None = Field(default=None, description="Default: now.")
+    at_period_end: StrictBool
+    at: Rfc3339 | None = Field(default=None, description="Default: now.")
 
 
 # warehouse.subscriptions says what kind of problem a change has; this says its HTTP status
@@ -108,7 +113,9 @@ async def create_subscription(
     )
 
 
-SubscriptionId = Annotated[str, Path(pattern=ID_PATTERN, description="The subscription's id")]
+SubscriptionId = Annotated[
+    str, Path(pattern=ID_PATTERN, description="The subscription's id", examples=["sub_acme"])
+]
 
 
 @router.post(

@@ -91,6 +91,26 @@ def test_a_nul_in_a_metric_or_an_id_is_a_4xx(api: TestClient) -> None:
     assert_error(response, response.status_code)
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"at_period_end": 0},  # a number is not a boolean
+        {"at_period_end": "true"},
+        {"at_period_end": True, "at": 1790000000},  # seconds are not an RFC 3339 instant
+    ],
+)
+def test_a_subscription_change_takes_the_types_the_schema_says(
+    api: TestClient, body: dict[str, Any]
+) -> None:
+    """schemathesis found a cancel with `at_period_end: 0` carried out: pydantic's lax mode
+    took 0 for false. Nothing changes, the field is named."""
+    refused = api.post("/v1/subscriptions/sub_acme/cancel", json=body)
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["error"]["details"][0]["field"] in body
+    state = api.post("/v1/subscriptions/sub_acme/change-plan", json={"plan": "starter"})
+    assert state.status_code == 200, state.text  # still active: the cancel did not happen
+
+
 def test_the_last_representable_day_is_a_422_not_an_overflow(api: TestClient) -> None:
     response = api.get(
         "/v1/usage",

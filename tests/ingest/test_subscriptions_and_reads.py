@@ -371,5 +371,7 @@ def test_reads_are_kept_to_the_callers_tenant(api: TestClient, catalog_loaded: s
     assert (
         api.get("/v1/usage", params=usage, headers={"Authorization": "Bearer x"}).status_code == 401
     )
-    bad = api.get("/v1/usage", params=usage | {"from": "2026-13-01"}, headers=acme)
-    assert bad.status_code == 422 and bad.json()["error"]["details"][0]["field"] == "from"
+    # a day as the OpenAPI document says it (not every form date.fromisoformat takes)
+    for day in ("2026-13-01", "20261001", "2026-W40-1", "0000-01-01"):
+        bad = api.get("/v1/usage", params=usage | {"from": day}, headers=acme)
+        assert bad.status_code == 422 and bad.json()["error"]["details"][0]["field"] == "from"
