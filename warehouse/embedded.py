@@ -97,7 +97,7 @@ def _require_passwords(pgdata: Path, info: PostmasterInfo) -> None:
         with os.fdopen(fd, "w") as out:
             json.dump(passwords, out)
     # trusted the first time; after a crash half-way, the password set already
-    uri = str(info.get_uri()).replace(f"{SUPERUSER}:@", f"{SUPERUSER}:{passwords[SUPERUSER]}@", 1)
+    uri = _role_uri(info, SUPERUSER, passwords[SUPERUSER])
     with psycopg.connect(uri, autocommit=True) as conn:
         conn.execute(
             f"""do $$ begin
@@ -123,7 +123,10 @@ def _require_passwords(pgdata: Path, info: PostmasterInfo) -> None:
 
 
 def _uri(pgdata: Path, info: PostmasterInfo, role: str) -> str:
-    password = json.loads(credentials_path(pgdata).read_text())[role]
+    return _role_uri(info, role, json.loads(credentials_path(pgdata).read_text())[role])
+
+
+def _role_uri(info: PostmasterInfo, role: str, password: str) -> str:
     # the wheel's URI is postgresql://postgres:@/postgres?host=...; the passwords are
     # URL-safe (token_urlsafe)
     return str(info.get_uri()).replace(f"{SUPERUSER}:@", f"{role}:{password}@", 1)

@@ -32,11 +32,11 @@ final as (
     select
         tenant_id,
         metric,
-        cast({{ dbt.date_trunc('day', 'event_ts') }} as date) as usage_date,
+        {{ utc_date('event_ts') }} as usage_date,
         cast(count(*) as bigint) as event_count,
         cast(sum(amount) as {{ decimal_type() }}) as amount_sum
     from uncovered
-    group by tenant_id, metric, cast({{ dbt.date_trunc('day', 'event_ts') }} as date)
+    group by tenant_id, metric, {{ utc_date('event_ts') }}
 )
 
 select tenant_id, metric, usage_date, event_count, amount_sum from final
