@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -74,3 +76,61 @@ def api_server(env: dict[str, str], port: int, workers: int) -> Iterator[str]:
             process.wait(15)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+# what `billing run daily|monthly` prints last (billing.cli._took)
+TOOK = re.compile(
+    # rich wraps a long line where it likes: any space may be a line break
+    r"in (?P<took>[\d.]+) s \(importing dbt (?P<importing>[\d.]+) s, parsing (?P<parsing>[\d.]+)"
+    r" s, running (?P<nodes>\d+) nodes (?P<executing>[\d.]+) s, dbt around them "
+    r"(?P<around>-?[\d.]+) s, the rest (?P<rest>-?[\d.]+) s\)".replace(" ", r"\s+")
+)
+
+
+@dataclass
+class Breakdown:
+    """Where the seconds of `billing run` commands went, summed over the commands."""
+
+    commands: int = 0
+    wall: float = 0.0
+    starting: float = 0.0  # the process, Python and the CLI's imports, before the command
+    importing: float = 0.0
+    parsing: float = 0.0
+    nodes: int = 0
+    executing: float = 0.0
+    around: float = 0.0
+    rest: float = 0.0
+
+    def parts(self) -> list[tuple[str, float]]:
+        """Each part of the wall time, by name."""
+        return [
+            ("starting the process and the CLI", self.starting),
+            ("importing dbt", self.importing),
+            ("parsing the dbt project", self.parsing),
+            (f"running {self.nodes} dbt nodes", self.executing),
+            ("dbt around the nodes", self.around),
+            ("planning, run log, freeze", self.rest),
+        ]
+
+    def add(self, output: str, wall: float) -> None:
+        found = TOOK.search(output)
+        if found is None:
+            raise ValueError(f"no timings in the output of billing run: {output[-300:]!r}")
+        self.commands += 1
+        self.wall += wall
+        self.starting += wall - float(found["took"])
+        self.importing += float(found["importing"])
+        self.parsing += float(found["parsing"])
+        self.nodes += int(found["nodes"])
+        self.executing += float(found["executing"])
+        self.around += float(found["around"])
+        self.rest += float(found["rest"])
+
+
+def timed_billing(env: dict[str, str], args: Sequence[str], breakdown: Breakdown) -> None:
+    """Run `billing run ...` as a user would and add where its seconds went."""
+    started = time.perf_counter()
+    done = subprocess.run(
+        [BILLING, *args], env={**os.environ, **env}, check=True, capture_output=True, text=True
+    )
+    breakdown.add(done.stdout, time.perf_counter() - started)

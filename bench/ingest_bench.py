@@ -1,7 +1,8 @@
 """Ingest throughput: events per second through `billing serve` (HTTP, validation, COPY,
-durable commit) against a bare COPY of the same rows from Python, measured in one run.
+durable commit) against a bare COPY of the same rows from Python with a commit per batch,
+measured in one run, at each batch size clients send (100, 1,000 and 10,000 events).
 
-    .venv/bin/python -m bench.ingest_bench --events 500000 --batch 10000
+    .venv/bin/python -m bench.ingest_bench --events 500000 --batches 100 1000 10000
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ import psycopg
 from bench.common import REPO, api_server, scratch_warehouse
 
 ADMIN_KEY = "bench-admin-key"
+# the batch sizes clients send: the middleware's and small scripts', the client's default,
+# bulk loads
+BATCHES = (100, 1_000, 10_000)
 
 
 @dataclass
@@ -38,7 +42,7 @@ class IngestResult:
     ratio: float
 
 
-def generate(n: int, seed: int = 42) -> list[dict[str, object]]:
+def generate(n: int, seed: int = 42, prefix: str = "bench") -> list[dict[str, object]]:
     """Realistic events: skewed tenants, five metrics, metadata on some, one month."""
     rng = random.Random(seed)
     start = datetime(2026, 10, 1, tzinfo=UTC)
@@ -52,7 +56,7 @@ def generate(n: int, seed: int = 42) -> list[dict[str, object]]:
             "metric": metric,
             "amount": str(rng.randrange(1, 500)),
             "timestamp": (start + timedelta(seconds=rng.randrange(31 * 86400))).isoformat(),
-            "idempotency_key": f"bench-{i}",
+            "idempotency_key": f"{prefix}-{i}",
         }
         if metric == "active_users":
             event["metadata"] = {"user_id": f"u{rng.randrange(5000)}"}
@@ -128,60 +132,73 @@ def send_all(url: str, bodies: list[bytes], connections: int) -> float:
     return elapsed
 
 
-def run(events_n: int, batch: int, workers: int, connections: int, port: int) -> IngestResult:
-    events = generate(events_n)
-    bodies = [
-        json.dumps({"events": events[i : i + batch]}).encode() for i in range(0, len(events), batch)
-    ]
+def run(
+    events_n: int, batches: tuple[int, ...], workers: int, connections: int, port: int
+) -> list[IngestResult]:
+    """One warehouse and one server; per batch size its own events (keys of their own), the
+    bare COPY of the same rows, then the same rows through HTTP."""
+    results = []
     with scratch_warehouse() as (url, env):
         from click.testing import CliRunner
 
         from billing.cli import main
 
         CliRunner().invoke(main, ["catalog", "apply", str(REPO / "examples/demo_catalog.yaml")])
-        copy_seconds = bare_copy(url, events, batch)
         with api_server({**env, "BILLING_ADMIN_KEY": ADMIN_KEY}, port, workers) as api:
-            send_all(api, bodies[:2], 1)  # warm up both workers' pools and caches
-            with psycopg.connect(url) as conn:
-                before = conn.execute("select count(*) from raw.events").fetchone()
-            http_seconds = send_all(api, bodies, connections)
-        with psycopg.connect(url) as conn:
-            after = conn.execute("select count(*) from raw.events").fetchone()
-        assert before is not None and after is not None
-        assert after[0] - before[0] == events_n, (before, after)
-    http_rate = events_n / http_seconds
-    copy_rate = events_n / copy_seconds
-    return IngestResult(
-        events_n,
-        batch,
-        workers,
-        connections,
-        round(http_seconds, 3),
-        round(http_rate),
-        round(copy_seconds, 3),
-        round(copy_rate),
-        round(http_rate / copy_rate, 3),
-    )
+            warm_up = generate(2 * workers, prefix="warm-up")
+            # warm up every worker's pools and caches
+            send_all(api, [json.dumps({"events": [e]}).encode() for e in warm_up], workers)
+            for batch in batches:
+                events = generate(events_n, prefix=f"batch-{batch}")
+                bodies = [
+                    json.dumps({"events": events[i : i + batch]}).encode()
+                    for i in range(0, len(events), batch)
+                ]
+                copy_seconds = bare_copy(url, events, batch)
+                with psycopg.connect(url) as conn:
+                    before = conn.execute("select count(*) from raw.events").fetchone()
+                http_seconds = send_all(api, bodies, connections)
+                with psycopg.connect(url) as conn:
+                    after = conn.execute("select count(*) from raw.events").fetchone()
+                assert before is not None and after is not None
+                assert after[0] - before[0] == events_n, (before, after)
+                http_rate = events_n / http_seconds
+                copy_rate = events_n / copy_seconds
+                results.append(
+                    IngestResult(
+                        events_n,
+                        batch,
+                        workers,
+                        connections,
+                        round(http_seconds, 3),
+                        round(http_rate),
+                        round(copy_seconds, 3),
+                        round(copy_rate),
+                        round(http_rate / copy_rate, 3),
+                    )
+                )
+    return results
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=500_000)
-    parser.add_argument("--batch", type=int, default=10_000)
+    parser.add_argument("--batches", type=int, nargs="+", default=list(BATCHES))
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--port", type=int, default=18_080)
-    parser.add_argument("--json", type=Path, help="Also write the result here.")
+    parser.add_argument("--json", type=Path, help="Also write the results here.")
     args = parser.parse_args()
-    result = run(args.events, args.batch, args.workers, args.connections, args.port)
-    print(
-        f"ingest: {result.http_events_per_s:,} events/s through HTTP "
-        f"(batch {result.batch_size:,}, {result.workers} workers, {result.connections} "
-        f"connections); bare COPY {result.copy_events_per_s:,} events/s; "
-        f"ratio {result.ratio:.2f}"
-    )
+    results = run(args.events, tuple(args.batches), args.workers, args.connections, args.port)
+    for result in results:
+        print(
+            f"ingest: {result.http_events_per_s:,} events/s through HTTP "
+            f"(batch {result.batch_size:,}, {result.workers} workers, {result.connections} "
+            f"connections); bare COPY {result.copy_events_per_s:,} events/s; "
+            f"ratio {result.ratio:.2f}"
+        )
     if args.json:
-        args.json.write_text(json.dumps(asdict(result), indent=2))
+        args.json.write_text(json.dumps([asdict(r) for r in results], indent=2))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import time
 from dataclasses import asdict, dataclass
@@ -17,8 +18,7 @@ from pathlib import Path
 
 import psycopg
 
-from bench.common import BILLING, scratch_warehouse
-from orchestration.pipeline import DBT_PROJECT_DIR
+from bench.common import BILLING, Breakdown, scratch_warehouse, timed_billing
 
 MONTH = date(2026, 10, 1)
 METRICS = ("api_calls", "active_users", "storage_gb", "builds", "seats")
@@ -41,6 +41,8 @@ class MonthCloseResult:
     incremental_dbt_seconds: float
     incremental_dbt_share: float
     invoices: int
+    full_breakdown: Breakdown
+    day_breakdown: Breakdown
 
 
 def catalog_yaml(tenants: int) -> str:
@@ -149,15 +151,7 @@ def timed(fn: object) -> float:
     return time.perf_counter() - started
 
 
-def dbt_elapsed() -> float:
-    """dbt's own execution time of its last command (without process start and parsing)."""
-    results = json.loads((DBT_PROJECT_DIR / "target" / "run_results.json").read_text())
-    return float(results["elapsed_time"])
-
-
 def billing(env: dict[str, str], *args: str) -> None:
-    import os
-
     subprocess.run(
         [BILLING, *args], env={**os.environ, **env}, check=True, capture_output=True, text=True
     )
@@ -191,21 +185,17 @@ def run(events: int, tenants: int, workdir: Path) -> MonthCloseResult:
             group_s = timed(floor_group_by)
             conn.execute("drop table public.floor_dedup, public.floor_daily")
 
-        dbt_seconds: list[float] = []
-
-        def full_build() -> None:
-            billing(env, "run", "daily", "--from", "2026-10-01", "--to", "2026-10-31")
-            dbt_seconds.append(dbt_elapsed())
-            billing(env, "run", "monthly", "--month", "2026-10")
-            dbt_seconds.append(dbt_elapsed())
-
-        full_s = timed(full_build)
+        full = Breakdown()
+        timed_billing(env, ("run", "daily", "--from", "2026-10-01", "--to", "2026-10-31"), full)
+        timed_billing(env, ("run", "monthly", "--month", "2026-10"), full)
+        full_s = full.wall
         new_day = events // 31
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(generate_sql(new_day, tenants, "2026-11-01", 1, events + 1))
             invoices = conn.execute("select count(*) from marts.fct_invoices").fetchone()
-        incremental_s = timed(lambda: billing(env, "run", "daily", "--date", "2026-11-01"))
-        incremental_dbt = dbt_elapsed()
+        day = Breakdown()
+        timed_billing(env, ("run", "daily", "--date", "2026-11-01"), day)
+        incremental_s = day.wall
     floor_s = dedup_s + group_s
     assert invoices is not None
     return MonthCloseResult(
@@ -220,10 +210,12 @@ def run(events: int, tenants: int, workdir: Path) -> MonthCloseResult:
         new_day,
         round(incremental_s, 2),
         round(incremental_s / full_s, 3),
-        round(sum(dbt_seconds), 2),
-        round(incremental_dbt, 2),
-        round(incremental_dbt / sum(dbt_seconds), 3),
+        round(full.executing, 2),
+        round(day.executing, 2),
+        round(day.executing / full.executing, 3),
         int(invoices[0]),
+        full,
+        day,
     )
 
 
@@ -247,6 +239,8 @@ def main() -> None:
         f"{result.full_dbt_seconds:.1f} s = {result.incremental_dbt_share:.1%}); "
         f"{result.invoices:,} invoices"
     )
+    for name, spent in (("full build", result.full_breakdown), ("new day", result.day_breakdown)):
+        print(f"{name}: " + ", ".join(f"{what} {seconds:.1f} s" for what, seconds in spent.parts()))
     if args.json:
         args.json.write_text(json.dumps(asdict(result), indent=2))
 

@@ -19,14 +19,13 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from bench.common import BILLING, REPO, api_server, scratch_warehouse
+from bench.common import BILLING, REPO, Breakdown, api_server, scratch_warehouse, timed_billing
 from bench.events import generate_events
 from bench.ingest_bench import ADMIN_KEY, send_all
 
@@ -44,6 +43,7 @@ class PeerResult:
     days_compared: int
     days_disagreeing: int
     peer_duplicates_skipped: int
+    ours_breakdown: Breakdown
 
 
 def catalog_yaml(tenants: int) -> str:
@@ -99,15 +99,12 @@ def run(events_n: int, tenants: int, port: int, batch: int = 1_000) -> PeerResul
         with api_server({**env, "BILLING_ADMIN_KEY": ADMIN_KEY}, port, 2) as api:
             send_all(api, bodies[:1], 1)  # warm up (its events are sent again below: retries)
             http_seconds = send_all(api, bodies, 4)
-        started = time.perf_counter()
+        breakdown = Breakdown()
         for args in (
             ("run", "daily", "--from", "2026-10-01", "--to", "2026-10-31"),
             ("run", "monthly", "--month", "2026-10"),
         ):
-            subprocess.run(
-                [BILLING, *args], env={**os.environ, **env}, check=True, capture_output=True
-            )
-        ours_month = time.perf_counter() - started
+            timed_billing(env, args, breakdown)
         with psycopg.connect(url) as conn:
             ours = {
                 f"{tenant}|{metric}|{day}": int(quantity)
@@ -140,11 +137,12 @@ def run(events_n: int, tenants: int, port: int, batch: int = 1_000) -> PeerResul
         tenants=tenants,
         ours_events_per_s=round(len(events) / http_seconds),
         peer_events_per_s=round(len(events) / theirs["record_seconds"]),
-        ours_month_seconds=round(ours_month, 2),
+        ours_month_seconds=round(breakdown.wall, 2),
         peer_month_seconds=round(theirs["month_seconds"], 2),
         days_compared=len(days),
         days_disagreeing=disagreeing,
         peer_duplicates_skipped=theirs["duplicates_skipped"],
+        ours_breakdown=breakdown,
     )
 
 

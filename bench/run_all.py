@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import ingest_bench, month_close_bench, peer_bench, quota_bench, spark_bench
-from bench.common import REPO
+from bench.common import REPO, Breakdown
 
 DEFAULT_SIZES = (1_000_000, 10_000_000, 30_000_000)
 DEFAULT_TENANT_COUNTS = (100, 1_000, 10_000)
@@ -31,6 +31,16 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
         for row in rows
     ]
     return "\n".join(lines)
+
+
+def _breakdown_table(spent: Breakdown) -> str:
+    return _table(
+        ["part", "seconds", "share"],
+        [
+            [what, round(seconds, 2), f"{seconds / spent.wall:.0%}"]
+            for what, seconds in spent.parts()
+        ],
+    )
 
 
 def _plot(closes: list[month_close_bench.MonthCloseResult], path: Path) -> None:
@@ -73,9 +83,7 @@ def run(
 ) -> str:
     started = time.perf_counter()
     _say(f"ingest: {ingest_events:,} events")
-    ingest = ingest_bench.run(
-        ingest_events, 10_000 if ingest_events >= 100_000 else 1_000, 2, 4, 18_180
-    )
+    ingest = ingest_bench.run(ingest_events, ingest_bench.BATCHES, 2, 4, 18_180)
     _say(f"quota checks: {quota_seconds:g} s a run")
     quota = quota_bench.run(quota_seconds, 16, 2, 100, 18_181, 2_000)
     _say(f"side by side with svc-infra: {peer_events:,} events")
@@ -93,6 +101,7 @@ def run(
         for size in spark_sizes:
             _say(f"month close on Spark and PostgreSQL: {size:,} events, {spark_tenants:,} tenants")
             sparks.append(spark_bench.run(size, spark_tenants, Path(work)))
+    biggest = max(closes, key=lambda r: (r.events, r.tenants))
     chart = out.with_name("scale.png")
     _plot(closes, chart)
     elapsed = time.perf_counter() - started
@@ -110,9 +119,15 @@ def run(
         "## Ingest through HTTP against a bare COPY",
         "",
         _table(
-            ["events", "HTTP events/s", "bare COPY events/s", "ratio"],
-            [[ingest.events, ingest.http_events_per_s, ingest.copy_events_per_s, ingest.ratio]],
+            ["events", "batch", "HTTP events/s", "bare COPY events/s", "ratio"],
+            [
+                [r.events, r.batch_size, r.http_events_per_s, r.copy_events_per_s, r.ratio]
+                for r in ingest
+            ],
         ),
+        "",
+        f"`billing serve --workers {ingest[0].workers}`, {ingest[0].connections} keep-alive "
+        "connections; the bare COPY commits once per batch, as the API does.",
         "",
         "## Quota checks against GET /healthz",
         "",
@@ -159,6 +174,11 @@ def run(
                 for r in sorted(closes, key=lambda r: (r.tenants, r.events))
             ],
         ),
+        "",
+        "Where the seconds of the new day go, at "
+        f"{biggest.events:,} events ({biggest.tenants:,} tenants):",
+        "",
+        _breakdown_table(biggest.day_breakdown),
         "",
         f"![month close by events]({chart.name})",
         "",
@@ -208,6 +228,11 @@ def run(
                 ],
             ],
         ),
+        "",
+        f"Ours within {peer.ours_month_seconds / peer.peer_month_seconds:.1f}x of svc-infra's "
+        "month. Where our seconds go (the two `billing run` commands, each a process):",
+        "",
+        _breakdown_table(peer.ours_breakdown),
         "",
         f"{peer.events:,} events ({peer.tenants} tenants, retries and late events included) on the "
         f"same PostgreSQL. Ours: `POST /v1/events` then `billing run daily` and `monthly`; "

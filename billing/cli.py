@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
@@ -261,11 +262,12 @@ def run_daily_cmd(day: str | None, first: str | None, last: str | None) -> None:
         fail("give --date D, or --from D --to D", 2)
     if last_day < first_day:
         fail(f"--to {last_day} is before --from {first_day}", 2)
+    started = time.perf_counter()
     try:
         run_daily(first_day, last_day)
     except PipelineError as exc:
         fail(str(exc))
-    console.print(f"daily usage built for {first_day} .. {last_day}")
+    console.print(f"daily usage built for {first_day} .. {last_day} {_took(started)}")
 
 
 @run.command("monthly")
@@ -280,11 +282,30 @@ def run_monthly_cmd(month: str, finalize: bool) -> None:
         first = parse_month(month)
     except ValueError as exc:
         fail(f"--month: {exc}", 2)
+    started = time.perf_counter()
     try:
         run_monthly(first, finalize=finalize)
     except PipelineError as exc:
         fail(str(exc))
-    console.print(f"invoices {'built and finalized' if finalize else 'built'} for {month}")
+    done = "built and finalized" if finalize else "built"
+    console.print(f"invoices {done} for {month} {_took(started)}")
+
+
+def _took(started: float) -> str:
+    """Where a run's seconds went: dbt's start in this process, its parse, the nodes' own
+    execution, dbt's work around them, and the rest (planning, the run log, the freeze)."""
+    from orchestration.dbt_run import WARM
+
+    spent = WARM.spent
+    took = time.perf_counter() - started
+    if not spent.commands:  # dbt ran in processes of its own (the spark target)
+        return f"in {took:.1f} s"
+    return (
+        f"in {took:.1f} s (importing dbt {spent.importing:.1f} s, parsing "
+        f"{spent.parsing:.1f} s, running {spent.nodes} nodes {spent.executing:.1f} s, "
+        f"dbt around them {spent.commands - spent.executing:.1f} s, "
+        f"the rest {took - spent.total:.1f} s)"
+    )
 
 
 # -- sync -------------------------------------------------------------------------------------

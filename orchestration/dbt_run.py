@@ -1,27 +1,67 @@
-"""`billing-dbt`: dbt, except that a command whose vars change from run to run does not
-re-parse the project. The pipeline (`billing run`) and Dagster's dbt assets run it.
+"""dbt, warm: imported once per process and the project parsed once per process and warehouse.
 
 dbt re-parses every file whenever `--vars` differ from its last parse (about 2 s here), and
 every pipeline run passes vars of its own (its window). Our vars are read only where a
-node is compiled (model SQL, test bodies, hooks), never in configs, so this parses with no
-vars, which dbt's partial parsing answers from its last parse, and hands that manifest to
-the command, which compiles every node with the command's vars. A command without
-`--vars` is dbt's own, unchanged.
+node is compiled (model SQL, test bodies, hooks), never in configs, so the project is parsed
+with no vars, which dbt's partial parsing answers from its last parse, and that manifest is
+handed to each command, which compiles every node with the command's vars.
+
+Two ways in, one mechanism (`WarmDbt`):
+- in the calling process (`orchestration.pipeline.run_dbt`): `billing run`, `billing db up`
+  and the tests. Importing dbt (about 1.5 s) and the parse happen once per process, so
+  `billing run monthly` (a catch-up daily build, the monthly build, the refresh after the
+  freeze) pays them once, and a process that runs dbt again pays neither.
+- `billing-dbt`, a process per command, for Dagster's dbt assets (dagster-dbt runs an
+  executable) and the `spark` target (a Spark session is fixed to its process):
 
     billing-dbt build --select ... --vars '{...}' --project-dir DIR --profiles-dir DIR
+
+  A command without `--vars` is dbt's own, unchanged.
+
+A process that keeps running while the project's files change sees the manifest it parsed
+first: start a new one (every CLI command is one).
 """
 
 from __future__ import annotations
 
+import os
 import sys
-from collections.abc import Sequence
-
-from dbt.cli.main import cli as dbt_cli
-from dbt.cli.main import dbtRunner
-from dbt.contracts.graph.manifest import Manifest
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 LOCATION_FLAGS = ("--project-dir", "--profiles-dir", "--target")
-PARSE_TARGET_PATH = "target"  # dbt_project.yml's target-path, relative to the project
+# Where the parse keeps its state (partial_parse.msgpack): dbt_project.yml's target-path,
+# relative to the project, unless BILLING_DBT_PARSE_TARGET says another (the tests give each
+# of their processes its own, so that none re-parses because another parsed for its server).
+PARSE_TARGET_ENV = "BILLING_DBT_PARSE_TARGET"
+
+
+def parse_target() -> str:
+    return os.environ.get(PARSE_TARGET_ENV, "target")
+
+
+# the environment a parse depends on: the profile's connection and target (profiles.yml)
+PROFILE_PREFIXES = ("BILLING_DBT_", "BILLING_SPARK_")
+# manifests kept by one process, the latest (a process usually runs against one warehouse)
+KEPT_MANIFESTS = 4
+# a node's outcome that fails the command (dbt's RunStatus and TestStatus)
+FAILED = ("error", "fail", "runtime error")
+
+
+@dataclass(frozen=True)
+class DbtOutcome:
+    """How a dbt command ended: dbt's exit code (0 success, 1 a node failed, 2 dbt could not
+    run) and, when it failed, what failed, node by node."""
+
+    exit_code: int
+    detail: str = ""
+
+    @property
+    def success(self) -> bool:
+        return self.exit_code == 0
 
 
 def location_args(args: Sequence[str]) -> list[str]:
@@ -33,26 +73,120 @@ def location_args(args: Sequence[str]) -> list[str]:
     return found
 
 
-def main(args: Sequence[str]) -> int:
-    """dbt's exit codes: 0 success, 1 a node failed, 2 dbt could not run."""
-    # The parse keeps its state in the project's own target directory, even when the command
-    # writes its artifacts elsewhere (Dagster gives each run a new DBT_TARGET_PATH): a new
-    # directory holds no state of the current profile, and dbt would re-parse every time.
-    parse = ["parse", "--quiet", "--no-write-json", "--target-path", PARSE_TARGET_PATH]
-    parsed = dbtRunner().invoke([*parse, *location_args(args)])
-    if not parsed.success:
-        if parsed.exception is not None:
-            print(f"dbt parse failed: {parsed.exception}", file=sys.stderr)
-        return 2
-    assert isinstance(parsed.result, Manifest)
-    result = dbtRunner(manifest=parsed.result).invoke(list(args))
-    if result.success:
-        return 0
-    return 2 if result.exception is not None else 1
+@contextmanager
+def environment(env: Mapping[str, str]) -> Iterator[None]:
+    """``env`` in os.environ while a command runs (profiles.yml reads it), restored after."""
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def failure_detail(result: object) -> str:
+    """What failed in a dbt command, from its result: dbt's exception, or each failed node
+    with its message (PostgreSQL's error, a test's failing rows)."""
+    exception = getattr(result, "exception", None)
+    if exception is not None:
+        return str(exception)
+    lines = []
+    for node_result in getattr(getattr(result, "result", None), "results", None) or []:
+        if str(node_result.status) in FAILED:
+            node = node_result.node
+            lines.append(f"{node.resource_type} {node.name}: {node_result.message}")
+    return "\n".join(lines)
+
+
+@dataclass
+class Spent:
+    """Where this process's dbt time went, in seconds: importing dbt, parsing the project,
+    and the commands: of these, `executing` is dbt's own time running the selected nodes
+    (`nodes` of them), the rest its start and end of each command."""
+
+    importing: float = 0.0
+    parsing: float = 0.0
+    commands: float = 0.0
+    executing: float = 0.0
+    nodes: int = 0
+
+    @property
+    def total(self) -> float:
+        return self.importing + self.parsing + self.commands
+
+
+class WarmDbt:
+    """dbt commands in this process, one at a time (dbt keeps global state), each handed the
+    manifest parsed once for the warehouse it runs against."""
+
+    def __init__(self) -> None:
+        self._manifests: dict[tuple[tuple[tuple[str, str], ...], tuple[str, ...]], object] = {}
+        self._lock = threading.Lock()
+        self.spent = Spent()
+
+    def invoke(self, args: Sequence[str], env: Mapping[str, str] | None = None) -> DbtOutcome:
+        started = time.perf_counter()
+        from dbt.cli.main import dbtRunner
+
+        self.spent.importing += time.perf_counter() - started
+        env = dict(env or {})
+        with self._lock, environment(env):
+            profile = sorted(
+                (name, value)
+                for name, value in os.environ.items()
+                if name.startswith(PROFILE_PREFIXES)
+            )
+            key = (tuple(profile), tuple(location_args(args)))
+            manifest = self._manifests.get(key)
+            if manifest is None:
+                started = time.perf_counter()
+                manifest, outcome = self._parse(args)
+                self.spent.parsing += time.perf_counter() - started
+                if manifest is None:
+                    return outcome
+                self._manifests[key] = manifest
+                while len(self._manifests) > KEPT_MANIFESTS:  # the oldest goes
+                    del self._manifests[next(iter(self._manifests))]
+            started = time.perf_counter()
+            result = dbtRunner(manifest=manifest).invoke(list(args))  # type: ignore[arg-type]
+            self.spent.commands += time.perf_counter() - started
+            self.spent.executing += float(getattr(result.result, "elapsed_time", 0.0) or 0.0)
+            self.spent.nodes += len(getattr(result.result, "results", None) or [])
+        if result.success:
+            return DbtOutcome(0)
+        return DbtOutcome(2 if result.exception is not None else 1, failure_detail(result))
+
+    @staticmethod
+    def _parse(args: Sequence[str]) -> tuple[object | None, DbtOutcome]:
+        from dbt.cli.main import dbtRunner
+        from dbt.contracts.graph.manifest import Manifest
+
+        # The parse keeps its state in the project's own target directory, even when the
+        # command writes its artifacts elsewhere (Dagster gives each run a new
+        # DBT_TARGET_PATH): a new directory holds no state, and dbt would re-parse each time.
+        parse = ["parse", "--quiet", "--no-write-json", "--target-path", parse_target()]
+        parsed = dbtRunner().invoke([*parse, *location_args(args)])
+        if not parsed.success:
+            return None, DbtOutcome(2, f"dbt parse failed: {failure_detail(parsed)}")
+        assert isinstance(parsed.result, Manifest)
+        return parsed.result, DbtOutcome(0)
+
+
+WARM = WarmDbt()
 
 
 def cli() -> None:
     args = sys.argv[1:]
-    if "--vars" in args:
-        sys.exit(main(args))
-    dbt_cli()
+    if "--vars" not in args:
+        from dbt.cli.main import cli as dbt_cli
+
+        dbt_cli()
+        return
+    outcome = WARM.invoke(args)
+    if outcome.detail:
+        print(outcome.detail, file=sys.stderr)
+    sys.exit(outcome.exit_code)

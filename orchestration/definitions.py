@@ -41,8 +41,8 @@ from orchestration.pipeline import (
     Build,
     DbtInvocation,
     daily_steps,
+    dbt_env,
     dbt_executable,
-    dbt_process_env,
     monthly_steps,
     push_steps,
 )
@@ -63,7 +63,7 @@ def streamed(context: AssetExecutionContext, dbt: DbtCliResource) -> Build:
 
     def build(invocation: DbtInvocation) -> Iterator[Any]:
         # The warehouse connection is resolved here, at run time, never at import.
-        os.environ.update(dbt_process_env())
+        os.environ.update(dbt_env())
         scratch = get_settings().private_dir("dagster") / "dbt"
         scratch.mkdir(exist_ok=True)
         with tempfile.TemporaryDirectory(dir=scratch) as target:

@@ -15,12 +15,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from ingest.usage import LIVE_USAGE
+from orchestration.dbt_run import WARM
 from orchestration.dbt_vars import (
     Window,
     daily_vars,
@@ -31,12 +31,21 @@ from orchestration.dbt_vars import (
     monthly_vars,
     whole_months,
 )
-from sync.stripe_push import PushReport, PushResult, push_invoices
 from warehouse.db import connect, database_url
 from warehouse.settings import Settings, get_settings
 
+if TYPE_CHECKING:  # imported where used: a `billing run` imports neither FastAPI nor Stripe
+    from sync.stripe_push import PushReport, PushResult
+
 DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
 MANIFEST_PATH = DBT_PROJECT_DIR / "target" / "manifest.json"
+
+
+def artifacts_dir() -> Path:
+    """Where dbt writes a command's artifacts (run_results.json, the docs): the project's
+    target, unless DBT_TARGET_PATH says otherwise (the tests give each process its own)."""
+    return DBT_PROJECT_DIR / os.environ.get("DBT_TARGET_PATH", "target")
+
 
 # The named selectors of dbt_project/selectors.yml. Every model is in `daily` or `monthly`
 # (its meta.run); Dagster partitions the models by the same two.
@@ -193,7 +202,7 @@ def drain(steps: Generator[Any, None, T]) -> T:
 
 
 def dbt_build(*, quiet: bool = False) -> Build:
-    """The CLI's way to build a selection: dbt in a process of its own."""
+    """The CLI's way to build a selection: run_dbt, warm in this process."""
 
     def build(invocation: DbtInvocation) -> Iterable[Any]:
         run_dbt(invocation.args(), quiet=quiet)
@@ -287,6 +296,8 @@ def push_steps(
     on_result: Callable[[PushResult], None] | None = None,
 ) -> PushReport:
     """Push the finalized invoices of the months of ``window`` to Stripe, each once."""
+    from sync.stripe_push import PushReport, push_invoices
+
     report = PushReport()
     for month in month_starts(window.start, window.end):
         report.results += push_invoices(month, on_start=on_start, on_result=on_result).results
@@ -328,36 +339,47 @@ def profile_env(settings: Settings | None = None) -> dict[str, str]:
     return found
 
 
+def dbt_env(settings: Settings | None = None) -> dict[str, str]:
+    """What a dbt command needs in its environment: the profile's variables, where the
+    project is, and no usage statistics sent unless the user's environment asks."""
+    return {
+        **profile_env(settings),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": os.environ.get("DBT_SEND_ANONYMOUS_USAGE_STATS", "false"),
+        "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),
+        "DBT_PROJECT_DIR": str(DBT_PROJECT_DIR),
+    }
+
+
 def dbt_process_env(settings: Settings | None = None) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(profile_env(settings))
-    env.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
-    env["DBT_PROFILES_DIR"] = str(DBT_PROJECT_DIR)
-    env["DBT_PROJECT_DIR"] = str(DBT_PROJECT_DIR)
-    return env
+    """The environment of a dbt process: this one's, with dbt_env."""
+    return {**os.environ, **dbt_env(settings)}
 
 
 def run_dbt(args: Sequence[str], settings: Settings | None = None, *, quiet: bool = False) -> None:
-    """Run one dbt command against the configured warehouse; raise PipelineError on failure."""
-    command = [
-        dbt_executable(),
-        *args,
-        "--project-dir",
-        str(DBT_PROJECT_DIR),
-        "--profiles-dir",
-        str(DBT_PROJECT_DIR),
-    ]
-    result = subprocess.run(
-        command,
-        env=dbt_process_env(settings or get_settings()),
-        cwd=DBT_PROJECT_DIR,
-        capture_output=quiet,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
+    """Run one dbt command against the configured warehouse; raise PipelineError on failure.
+
+    On PostgreSQL in this process, warm (orchestration.dbt_run: dbt imported and the project
+    parsed once per process); on Spark in a process of its own, whose Spark session ends
+    with it (the local metastore admits one session at a time, and copy_sources opens one).
+    """
+    settings = settings or get_settings()
+    located = [*args, "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
+    if settings.dbt_target == "postgres":
+        outcome = WARM.invoke([*located, "--quiet"] if quiet else located, dbt_env(settings))
+        exit_code, detail = outcome.exit_code, outcome.detail
+    else:
+        result = subprocess.run(
+            [dbt_executable(), *located],
+            env=dbt_process_env(settings),
+            cwd=DBT_PROJECT_DIR,
+            capture_output=quiet,
+            text=True,
+            check=False,
+        )
+        exit_code = result.returncode
         detail = ((result.stdout or "") + (result.stderr or ""))[-4000:] if quiet else ""
-        raise PipelineError(f"dbt {' '.join(args[:1])} failed (exit {result.returncode})\n{detail}")
+    if exit_code != 0:
+        raise PipelineError(f"dbt {' '.join(args[:1])} failed (exit {exit_code})\n{detail}")
 
 
 def prepare_target(settings: Settings | None = None) -> None:
@@ -376,6 +398,8 @@ def prepare_target(settings: Settings | None = None) -> None:
 def build_live(settings: Settings | None = None, *, quiet: bool = True) -> bool:
     """Build the live-usage views (selector `live`) if the warehouse lacks them; return
     whether it built. On PostgreSQL whatever the dbt target: the API reads PostgreSQL."""
+    from ingest.usage import LIVE_USAGE
+
     settings = settings or get_settings()
 
     def found() -> tuple[bool, bool]:

@@ -3,6 +3,7 @@ copy of one that `billing db up` set up once for the session."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,9 +11,32 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from orchestration.dbt_run import PARSE_TARGET_ENV
+from orchestration.pipeline import DBT_PROJECT_DIR
 from tests.helpers import with_dbname
 from warehouse import embedded
 from warehouse.settings import get_settings
+
+# this test process among pytest-xdist's workers ("main" without them), set in
+# pytest_configure (xdist names the worker after conftest is imported)
+WORKER = "main"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """dbt's artifacts (run results, compiled SQL, the docs) and its parse state apart per
+    test process: two workers never read each other's half-written files, never re-parse
+    because the other parsed for its own server, nor overwrite the manifest Dagster loads."""
+    global WORKER
+    WORKER = getattr(config, "workerinput", {}).get("workerid", "main")
+    target = DBT_PROJECT_DIR / "target" / f"tests-{WORKER}"
+    os.environ["DBT_TARGET_PATH"] = str(target)  # not the controller's, which workers inherit
+    os.environ[PARSE_TARGET_ENV] = str(target)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests that take minutes first: pytest-xdist hands the first tests out round
+    robin, so each worker starts one of them and the workers end at about the same time."""
+    items.sort(key=lambda item: item.get_closest_marker("minutes") is None)
 
 
 @pytest.fixture(scope="session")
@@ -76,9 +100,13 @@ def warehouse(
 def _database(
     server_url: str, api_server_url: str, monkeypatch: pytest.MonkeyPatch, template: str | None
 ) -> Iterator[str]:
-    name = f"t_{uuid.uuid4().hex[:12]}"
+    # One name per test process, the database made anew for each test: dbt's warm runner
+    # parses the project once per warehouse connection (orchestration/dbt_run.py), so every
+    # test of the process reuses the first one's parse, as `billing run` would.
+    name = f"t_{WORKER}"
     copy = f' template "{template}"' if template else ""
     with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'drop database if exists "{name}" with (force)')
         conn.execute(f'create database "{name}"{copy}')
     url = with_dbname(server_url, name)
     monkeypatch.setenv("BILLING_DATABASE_URL", url)

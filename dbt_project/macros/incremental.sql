@@ -28,3 +28,45 @@
          {% else %} select 1 {% endif %}"
     ])) }}
 {%- endmacro %}
+
+{#- A table's indexes, each (name, `unique` or not, what follows `on <table>`), for create_index_hooks and
+    drop_indexes_when_empty. The arrivals': their keys for the incremental batches, the
+    retries for the conflicts mart, the batches for the watermark, the event times (BRIN)
+    for the windows, and the usage-day index of the live reads (int_usage_live). -#}
+{% macro arrivals_indexes() -%}
+    {{ return([
+        ('int_events_arrivals_seq', 'unique', '(event_seq)'),
+        ('int_events_arrivals_first_key', 'unique', '(tenant_id, idempotency_key) where is_first'),
+        ('int_events_arrivals_retries', '', '(tenant_id, idempotency_key) where not is_first'),
+        ('int_events_arrivals_batch', '', '(arrival_batch)'),
+        ('int_events_arrivals_ts', '', 'using brin (event_ts)'),
+        ('int_events_arrivals_usage_day', '',
+         '(tenant_id, metric, (' ~ utc_date('event_ts') ~ ')) where is_first'),
+    ]) }}
+{%- endmacro %}
+
+{#- Post-hooks: create each index the model's table lacks. -#}
+{% macro create_index_hooks(indexes) -%}
+    {%- set statements = [] -%}
+    {%- for name, kind, definition in indexes -%}
+        {%- do statements.append("create " ~ kind ~ " index if not exists " ~ name
+                                 ~ " on {{ this }} " ~ definition) -%}
+    {%- endfor -%}
+    {{ return(statements) }}
+{%- endmacro %}
+
+{#- A pre-hook: when an incremental model's table is empty, drop its indexes, so that the
+    run's insert is a bulk load and the post-hooks (create_index_hooks) build each index once. -#}
+{% macro drop_indexes_when_empty(indexes) -%}
+    {%- set names = [] -%}
+    {%- for name, kind, definition in indexes -%}
+        {%- do names.append("{{ this.schema }}." ~ name) -%}
+    {%- endfor -%}
+    {{ return("{% if is_incremental() %}
+        do $$ begin
+            if not exists (select 1 from {{ this }}) then
+                drop index if exists " ~ names | join(', ') ~ ";
+            end if;
+        end $$
+    {% else %} select 1 {% endif %}") }}
+{%- endmacro %}

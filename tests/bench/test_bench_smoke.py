@@ -13,9 +13,9 @@ pytestmark = pytest.mark.slow
 
 
 def test_ingest_benchmark_smoke() -> None:
-    result = run(events_n=3_000, batch=1_000, workers=1, connections=2, port=free_port())
-    assert result.events == 3_000
-    assert result.http_events_per_s > 0 and result.copy_events_per_s > 0
+    results = run(events_n=3_000, batches=(100, 1_000), workers=1, connections=2, port=free_port())
+    assert [(r.events, r.batch_size) for r in results] == [(3_000, 100), (3_000, 1_000)]
+    assert all(r.http_events_per_s > 0 and r.copy_events_per_s > 0 for r in results)
 
 
 def test_quota_benchmark_smoke() -> None:
@@ -26,6 +26,7 @@ def test_quota_benchmark_smoke() -> None:
     assert result.healthz.requests > 0 and result.quota_at_rate.requests > 0
 
 
+@pytest.mark.minutes
 def test_make_bench_smoke_writes_results_with_the_peer(tmp_path: Path) -> None:
     """`make bench` end to end at a tiny size, the svc-infra peer and Spark included."""
     from bench.run_all import run as run_all

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from billing.cli import main
-from orchestration.pipeline import DBT_PROJECT_DIR, run_dbt
+from orchestration.pipeline import artifacts_dir, run_dbt
 from tests.helpers import REPO
 
 pytestmark = pytest.mark.slow
@@ -24,8 +24,8 @@ def test_unit_tests_pass_and_docs_describe_every_mart_column(warehouse: str) -> 
     run_dbt(["test", "--select", "test_type:unit"], quiet=True)
     run_dbt(["docs", "generate"], quiet=True)
 
-    manifest = json.loads((DBT_PROJECT_DIR / "target" / "manifest.json").read_text())
-    catalog = json.loads((DBT_PROJECT_DIR / "target" / "catalog.json").read_text())
+    manifest = json.loads((artifacts_dir() / "manifest.json").read_text())
+    catalog = json.loads((artifacts_dir() / "catalog.json").read_text())
     unit_tests = [n for n in manifest["unit_tests"].values()]
     assert len(unit_tests) >= 7
     marts = [

@@ -20,13 +20,15 @@ from dagster import DagsterInstance, RunRequest, asset, build_schedule_context, 
 from billing.cli import main
 from billing.demo import DEMO_CATALOG, generate_usage
 from ingest.writer import Event, copy_events
-from orchestration.pipeline import MANIFEST_PATH, run_daily
+from orchestration.dbt_run import parse_target
+from orchestration.pipeline import DBT_PROJECT_DIR, run_daily
 from tests.helpers import with_dbname
 from warehouse.settings import get_settings
 
 pytestmark = pytest.mark.slow
 OCT = date(2026, 10, 1)
-TARGET = MANIFEST_PATH.parent  # the project's own target: dbt's parse state lives here
+# where dbt's parse state lives: the project's target, or this test process's own
+TARGET = DBT_PROJECT_DIR / parse_target()
 LATE = Event("acme", "api_calls", Decimal(1000), datetime(2026, 10, 3, 12, tzinfo=UTC), "late-1")
 
 INVOICES = """select invoice_id, tenant_id, currency, period_start, period_end, status,
@@ -90,6 +92,7 @@ def execute(instance: DagsterInstance, schedule_name: str, request: RunRequest) 
     assert result.success, request
 
 
+@pytest.mark.minutes
 def test_the_schedules_alone_bill_a_month_as_billing_run_does(
     warehouse: str, other_warehouse: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

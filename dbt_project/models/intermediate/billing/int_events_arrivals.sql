@@ -6,25 +6,17 @@
     statistics of event_ts (a ten-bucket sample, milliseconds): the day just appended lies
     past the old histogram, and without it PostgreSQL estimates one row for it and plans
     the day's models as nested loops. The live reads (int_usage_live) find a tenant's
-    metric and days by the usage-day index. -#}
+    metric and days by the usage-day index. The first batch of a warehouse (every event it
+    holds when its first daily run comes) is loaded as a bulk load: the indexes are dropped
+    while the arrivals are empty and built once after the insert, rather than updated row
+    by row (1M events: the insert 6.4 s with them). -#}
 {{
     config(
         materialized='incremental',
         incremental_strategy='append',
         on_schema_change='append_new_columns',
-        post_hook=postgres_only([
-            "create unique index if not exists int_events_arrivals_seq
-                 on {{ this }} (event_seq)",
-            "create unique index if not exists int_events_arrivals_first_key
-                 on {{ this }} (tenant_id, idempotency_key) where is_first",
-            "create index if not exists int_events_arrivals_retries
-                 on {{ this }} (tenant_id, idempotency_key) where not is_first",
-            "create index if not exists int_events_arrivals_batch
-                 on {{ this }} (arrival_batch)",
-            "create index if not exists int_events_arrivals_ts
-                 on {{ this }} using brin (event_ts)",
-            "create index if not exists int_events_arrivals_usage_day
-                 on {{ this }} (tenant_id, metric, (" ~ utc_date('event_ts') ~ ")) where is_first",
+        pre_hook=postgres_only([drop_indexes_when_empty(arrivals_indexes())]),
+        post_hook=postgres_only(create_index_hooks(arrivals_indexes()) + [
             "alter table {{ this }} alter column event_ts set statistics 10",
             "analyze {{ this }} (event_ts)",
         ]),
