@@ -81,9 +81,9 @@ def run(events: int, tenants: int, workdir: Path) -> SparkCloseResult:
 
 def growth(results: list[SparkCloseResult]) -> str:
     """How each engine's time grew from the smallest size to the largest."""
-    small, large = min(results, key=lambda r: r.events), max(results, key=lambda r: r.events)
-    if small is large:
+    if len(results) < 2:  # no growth to show (`--spark-sizes` gave one size or none)
         return ""
+    small, large = min(results, key=lambda r: r.events), max(results, key=lambda r: r.events)
     factor = large.events / small.events
     return (
         f"From {small.events:,} to {large.events:,} events ({factor:g}x): PostgreSQL "

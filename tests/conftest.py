@@ -34,9 +34,15 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The tests that take minutes first: pytest-xdist hands the first tests out round
-    robin, so each worker starts one of them and the workers end at about the same time."""
-    items.sort(key=lambda item: item.get_closest_marker("minutes") is None)
+    """The tests that take minutes first, the longest first (`minutes(N)`, about N minutes
+    on two cores): pytest-xdist hands tests out one at a time (`--maxschedchunk 1`), so the
+    long ones start on different workers and the workers end at about the same time."""
+
+    def minutes(item: pytest.Item) -> float:
+        marker = item.get_closest_marker("minutes")
+        return float(marker.args[0]) if marker else 0.0
+
+    items.sort(key=minutes, reverse=True)
 
 
 @pytest.fixture(scope="session")

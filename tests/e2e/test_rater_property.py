@@ -147,7 +147,7 @@ def fresh_database(server_url: str) -> Iterator[str]:
         HealthCheck.data_too_large,
     ],
 )
-@pytest.mark.minutes
+@pytest.mark.minutes(1)
 @given(scenario=scenarios())
 def test_dbt_invoices_match_the_reference_rater(
     scenario: dict[str, Any], server_url: str, monkeypatch: pytest.MonkeyPatch

@@ -92,7 +92,7 @@ def execute(instance: DagsterInstance, schedule_name: str, request: RunRequest) 
     assert result.success, request
 
 
-@pytest.mark.minutes
+@pytest.mark.minutes(4)
 def test_the_schedules_alone_bill_a_month_as_billing_run_does(
     warehouse: str, other_warehouse: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

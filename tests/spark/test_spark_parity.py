@@ -53,7 +53,7 @@ def spark_rows(table: str, key: str) -> list[dict[str, Any]]:
     return [{n: normalized(v) for n, v in row.items()} for row in rows]
 
 
-@pytest.mark.minutes
+@pytest.mark.minutes(6)
 def test_spark_builds_the_same_invoices(
     warehouse: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -107,7 +107,7 @@ def differences(
     return found
 
 
-@pytest.mark.minutes
+@pytest.mark.minutes(3)
 def test_dagster_builds_on_the_spark_target(
     warehouse: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
