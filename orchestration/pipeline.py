@@ -68,6 +68,9 @@ SKIP_UNIT_TESTS = ("--exclude-resource-type", "unit_test")
 
 T = TypeVar("T")
 
+# The events received that no arrivals batch holds yet (a view of the `live` selector)
+UNSTORED = "intermediate.int_events_unstored"
+
 # Whether a daily run has built the UTC day `day` (in its window or as a late day).
 BUILT_DAY = """exists (select 1 from app.pipeline_runs r
                       where r.kind = 'daily'
@@ -131,32 +134,36 @@ class DailyPlan:
 
 def plan_daily(window: Window | None, settings: Settings | None = None) -> DailyPlan:
     """The days to build: the window, and every other day already built that has events the
-    deduplication has not seen yet (late events), so they are never left out.
+    deduplication has not seen yet (late events), so they are never left out. Builds the
+    live views first where they are missing (build_live): the plan reads one of them.
 
     On the `spark` target the arrivals live in Spark, so late days are not looked for:
     rebuild them with a window that covers them (README.md, Spark)."""
     settings = settings or get_settings()
+    if settings.dbt_target == "postgres":
+        _build_live(settings, quiet=True)
     with connect(settings) as conn:
         started_at = conn.execute("select now()").fetchone()[0]  # type: ignore[index]
-        built = conn.execute(
-            "select to_regclass('intermediate.int_events_pending') is not null"
-        ).fetchone()
-        if not (built and built[0] and settings.dbt_target == "postgres"):
+        if settings.dbt_target != "postgres":
             return DailyPlan(window, (), started_at, pending=True)
-        # the days of the events the arrivals do not hold yet (dbt's pending_arrivals)
-        unseen = conn.execute(
-            f"""select day, {BUILT_DAY}
-               from (select distinct cast(event_ts as date) as day
-                     from intermediate.int_events_pending) as unseen
-               order by day"""
-        ).fetchall()
-    # built days outside the window: the window's own days are built anyway
-    late = tuple(
-        day
-        for day, was_built in unseen
-        if was_built and not (window and window.start <= day < window.end)
-    )
-    return DailyPlan(window, late, started_at, pending=bool(unseen))
+        # whether events arrived that the arrivals do not hold yet (dbt's unstored_arrivals),
+        # and the days among theirs that a daily run has built (none before the first run:
+        # then the events are not even read)
+        row = conn.execute(
+            f"""select exists (select 1 from {UNSTORED}),
+                      array(select day
+                            from (select distinct cast(event_ts as date) as day
+                                  from {UNSTORED}
+                                  where exists (select 1 from app.pipeline_runs
+                                                where kind = 'daily')) as unseen
+                            where {BUILT_DAY}
+                            order by day)"""
+        ).fetchone()
+    assert row is not None
+    pending, built = bool(row[0]), row[1]
+    # the window's own days are built anyway
+    late = tuple(day for day in built if not (window and window.start <= day < window.end))
+    return DailyPlan(window, late, started_at, pending=pending)
 
 
 def unbuilt_days(window: Window, settings: Settings | None = None) -> Window | None:
@@ -396,32 +403,38 @@ def prepare_target(settings: Settings | None = None) -> None:
 
 
 def build_live(settings: Settings | None = None, *, quiet: bool = True) -> bool:
-    """Build the live-usage views (selector `live`) if the warehouse lacks them; return
-    whether it built. On PostgreSQL whatever the dbt target: the API reads PostgreSQL."""
+    """Build the live views (selector `live`: the API's live usage, the daily plan's
+    unstored events) if the warehouse lacks one; return whether it built. On PostgreSQL
+    whatever the dbt target: the API reads PostgreSQL."""
+    settings = settings or get_settings()
+    if not _live_found(settings)[0]:  # the usual case, without waiting for a run in progress
+        with one_run_at_a_time(settings):
+            return _build_live(settings, quiet=quiet)
+    return False
+
+
+def _build_live(settings: Settings, *, quiet: bool) -> bool:
+    """build_live, for a caller holding the run lock."""
+    built, stored = _live_found(settings)
+    if built:
+        return False
+    on_postgres = settings.model_copy(update={"dbt_target": "postgres"})
+    run_dbt(["run", "--selector", LIVE_VIEWS if stored else LIVE], on_postgres, quiet=quiet)
+    return True
+
+
+def _live_found(settings: Settings) -> tuple[bool, bool]:
+    """Whether the live views exist, and the stored arrivals."""
     from ingest.usage import LIVE_USAGE
 
-    settings = settings or get_settings()
-
-    def found() -> tuple[bool, bool]:
-        """Whether the live views exist, and the stored arrivals."""
-        with connect(settings, autocommit=True) as conn:
-            row = conn.execute(
-                "select to_regclass(%s) is not null, "
-                "to_regclass('intermediate.int_events_arrivals') is not null",
-                (LIVE_USAGE,),
-            ).fetchone()
-        assert row is not None
-        return bool(row[0]), bool(row[1])
-
-    if found()[0]:  # the usual case, without waiting for a run in progress
-        return False
-    with one_run_at_a_time(settings):
-        built, stored = found()
-        if built:
-            return False
-        on_postgres = settings.model_copy(update={"dbt_target": "postgres"})
-        run_dbt(["run", "--selector", LIVE_VIEWS if stored else LIVE], on_postgres, quiet=quiet)
-        return True
+    with connect(settings, autocommit=True) as conn:
+        row = conn.execute(
+            "select to_regclass(%s) is not null and to_regclass(%s) is not null, "
+            "to_regclass('intermediate.int_events_arrivals') is not null",
+            (LIVE_USAGE, UNSTORED),
+        ).fetchone()
+    assert row is not None
+    return bool(row[0]), bool(row[1])
 
 
 def require_postgres_to_finalize(settings: Settings | None = None) -> None:

@@ -1,15 +1,18 @@
-{#- The first-arrival rule, written once: the events received that `stored` (the arrivals
-    stored so far, or none before the first run) does not hold yet, each marked `is_first`
-    when it is the first arrival of its (tenant_id, idempotency_key): the earliest received
-    of the key, unless the key was counted before. int_events_arrivals appends these rows;
-    int_events_pending shows them to the live reads (GET /v1/usage, quotas).
+{#- The first-arrival rule, written once, in two parts. unstored_arrivals: the events
+    received that `stored` (the arrivals stored so far, or none before the first run) does
+    not hold yet. pending_arrivals: those (`unstored`, a relation or CTE) each marked
+    `is_first` when it is the first arrival of its (tenant_id, idempotency_key): the earliest
+    received of the key, unless the key was counted before. int_events_arrivals appends
+    these rows; int_events_pending shows them to the live reads (GET /v1/usage, quotas);
+    int_events_unstored (the unstored alone, without the ranking's sort) tells the daily
+    run's plan which days late events reached.
 
     Which events are not stored yet is found without a lookback: every stored batch records
     its horizon (arrivals_horizon), a moment no transaction still open when it was read had
     begun before, so every event not stored then was received at or after it. -#}
-{% macro pending_arrivals(stored) -%}
-with
+{% macro unstored_arrivals(stored) -%}
 {%- if stored is not none %}
+with
 latest as (
     -- the newest batch stored and its horizon (an index lookup)
     select batch_horizon
@@ -23,30 +26,29 @@ received as (
     from {{ ref('stg_raw__events') }} as events
     where events.received_at >= coalesce(
         (select batch_horizon from latest), {{ ts_literal('1970-01-01') }})
-),
+)
 
-unstored as (
-    -- newer than anything stored, or else looked up one by one in the unique index
-    select received.*
-    from received
-    {{ join_one('left', stored, 'stored',
-                'stored.event_seq = received.event_seq
-                 and received.event_seq <= (select max(event_seq) from ' ~ stored ~ ')') }}
-    where stored.found is null
-),
+-- newer than anything stored, or else looked up one by one in the unique index
+select received.*
+from received
+{{ join_one('left', stored, 'stored',
+            'stored.event_seq = received.event_seq
+             and received.event_seq <= (select max(event_seq) from ' ~ stored ~ ')') }}
+where stored.found is null
 {%- else %}
-unstored as (
-    select * from {{ ref('stg_raw__events') }}
-),
+select * from {{ ref('stg_raw__events') }}
 {%- endif %}
+{%- endmacro %}
 
+{% macro pending_arrivals(unstored, stored) -%}
+with
 ranked as (
     select
         unstored.*,
         row_number() over (
             partition by tenant_id, idempotency_key order by received_at, event_seq
         ) as arrival_rank
-    from unstored
+    from {{ unstored }} as unstored
 ),
 
 {%- if stored is not none %}

@@ -70,3 +70,12 @@
         end $$
     {% else %} select 1 {% endif %}") }}
 {%- endmacro %}
+
+{#- Whether a relation holds no row (asked when dbt executes; false while it only parses). -#}
+{% macro is_empty(relation) -%}
+    {%- if not execute -%}
+        {{ return(false) }}
+    {%- endif -%}
+    {%- set found = run_query("select 1 from " ~ relation ~ " limit 1") -%}
+    {{ return(found.rows | length == 0) }}
+{%- endmacro %}

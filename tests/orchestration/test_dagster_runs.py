@@ -244,6 +244,14 @@ def test_late_events_rebuild_exactly_their_days(warehouse: str) -> None:
     )
     # and a run with nothing late rebuilds only its own day
     assert run_daily(date(2026, 10, 5), date(2026, 10, 5), quiet=True).extra_days == ()
+    # a warehouse without the live views the plan reads (one from before them): the run
+    # builds them before it plans, and finds the late day
+    with psycopg.connect(warehouse) as conn:
+        conn.execute("drop view intermediate.int_events_unstored cascade")
+        copy_events(conn, [Event("acme", "api_calls", Decimal(7), late_at, "late-3")])
+    assert run_daily(date(2026, 10, 6), date(2026, 10, 6), quiet=True).extra_days == (
+        date(2026, 10, 2),
+    )
 
 
 def dagster_dev_instance(dagster_home: Path) -> DagsterInstance:
