@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 
+from orchestration.dbt_run import environment
 from warehouse import embedded
 from warehouse.settings import get_settings
 
@@ -28,24 +29,23 @@ def scratch_warehouse() -> Iterator[tuple[str, dict[str, str]]]:
     """A new embedded server in a temporary BILLING_HOME, stopped and removed afterwards."""
     home = Path(tempfile.mkdtemp(prefix="billing-bench-"))
     env = {"BILLING_HOME": str(home), "BILLING_DATABASE_URL": ""}
-    saved = {name: os.environ.get(name) for name in env}
-    os.environ.update(env)
-    get_settings.cache_clear()
-    url = embedded.ensure_running(home / "pgdata")
-    try:
-        subprocess.run(
-            [BILLING, "db", "up"], env={**os.environ, **env}, check=True, capture_output=True
-        )
-        yield url, env
-    finally:
-        embedded.stop(home / "pgdata")
-        shutil.rmtree(home, ignore_errors=True)
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    with environment(env):
         get_settings.cache_clear()
+        url = embedded.ensure_running(home / "pgdata")
+        try:
+            billing(env, "db", "up")
+            yield url, env
+        finally:
+            embedded.stop(home / "pgdata")
+            shutil.rmtree(home, ignore_errors=True)
+    get_settings.cache_clear()
+
+
+def billing(env: dict[str, str], *args: str) -> str:
+    """Run `billing ...` as a user would, with ``env`` over this process's; return its output."""
+    return subprocess.run(
+        [BILLING, *args], env={**os.environ, **env}, check=True, capture_output=True, text=True
+    ).stdout
 
 
 @contextmanager
@@ -130,7 +130,5 @@ class Breakdown:
 def timed_billing(env: dict[str, str], args: Sequence[str], breakdown: Breakdown) -> None:
     """Run `billing run ...` as a user would and add where its seconds went."""
     started = time.perf_counter()
-    done = subprocess.run(
-        [BILLING, *args], env={**os.environ, **env}, check=True, capture_output=True, text=True
-    )
-    breakdown.add(done.stdout, time.perf_counter() - started)
+    out = billing(env, *args)
+    breakdown.add(out, time.perf_counter() - started)

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import time
 from dataclasses import asdict, dataclass
 from datetime import date
@@ -18,7 +16,7 @@ from pathlib import Path
 
 import psycopg
 
-from bench.common import BILLING, Breakdown, scratch_warehouse, timed_billing
+from bench.common import Breakdown, billing, scratch_warehouse, timed_billing
 
 MONTH = date(2026, 10, 1)
 METRICS = ("api_calls", "active_users", "storage_gb", "builds", "seats")
@@ -149,12 +147,6 @@ def timed(fn: object) -> float:
     started = time.perf_counter()
     fn()  # type: ignore[operator]
     return time.perf_counter() - started
-
-
-def billing(env: dict[str, str], *args: str) -> None:
-    subprocess.run(
-        [BILLING, *args], env={**os.environ, **env}, check=True, capture_output=True, text=True
-    )
 
 
 def run(events: int, tenants: int, workdir: Path) -> MonthCloseResult:

@@ -25,7 +25,7 @@ from pathlib import Path
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from bench.common import BILLING, REPO, Breakdown, api_server, scratch_warehouse, timed_billing
+from bench.common import REPO, Breakdown, api_server, billing, scratch_warehouse, timed_billing
 from bench.events import generate_events
 from bench.ingest_bench import ADMIN_KEY, send_all
 
@@ -85,12 +85,7 @@ def run(events_n: int, tenants: int, port: int, batch: int = 1_000) -> PeerResul
     with scratch_warehouse() as (url, env):
         catalog = work / "catalog.yaml"
         catalog.write_text(catalog_yaml(tenants))
-        subprocess.run(
-            [BILLING, "catalog", "apply", str(catalog)],
-            env={**os.environ, **env},
-            check=True,
-            capture_output=True,
-        )
+        billing(env, "catalog", "apply", str(catalog))
 
         bodies = [
             json.dumps({"events": [e.as_json() for e in events[i : i + batch]]}).encode()

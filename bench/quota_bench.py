@@ -18,13 +18,12 @@ import argparse
 import asyncio
 import json
 import statistics
-import subprocess
 import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bench.common import BILLING, api_server, scratch_warehouse
+from bench.common import api_server, billing, scratch_warehouse
 
 ADMIN_KEY = "bench-admin-key"
 CATALOG = """
@@ -185,9 +184,7 @@ def run(
         with tempfile.NamedTemporaryFile("w", suffix=".yaml") as file:
             file.write(catalog)
             file.flush()
-            subprocess.run(
-                [BILLING, "catalog", "apply", file.name], env=env, check=True, capture_output=True
-            )
+            billing(env, "catalog", "apply", file.name)
         env = {**env, "BILLING_ADMIN_KEY": ADMIN_KEY}
         with api_server(env, port, workers):
             _load(port, connections, min(seconds, 2.0), _quota_requests(tenants, port))  # warm

@@ -175,8 +175,12 @@ def run(
             ],
         ),
         "",
-        "Where the seconds of the new day go, at "
-        f"{biggest.events:,} events ({biggest.tenants:,} tenants):",
+        "Where the seconds of the full build (`billing run daily` over the month, then "
+        f"`monthly`) go, at {biggest.events:,} events ({biggest.tenants:,} tenants):",
+        "",
+        _breakdown_table(biggest.full_breakdown),
+        "",
+        "And those of the new day:",
         "",
         _breakdown_table(biggest.day_breakdown),
         "",

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import psycopg
 
-from bench.common import scratch_warehouse
-from bench.month_close_bench import billing, catalog_yaml, generate_sql, timed
+from bench.common import billing, scratch_warehouse
+from bench.month_close_bench import catalog_yaml, generate_sql, timed
 from warehouse.settings import Settings
 from warehouse.spark import copy_sources, query
 

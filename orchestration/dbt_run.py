@@ -31,6 +31,10 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dbt.contracts.graph.manifest import Manifest
 
 LOCATION_FLAGS = ("--project-dir", "--profiles-dir", "--target")
 # Where the parse keeps its state (partial_parse.msgpack): dbt_project.yml's target-path,
@@ -124,7 +128,7 @@ class WarmDbt:
     manifest parsed once for the warehouse it runs against."""
 
     def __init__(self) -> None:
-        self._manifests: dict[tuple[tuple[tuple[str, str], ...], tuple[str, ...]], object] = {}
+        self._manifests: dict[tuple[tuple[tuple[str, str], ...], tuple[str, ...]], Manifest] = {}
         self._lock = threading.Lock()
         self.spent = Spent()
 
@@ -144,15 +148,15 @@ class WarmDbt:
             manifest = self._manifests.get(key)
             if manifest is None:
                 started = time.perf_counter()
-                manifest, outcome = self._parse(args)
+                parsed = self._parse(args)
                 self.spent.parsing += time.perf_counter() - started
-                if manifest is None:
-                    return outcome
-                self._manifests[key] = manifest
+                if isinstance(parsed, DbtOutcome):
+                    return parsed
+                manifest = self._manifests[key] = parsed
                 while len(self._manifests) > KEPT_MANIFESTS:  # the oldest goes
                     del self._manifests[next(iter(self._manifests))]
             started = time.perf_counter()
-            result = dbtRunner(manifest=manifest).invoke(list(args))  # type: ignore[arg-type]
+            result = dbtRunner(manifest=manifest).invoke(list(args))
             self.spent.commands += time.perf_counter() - started
             self.spent.executing += float(getattr(result.result, "elapsed_time", 0.0) or 0.0)
             self.spent.nodes += len(getattr(result.result, "results", None) or [])
@@ -161,7 +165,8 @@ class WarmDbt:
         return DbtOutcome(2 if result.exception is not None else 1, failure_detail(result))
 
     @staticmethod
-    def _parse(args: Sequence[str]) -> tuple[object | None, DbtOutcome]:
+    def _parse(args: Sequence[str]) -> Manifest | DbtOutcome:
+        """The project parsed for ``args``' location, or the failed parse's outcome."""
         from dbt.cli.main import dbtRunner
         from dbt.contracts.graph.manifest import Manifest
 
@@ -171,9 +176,9 @@ class WarmDbt:
         parse = ["parse", "--quiet", "--no-write-json", "--target-path", parse_target()]
         parsed = dbtRunner().invoke([*parse, *location_args(args)])
         if not parsed.success:
-            return None, DbtOutcome(2, f"dbt parse failed: {failure_detail(parsed)}")
+            return DbtOutcome(2, f"dbt parse failed: {failure_detail(parsed)}")
         assert isinstance(parsed.result, Manifest)
-        return parsed.result, DbtOutcome(0)
+        return parsed.result
 
 
 WARM = WarmDbt()
