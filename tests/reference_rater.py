@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
@@ -73,8 +73,19 @@ def dedupe(events: list[RawEvent]) -> list[RawEvent]:
     return list(first.values())
 
 
-def intervals(subs: list[SubEvent]) -> list[tuple[str, str, str, datetime, datetime]]:
-    """(subscription, tenant, plan, from, to) from the subscription history."""
+@dataclass(frozen=True)
+class Interval:
+    subscription_id: str
+    tenant_id: str
+    plan: str
+    start: datetime
+    end: datetime
+    in_trial: bool = False
+    bills_usage: bool = True
+
+
+def intervals(subs: list[SubEvent], plans: dict[str, Plan]) -> list[Interval]:
+    """The subscription history as intervals on one plan, split where the trial ends."""
     out = []
     by_sub: dict[str, list[tuple[datetime, int, SubEvent]]] = {}
     for ev in subs:
@@ -85,17 +96,29 @@ def intervals(subs: list[SubEvent]) -> list[tuple[str, str, str, datetime, datet
     for sub_id, items in by_sub.items():
         # the first cancel ends the subscription: a plan change scheduled after it is dropped
         ended = min((at for at, _, ev in items if ev.action == "cancel"), default=None)
-        plans = sorted(
+        plans_on = sorted(
             (at, seq, ev)
             for at, seq, ev in items
             if ev.action != "cancel" and (ended is None or at < ended)
         )
-        for i, (at, _, ev) in enumerate(plans):
-            end = plans[i + 1][0] if i + 1 < len(plans) else ended
+        # the trial: the plan it started on says how long, and whether its usage is billed
+        start_at, _, first = min((at, seq, ev) for at, seq, ev in items if ev.action == "start")
+        assert first.plan is not None
+        trial = plans[first.plan]
+        trial_end = start_at + timedelta(days=trial.trial_days)
+        ended_in_trial = ended is not None and ended <= trial_end
+        for i, (at, _, ev) in enumerate(plans_on):
+            end = plans_on[i + 1][0] if i + 1 < len(plans_on) else ended
             end = end or datetime.max.replace(tzinfo=UTC)
-            if end > at:
-                assert ev.plan is not None
-                out.append((sub_id, ev.tenant_id, ev.plan, at, end))
+            if end <= at:
+                continue
+            assert ev.plan is not None
+            if at < trial_end:
+                bills = trial.trial_bills_usage and not ended_in_trial
+                until = min(end, trial_end)
+                out.append(Interval(sub_id, ev.tenant_id, ev.plan, at, until, True, bills))
+            if end > trial_end:
+                out.append(Interval(sub_id, ev.tenant_id, ev.plan, max(at, trial_end), end))
     return out
 
 
@@ -153,15 +176,18 @@ def rate_month(
     m_start, m_end = month_bounds(month)
     month_seconds = Fraction(int((m_end - m_start).total_seconds()))
     invoices: dict[str, Invoice] = {}
-    for _, tenant_id, plan_key, valid_from, valid_to in intervals(subs):
+    for interval in intervals(subs, plans):
+        tenant_id, valid_from, valid_to = interval.tenant_id, interval.start, interval.end
         seg_start, seg_end = max(valid_from, m_start), min(valid_to, m_end)
         if seg_start >= seg_end:
             continue
-        plan = plans[plan_key]
+        plan = plans[interval.plan]
         exponent = Fraction(10) ** MINOR_UNITS[plan.currency]
         invoice = invoices.setdefault(tenant_id, Invoice(tenant_id, plan.currency))
         fraction = Fraction(int((seg_end - seg_start).total_seconds())) / month_seconds
-        if plan.base_price > 0 and plan.interval == "month":
+        if interval.in_trial:
+            pass  # a trial bills no base fee
+        elif plan.base_price > 0 and plan.interval == "month":
             invoice.lines.append(
                 ("base_fee", None, half_up(Fraction(plan.base_price) * fraction * exponent))
             )
@@ -188,7 +214,7 @@ def rate_month(
                     invoice.lines.append(
                         ("base_fee", None, half_up(-Fraction(plan.base_price) * unused * exponent))
                     )
-        for charge in plan.charges:
+        for charge in plan.charges if interval.bills_usage else []:
             metric = metrics[charge.metric]
             in_segment = [
                 e
@@ -202,6 +228,8 @@ def rate_month(
             invoice.lines.append(
                 ("usage", charge.metric, half_up(price(charge, billable) * exponent))
             )
+    # a tenant with nothing billed (a trial) has no invoice
+    invoices = {tenant: invoice for tenant, invoice in invoices.items() if invoice.lines}
     for invoice in invoices.values():
         invoice.subtotal = sum(amount for _, _, amount in invoice.lines)
         invoice.tax = half_up(invoice.subtotal * Fraction(tenants[invoice.tenant_id].tax_rate))

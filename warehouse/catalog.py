@@ -30,6 +30,7 @@ from warehouse.currencies import MINOR_UNITS
 from warehouse.subscriptions import SubscriptionError, start
 
 MAX_PRICE_DECIMALS = 12
+MAX_TRIAL_DAYS = 366
 KEY_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
 # The one identifier rule (CONTRACT.md) of tenants, subscriptions and every id a user names:
 # the pattern for pydantic, ID_RE for Python (fullmatch), ID_RULE for messages.
@@ -126,6 +127,9 @@ class Plan(_Strict):
     currency: Currency
     base_price: Money = Decimal(0)
     charges: list[Charge] = []
+    # a trial from the subscription's start: no base fee, and usage billed only if it says so
+    trial_days: Annotated[int, Field(ge=0, le=MAX_TRIAL_DAYS, strict=True)] = 0
+    trial_bills_usage: Annotated[bool, Field(strict=True)] = False
 
 
 class Tenant(_Strict):
@@ -384,8 +388,18 @@ class ApplyResult:
         )
 
 
+# Plan keys added after the first release, with their defaults: left out of a plan's content
+# while at them, so that a catalog written before them keeps its versions when applied again.
+LATER_PLAN_DEFAULTS: dict[str, Any] = {"trial_days": 0, "trial_bills_usage": False}
+
+
 def _plan_sha(plan: Plan) -> str:
-    canonical = json.dumps(plan.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    content = {
+        key: value
+        for key, value in plan.model_dump(mode="json").items()
+        if key not in LATER_PLAN_DEFAULTS or value != LATER_PLAN_DEFAULTS[key]
+    }
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -501,8 +515,9 @@ def _insert_plan_version(conn: psycopg.Connection, plan: Plan, apply_id: int) ->
     version = 1 if latest is None else int(latest[0]) + 1
     conn.execute(
         """insert into app.plan_versions (plan_key, version, name, billing_interval, currency,
-                                          base_price, effective_from, content_sha256, apply_id)
-           values (%s, %s, %s, %s, %s, %s,
+                                          base_price, trial_days, trial_bills_usage,
+                                          effective_from, content_sha256, apply_id)
+           values (%s, %s, %s, %s, %s, %s, %s, %s,
                    case when %s = 1 then '-infinity'::timestamptz else now() end, %s, %s)""",
         (
             plan.key,
@@ -511,6 +526,8 @@ def _insert_plan_version(conn: psycopg.Connection, plan: Plan, apply_id: int) ->
             plan.interval,
             plan.currency,
             plan.base_price,
+            plan.trial_days,
+            plan.trial_bills_usage,
             version,
             sha,
             apply_id,

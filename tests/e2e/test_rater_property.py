@@ -84,6 +84,8 @@ def scenarios(draw: st.DrawFn) -> dict[str, Any]:
                 "currency": currency,
                 "base_price": draw(decimals(3, 500)),
                 "charges": [draw(charges(m)) for m in metrics],
+                "trial_days": draw(st.sampled_from([0, 0, 0, 7, 14, 30])),
+                "trial_bills_usage": draw(st.booleans()),
             }
         )
         tenants.append(

@@ -49,6 +49,21 @@ def _set(path: list[Any], value: Any) -> Callable[[Doc], None]:
 
 BAD_CATALOGS: dict[str, tuple[Callable[[], str], str, str]] = {
     # name: (document, path inside it, problem)
+    "negative trial": (
+        mutate(_set(["plans", 0, "trial_days"], -3)),
+        "plans[0].trial_days",
+        "greater than or equal to 0",
+    ),
+    "trial of days as text": (
+        mutate(_set(["plans", 0, "trial_days"], "14")),
+        "plans[0].trial_days",
+        "valid integer",
+    ),
+    "trial usage not a boolean": (
+        mutate(_set(["plans", 0, "trial_bills_usage"], "yes please")),
+        "plans[0].trial_bills_usage",
+        "valid boolean",
+    ),
     "unknown model": (
         mutate(_set(["plans", 1, "charges", 0, "model"], "tiered")),
         "plans[1].charges[0].model",
@@ -226,3 +241,23 @@ def test_subscription_cannot_move_to_another_tenant(warehouse: str, tmp_path: Pa
         " ".join(result.output.split())
     )
     assert _counts(warehouse) == (1, 5, 4, 4, 4)
+
+
+def test_a_catalog_from_before_trials_keeps_its_plan_versions() -> None:
+    """A plan's content hash (what decides a new version) is the one the first release
+    computed while the plan leaves the trial keys out: these are the demo plans' hashes
+    before trials existed."""
+    from warehouse.catalog import _plan_sha, parse_catalog
+
+    catalog = parse_catalog(DEMO.read_text(), str(DEMO))
+    assert {plan.key: _plan_sha(plan) for plan in catalog.plans} == {
+        "starter": "e6ec51be8e62019fa19e3e7da5589a185fc3e0f473001d8f56d93ce0da1a37d5",
+        "pro": "5190cce55b1f8fb1300a0b5f57a4594d21fa72a455805082fbc82a2645faaa9f",
+        "scale_eu": "a4bde46fcabf799820f28804c41625f1f265e29b3b233a6c1a2593eddf139378",
+        "team_jp": "8f3f601eb1c9e7ba72d3fc00d31927336174aa6d8174b04144f2a0d9d217a671",
+    }
+    # a trial is new content: a new version
+    doc = demo_doc()
+    doc["plans"][1]["trial_days"] = 14
+    with_trial = parse_catalog(yaml.safe_dump(doc), "trial.yaml")
+    assert _plan_sha(with_trial.plans[1]) != _plan_sha(catalog.plans[1])

@@ -1,7 +1,8 @@
 {#- One row per invoice line computed from the data as it is now: a usage line per segment
     and charge, a prorated base fee per segment of a monthly plan, a yearly plan's fee in the
     month each yearly period starts and its credit, at the price that fee was billed at, when
-    it ends early. Each line is rounded
+    it ends early. A trial's segments bill no base fee (a yearly plan's first year starts
+    when its trial ends). Each line is rounded
     once to the currency's minor unit. Covers the run's months and the re-rated ones. -#}
 with segments as (
     select * from {{ ref('int_subscription_segments') }}
@@ -31,7 +32,8 @@ usage_lines as (
         quantity,
         billable_quantity,
         amount_exact,
-        plan_name || ': ' || metric || ' (' || pricing_model || ')' as description,
+        plan_name || ': ' || metric || ' (' || pricing_model || ')'
+            || case when in_trial then ' during the trial' else '' end as description,
         segment_start as service_start,
         segment_end as service_end
     from priced
@@ -56,7 +58,7 @@ monthly_base_fee_lines as (
         segment_start as service_start,
         segment_end as service_end
     from segments
-    where billing_interval = 'month' and base_price > 0
+    where billing_interval = 'month' and base_price > 0 and not in_trial
 ),
 
 yearly_segments as (
@@ -65,7 +67,7 @@ yearly_segments as (
         cast({{ dbt.datediff(dbt.date_trunc('month', 'subscription_interval_start'),
                              'period_start', 'month') }} as integer) as months_in
     from segments
-    where billing_interval = 'year' and base_price > 0
+    where billing_interval = 'year' and base_price > 0 and not in_trial
 ),
 
 yearly_anniversaries as (

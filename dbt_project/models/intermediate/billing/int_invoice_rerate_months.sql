@@ -1,7 +1,9 @@
 {#- One row per tenant and closed month (one with finalized invoices, within the adjustment
     lookback before the run's first month) for which something arrived that the month's
     close did not price: usage stored in a later arrival batch than its watermark, or a
-    subscription change recorded after it (DECISIONLOG.md, "The close"), whether the tenant
+    subscription change recorded after it that takes effect before the month ends (or ends
+    the subscription in its trial, which reaches back to its start) (DECISIONLOG.md, "The
+    close"), whether the tenant
     has an invoice that month or not. Those months are re-rated so that the difference can
     be billed as adjustments; one that changed nothing gives no line. -#}
 with closed as (
@@ -14,6 +16,20 @@ late_usage_months as (
 
 subscription_events as (
     select * from {{ ref('stg_raw__subscription_events') }}
+),
+
+intervals as (
+    select * from {{ ref('int_subscription_intervals') }}
+),
+
+ended_in_trial as (
+    -- a subscription that ended in its trial bills nothing from its start: a change to it
+    -- reaches back there (only its trial's intervals remain)
+    select subscription_id, min(valid_from) as started_at
+    from intervals
+    group by subscription_id
+    having min(case when in_trial then 1 else 0 end) = 1
+       and max(case when bills_usage then 1 else 0 end) = 0
 ),
 
 candidates as (
@@ -33,8 +49,11 @@ late_usage as (
 late_subscription_changes as (
     select distinct subscription_events.tenant_id, candidates.period_start
     from candidates
-    inner join subscription_events
-        on subscription_events.effective_at < candidates.period_end
+    cross join subscription_events
+    left join ended_in_trial
+        on ended_in_trial.subscription_id = subscription_events.subscription_id
+    where coalesce(ended_in_trial.started_at, subscription_events.effective_at)
+            < candidates.period_end
        and (
            subscription_events.event_seq > candidates.subscription_events_through
            or candidates.subscription_events_through is null

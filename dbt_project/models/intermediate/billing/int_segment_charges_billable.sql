@@ -23,6 +23,7 @@ prorated as (
         segments.plan_name,
         segments.segment_start,
         segments.segment_end,
+        segments.in_trial,
         usage.metric,
         usage.quantity,
         charges.pricing_model,
@@ -37,6 +38,9 @@ prorated as (
         on charges.plan_key = segments.plan_key
        and charges.plan_version = segments.plan_version
        and charges.metric = usage.metric
+    -- a trial's usage is billed only where its plan says so, and never when the
+    -- subscription ends in its trial
+    where segments.bills_usage
 ),
 
 final as (

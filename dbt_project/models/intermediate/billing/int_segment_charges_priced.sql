@@ -51,6 +51,7 @@ final as (
         billable.plan_name,
         billable.segment_start,
         billable.segment_end,
+        billable.in_trial,
         billable.metric,
         billable.pricing_model,
         billable.quantity,

@@ -1,6 +1,7 @@
 {#- One row per subscription, plan and calendar month it was active in (a segment), for the
     months in [min_month, max_month) and the finalized months being re-rated. Carries the
-    plan version in effect at the segment's start and the fraction of the month it covers. -#}
+    plan version in effect at the segment's start and the fraction of the month it covers.
+    A trial's end splits a segment (`in_trial`; `bills_usage`: int_subscription_intervals). -#}
 with intervals as (
     select * from {{ ref('int_subscription_intervals') }}
 ),
@@ -42,6 +43,8 @@ clipped as (
         intervals.plan_key,
         intervals.valid_from as subscription_interval_start,
         intervals.valid_to as subscription_interval_end,
+        intervals.in_trial,
+        intervals.bills_usage,
         months.month_start as period_start,
         {{ dbt.dateadd('month', 1, 'months.month_start') }} as period_end,
         greatest(intervals.valid_from, months.month_start) as segment_start,
@@ -71,6 +74,8 @@ final as (
         clipped.segment_end,
         clipped.subscription_interval_start,
         clipped.subscription_interval_end,
+        clipped.in_trial,
+        clipped.bills_usage,
         clipped.period_start < {{ ts_literal(var('min_month')) }} as is_rerate,
         {{ epoch_seconds('clipped.segment_end') }} - {{ epoch_seconds('clipped.segment_start') }}
             as active_seconds,

@@ -17,6 +17,8 @@ final as (
         plan_versions.billing_interval,
         plan_versions.currency,
         plan_versions.base_price,
+        plan_versions.trial_days,
+        plan_versions.trial_bills_usage,
         plan_versions.effective_from,
         plan_versions.effective_to,
         cast(coalesce(charges.charge_count, 0) as bigint) as charge_count
@@ -27,6 +29,6 @@ final as (
 )
 
 select
-    plan_key, plan_version, plan_name, billing_interval, currency, base_price, effective_from,
-    effective_to, charge_count
+    plan_key, plan_version, plan_name, billing_interval, currency, base_price, trial_days,
+    trial_bills_usage, effective_from, effective_to, charge_count
 from final

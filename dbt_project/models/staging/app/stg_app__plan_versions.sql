@@ -9,6 +9,8 @@ select
     billing_interval,
     currency,
     cast(base_price as {{ decimal_type() }}) as base_price,
+    cast(trial_days as integer) as trial_days,
+    trial_bills_usage,
     effective_from,
     coalesce(
         lead(effective_from) over (partition by plan_key order by version),
