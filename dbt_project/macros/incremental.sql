@@ -55,19 +55,16 @@
     {{ return(statements) }}
 {%- endmacro %}
 
-{#- A pre-hook: when an incremental model's table is empty, drop its indexes, so that the
-    run's insert is a bulk load and the post-hooks (create_index_hooks) build each index once. -#}
+{#- A pre-hook: when an incremental model's table is empty (is_empty), drop its indexes, so
+    that the run's insert is a bulk load and the post-hooks (create_index_hooks) build each
+    index once. -#}
 {% macro drop_indexes_when_empty(indexes) -%}
     {%- set names = [] -%}
     {%- for name, kind, definition in indexes -%}
         {%- do names.append("{{ this.schema }}." ~ name) -%}
     {%- endfor -%}
-    {{ return("{% if is_incremental() %}
-        do $$ begin
-            if not exists (select 1 from {{ this }}) then
-                drop index if exists " ~ names | join(', ') ~ ";
-            end if;
-        end $$
+    {{ return("{% if is_incremental() and is_empty(this) %}
+        drop index if exists " ~ names | join(', ') ~ "
     {% else %} select 1 {% endif %}") }}
 {%- endmacro %}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -30,10 +31,17 @@ def tenant_key(tenant: str) -> str:
     return result.stdout.strip().splitlines()[-1]
 
 
-def with_tenant(tmp_path: Path, tenant: dict[str, Any], *subscriptions: dict[str, Any]) -> None:
-    """Apply the demo catalog with one more tenant (and subscriptions)."""
+def with_demo(
+    tmp_path: Path,
+    *,
+    plans: Sequence[dict[str, Any]] = (),
+    tenants: Sequence[dict[str, Any]] = (),
+    subscriptions: Sequence[dict[str, Any]] = (),
+) -> None:
+    """Apply the demo catalog with more plans, tenants and subscriptions."""
     doc = yaml.safe_load((REPO / "examples" / "demo_catalog.yaml").read_text())
-    doc["tenants"].append(tenant)
+    doc["plans"] += list(plans)
+    doc["tenants"] += list(tenants)
     doc["subscriptions"] += list(subscriptions)
     path = tmp_path / "catalog.yaml"
     path.write_text(yaml.safe_dump(doc))
@@ -44,7 +52,7 @@ def with_tenant(tmp_path: Path, tenant: dict[str, Any], *subscriptions: dict[str
 def test_create_upgrade_cancel_bills_prorated_segments(
     api: TestClient, catalog_loaded: str, tmp_path: Path
 ) -> None:
-    with_tenant(tmp_path, {"id": "hooli", "name": "Hooli", "currency": "usd"})
+    with_demo(tmp_path, tenants=[{"id": "hooli", "name": "Hooli", "currency": "usd"}])
     created = api.post(
         "/v1/subscriptions",
         json={"tenant_id": "hooli", "plan": "starter", "start": "2026-09-01T00:00:00Z"},

@@ -9,14 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-import yaml
-from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
-from billing.cli import main
 from orchestration.pipeline import run_monthly
-from tests.helpers import REPO
-from tests.ingest.test_subscriptions_and_reads import bearer, tenant_key
+from tests.ingest.test_subscriptions_and_reads import bearer, tenant_key, with_demo
 
 TRIAL_PLANS = [
     {
@@ -57,16 +53,6 @@ TENANTS = [
 ]
 
 
-def apply_trials(tmp_path: Path) -> None:
-    doc = yaml.safe_load((REPO / "examples" / "demo_catalog.yaml").read_text())
-    doc["plans"] += TRIAL_PLANS
-    doc["tenants"] += TENANTS
-    path = tmp_path / "catalog.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    result = CliRunner().invoke(main, ["catalog", "apply", str(path)])
-    assert result.exit_code == 0, result.output
-
-
 def event(tenant: str, key: str, amount: int, at: datetime) -> dict[str, Any]:
     return {
         "tenant_id": tenant,
@@ -91,7 +77,7 @@ def lines(url: str, tenant: str, month: str) -> list[tuple[str, int, str]]:
 def test_a_tenant_that_cancels_its_own_trial_is_billed_nothing(
     api: TestClient, catalog_loaded: str, tmp_path: Path
 ) -> None:
-    apply_trials(tmp_path)
+    with_demo(tmp_path, plans=TRIAL_PLANS, tenants=TENANTS)
     key = bearer(tenant_key("pied_piper"))
     started = api.post(
         "/v1/subscriptions", json={"tenant_id": "pied_piper", "plan": "trial_usage"}, headers=key
@@ -127,7 +113,7 @@ def test_a_tenant_that_cancels_its_own_trial_is_billed_nothing(
 def test_trials_end_mid_month_and_a_cancellation_in_one_reaches_a_closed_month(
     api: TestClient, catalog_loaded: str, tmp_path: Path
 ) -> None:
-    apply_trials(tmp_path)
+    with_demo(tmp_path, plans=TRIAL_PLANS, tenants=TENANTS)
     sep_25 = datetime(2026, 9, 25, tzinfo=UTC)
     oct_20 = datetime(2026, 10, 20, tzinfo=UTC)
     starts = [("vandelay", "trial_usage", sep_25), ("hooli", "long_trial", oct_20)]
