@@ -38,17 +38,26 @@ DAILY_VOLUME: dict[str, dict[str, int]] = {
     "globex": {"api_calls": 150, "builds": 12},
     "initech": {"api_calls": 250, "builds": 30},
     "umbrella": {"api_calls": 300},
+    "cyberdyne": {"tokens": 200},
 }
+# tenants added to the demo later draw from a generator of their own, so that the usage of
+# the others stays what it was for a seed
+LATER_TENANTS = ("cyberdyne",)
+# the tokens of a request: which model, which direction (and an unlisted model now and then)
+TOKEN_MODELS = ("small", "small", "large", "tiny")
+TOKEN_DIRECTIONS = ("input", "input", "output")
 
 
 def generate_usage(month: date, seed: int) -> Iterator[Event]:
     """A month of realistic usage for the demo tenants, with retried (duplicate) events."""
-    rng = random.Random(seed)
+    first_rng = random.Random(seed)
+    later_rng = random.Random(f"{seed}:later")
     window = month_window(month)
     day = window.start
     while day < window.end:
         start = datetime(day.year, day.month, day.day, tzinfo=UTC)
         for tenant, metrics in DAILY_VOLUME.items():
+            rng = later_rng if tenant in LATER_TENANTS else first_rng
             for metric, volume in metrics.items():
                 for i in range(max(1, int(volume * rng.uniform(0.6, 1.4)))):
                     event = Event(
@@ -57,9 +66,7 @@ def generate_usage(month: date, seed: int) -> Iterator[Event]:
                         amount=_amount(rng, metric, day),
                         timestamp=start + timedelta(seconds=rng.randrange(86_400)),
                         idempotency_key=f"demo-{tenant}-{metric}-{day.isoformat()}-{i}",
-                        metadata={"user_id": f"u{rng.randrange(120)}"}
-                        if metric == "active_users"
-                        else None,
+                        metadata=_metadata(rng, metric),
                     )
                     yield event
                     if rng.random() < 0.02:  # a client retry: same key, same payload
@@ -67,7 +74,17 @@ def generate_usage(month: date, seed: int) -> Iterator[Event]:
         day += timedelta(days=1)
 
 
+def _metadata(rng: random.Random, metric: str) -> dict[str, str] | None:
+    if metric == "active_users":
+        return {"user_id": f"u{rng.randrange(120)}"}
+    if metric == "tokens":
+        return {"model": rng.choice(TOKEN_MODELS), "direction": rng.choice(TOKEN_DIRECTIONS)}
+    return None
+
+
 def _amount(rng: random.Random, metric: str, day: date) -> Decimal:
+    if metric == "tokens":
+        return Decimal(rng.randrange(200, 8000))
     if metric == "api_calls":
         return Decimal(rng.choice((10, 25, 50, 100, 250)))
     if metric == "storage_gb":

@@ -35,8 +35,8 @@ class Report:
     title: str
     columns: tuple[str, ...]
     rows: list[tuple[Any, ...]]
-    # how the chart reads the rows: x column, y column, series column
-    chart: tuple[str, str, str]
+    # how the chart reads the rows: x column, y column, the columns naming a series
+    chart: tuple[str, str, tuple[str, ...]]
 
     def records(self) -> list[dict[str, Any]]:
         return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
@@ -74,7 +74,7 @@ class Report:
         return self.as_table()
 
 
-_TEXT_COLUMNS = {"date", "month", "metric", "currency", "tenant_id"}
+_TEXT_COLUMNS = {"date", "month", "metric", "dimensions", "currency", "tenant_id"}
 
 
 def _plain(value: Any) -> Any:
@@ -83,6 +83,13 @@ def _plain(value: Any) -> Any:
     if isinstance(value, date):
         return value.isoformat()
     return value
+
+
+def _dimensions_text(values: dict[str, str | None]) -> str:
+    """A combination of dimension values as the invoice lines print it."""
+    return ", ".join(
+        f"{name} {'(none)' if value is None else value}" for name, value in values.items()
+    )
 
 
 def usage_report(tenant: str, first: date, last: date) -> Report:
@@ -94,18 +101,22 @@ def usage_report(tenant: str, first: date, last: date) -> Report:
     with connect() as conn:
         if not conn.execute("select 1 from app.tenants where tenant_id = %s", (tenant,)).fetchone():
             raise ReportError(f"--tenant: unknown tenant {tenant!r}")
-        metrics = [r[0] for r in conn.execute("select metric_key from app.metrics order by 1")]
+        metrics = conn.execute(
+            "select metric_key, dimensions from app.metrics order by 1"
+        ).fetchall()
         rows = [
-            (day.day, metric, day.quantity, day.event_count)
-            for metric in metrics
-            for day in daily_usage(conn, tenant, metric, first, last)
+            (day.day, metric, _dimensions_text(day.dimensions), day.quantity, day.event_count)
+            for metric, dimensions in metrics
+            for day in daily_usage(
+                conn, tenant, metric, first, last, json.loads(dimensions or "[]")
+            )
         ]
-    rows.sort(key=lambda row: (row[0], row[1]))
+    rows.sort(key=lambda row: (row[0], row[1], row[2]))
     return Report(
         f"Usage of {tenant}, {first} .. {last}",
-        ("date", "metric", "quantity", "event_count"),
+        ("date", "metric", "dimensions", "quantity", "event_count"),
         rows,
-        chart=("date", "quantity", "metric"),
+        chart=("date", "quantity", ("metric", "dimensions")),
     )
 
 
@@ -137,27 +148,27 @@ def revenue_report(first_month: date, last_month: date) -> Report:
             "tenant_count",
         ),
         [tuple(row) for row in rows],
-        chart=("month", "invoiced_minor", "currency"),
+        chart=("month", "invoiced_minor", ("currency",)),
     )
 
 
 def plot(report: Report, path: Path) -> dict[str, list[tuple[str, float]]]:
-    """Draw the report's chart to a PNG: one line per series (a metric, or a currency in
-    major units). Returns the plotted series; they are also in the PNG's metadata."""
+    """Draw the report's chart to a PNG: one line per series (a metric and its dimension
+    values, or a currency in major units). Returns the plotted series; they are also in the
+    PNG's metadata."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    x_name, y_name, series_name = report.chart
+    x_name, y_name, series_names = report.chart
     series: dict[str, list[tuple[str, float]]] = {}
     for record in report.records():
         y = Decimal(record[y_name])
         if y_name.endswith("_minor"):
             y = y.scaleb(-MINOR_UNITS[record["currency"]])
-        series.setdefault(str(record[series_name]), []).append(
-            (str(_plain(record[x_name])), float(y))
-        )
+        name = ", ".join(str(record[n]) for n in series_names if record[n] not in ("", None))
+        series.setdefault(name, []).append((str(_plain(record[x_name])), float(y)))
     figure, axes = plt.subplots(figsize=(9, 4.5), dpi=100)
     for name, points in sorted(series.items()):
         axes.plot([x for x, _ in points], [y for _, y in points], marker="o", label=name)

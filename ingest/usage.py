@@ -10,12 +10,13 @@ its figures equal to ``fct_usage_daily`` after a dbt run.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
 import psycopg
-from psycopg import errors
+from psycopg import errors, sql
 
 from ingest.errors import ApiError
 
@@ -40,19 +41,47 @@ class DailyUsage:
     day: date
     quantity: Decimal
     event_count: int
+    # the values of the dimensions asked for (group_by), none when not asked
+    dimensions: dict[str, str | None] = field(default_factory=dict)
 
 
 def daily_usage(
-    conn: psycopg.Connection, tenant_id: str, metric: str, first: date, last: date
+    conn: psycopg.Connection,
+    tenant_id: str,
+    metric: str,
+    first: date,
+    last: date,
+    group_by: Sequence[str] = (),
 ) -> list[DailyUsage]:
-    """Per UTC day in first..last (both included), the metric's aggregation for the tenant."""
+    """Per UTC day in first..last (both included), the metric's aggregation for the tenant,
+    per combination of the values of ``group_by`` (some of the metric's dimensions). The
+    view keeps a row per combination of all its dimensions; the rows of a day (or of a
+    combination of fewer of them) add up, or the largest counts for a max metric (the
+    catalog gives dimensions to sum, count and max metrics only)."""
+    picked = sql.SQL(", ").join(
+        sql.SQL("cast(usage.dimensions as jsonb) ->> {}").format(sql.Literal(name))
+        for name in group_by
+    )
+    grouped = sql.SQL(", {}").format(picked) if group_by else sql.SQL("")
     try:
         rows = conn.execute(
-            f"""select usage_date, quantity, event_count from {LIVE_USAGE}
-                where tenant_id = %s and metric = %s and usage_date between %s and %s
-                order by usage_date""",
+            sql.SQL(
+                """select usage.usage_date,
+                          case when max(metrics.aggregation) = 'max' then max(usage.quantity)
+                               else sum(usage.quantity) end,
+                          sum(usage.event_count){grouped}
+                   from {live} as usage
+                   inner join app.metrics on metrics.metric_key = usage.metric
+                   where usage.tenant_id = %s and usage.metric = %s
+                     and usage.usage_date between %s and %s
+                   group by usage.usage_date{grouped}
+                   order by usage.usage_date{grouped}"""
+            ).format(live=sql.SQL(LIVE_USAGE), grouped=grouped),
             (tenant_id, metric, first, last),
         ).fetchall()
     except errors.UndefinedTable as exc:
         raise LiveUsageMissing() from exc
-    return [DailyUsage(*row) for row in rows]
+    return [
+        DailyUsage(row[0], row[1], int(row[2]), dict(zip(group_by, row[3:], strict=True)))
+        for row in rows
+    ]

@@ -3,6 +3,7 @@ models, with exact fractions: tests compare its invoices with the warehouse's.""
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -10,7 +11,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
-from warehouse.catalog import Catalog, Charge, Plan
+from warehouse.catalog import Catalog, Charge, Plan, Pricing
 from warehouse.currencies import MINOR_UNITS
 
 
@@ -141,7 +142,33 @@ def quantity(metric_aggregation: str, prop: str | None, events: list[RawEvent]) 
     raise ValueError(metric_aggregation)
 
 
-def price(charge: Charge, billable: Fraction) -> Fraction:
+def dimension_value(event: RawEvent, name: str) -> str | None:
+    """A metadata value as the SQL reads it: text, a JSON number or boolean as JSON."""
+    value = (event.metadata or {}).get(name)
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value)
+
+
+def priced_groups(charge: Charge, events: list[RawEvent]) -> list[tuple[Pricing, list[RawEvent]]]:
+    """The events of a charge grouped by its group_by values, each group with its price (the
+    combination's, else the charge's own); a group priced `not_billed` is left out."""
+    if not charge.group_by:
+        return [(charge, events)]
+    groups: dict[tuple[str | None, ...], list[RawEvent]] = {}
+    for event in events:
+        values = tuple(dimension_value(event, name) for name in charge.group_by)
+        groups.setdefault(values, []).append(event)
+    out: list[tuple[Pricing, list[RawEvent]]] = []
+    for values, grouped in groups.items():
+        listed = [p for p in charge.prices if tuple(p.when[n] for n in charge.group_by) == values]
+        pricing: Pricing = listed[0] if listed else charge
+        if pricing.model != "not_billed":
+            out.append((pricing, grouped))
+    return out
+
+
+def price(charge: Pricing, billable: Fraction) -> Fraction:
     if charge.model == "per_unit":
         assert charge.unit_price is not None
         return billable * Fraction(charge.unit_price)
@@ -223,11 +250,12 @@ def rate_month(
                 and e.metric == charge.metric
                 and seg_start <= e.ts < seg_end
             ]
-            q = quantity(metric.aggregation, metric.property, in_segment)
-            billable = max(q - Fraction(charge.included) * fraction, Fraction(0))
-            invoice.lines.append(
-                ("usage", charge.metric, half_up(price(charge, billable) * exponent))
-            )
+            for pricing, grouped in priced_groups(charge, in_segment):
+                q = quantity(metric.aggregation, metric.property, grouped)
+                billable = max(q - Fraction(pricing.included) * fraction, Fraction(0))
+                invoice.lines.append(
+                    ("usage", charge.metric, half_up(price(pricing, billable) * exponent))
+                )
     # a tenant with nothing billed (a trial) has no invoice
     invoices = {tenant: invoice for tenant, invoice in invoices.items() if invoice.lines}
     for invoice in invoices.values():

@@ -32,6 +32,13 @@ from warehouse.subscriptions import SubscriptionError, start
 MAX_PRICE_DECIMALS = 12
 MAX_TRIAL_DAYS = 366
 KEY_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
+# Pricing by dimension: a metric splits its usage by at most this many metadata keys, and a
+# price names each value it matches as text without quotes, backslashes or control
+# characters (so that its key below is the text the SQL builds for the same values).
+MAX_DIMENSIONS = 3
+# the aggregations whose day (or month) is made of its combinations': a sum, or the largest
+DIMENSION_AGGREGATIONS = ("sum", "count", "max")
+DIMENSION_VALUE_PATTERN = r'^[^"\\\x00-\x1f\x7f]{1,200}$'
 # The one identifier rule (CONTRACT.md) of tenants, subscriptions and every id a user names:
 # the pattern for pydantic, ID_RE for Python (fullmatch), ID_RULE for messages.
 ID_CHARS = "A-Za-z0-9_.:-"
@@ -91,11 +98,17 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+Dimension = Annotated[str, Field(pattern=KEY_PATTERN)]
+DimensionValue = Annotated[str, Field(pattern=DIMENSION_VALUE_PATTERN, strict=True)]
+
+
 class Metric(_Strict):
     key: str = Field(pattern=KEY_PATTERN)
     aggregation: Literal["sum", "count", "max", "unique_count", "latest"]
     property: str | None = Field(default=None, min_length=1, max_length=128)
     allow_negative: bool = False
+    # metadata keys whose values split the usage (fct_usage_daily, GET /v1/usage)
+    dimensions: list[Dimension] = Field(default=[], max_length=MAX_DIMENSIONS)
 
 
 class Tier(_Strict):
@@ -109,15 +122,43 @@ class Quota(_Strict):
     policy: Literal["hard", "soft"]
 
 
-class Charge(_Strict):
-    metric: str
-    model: Literal["per_unit", "package", "graduated", "volume"]
+PricingModel = Literal["per_unit", "package", "graduated", "volume", "not_billed"]
+
+
+class Pricing(_Strict):
+    """How a quantity is priced: one of the four models, or `not_billed` (a price of a
+    charge by dimension only)."""
+
+    model: PricingModel | None = None
     unit_price: Money | None = None
     included: Money = Decimal(0)
     package_size: Annotated[int, Field(gt=0)] | None = None
     package_price: Money | None = None
     tiers: list[Tier] | None = None
+
+
+class Price(Pricing):
+    """The price of one combination of a charge's `group_by` values."""
+
+    when: dict[Dimension, DimensionValue]
+
+
+class Charge(Pricing):
+    """A metric's price; with `group_by`, the usage is priced per combination of those
+    dimensions' values: by the `prices` entry whose `when` names them, else by the charge's
+    own pricing (the default, which may be `not_billed`)."""
+
+    metric: str
     quota: Quota | None = None
+    group_by: list[Dimension] = Field(default=[], max_length=MAX_DIMENSIONS)
+    prices: list[Price] = []
+
+
+def dimension_key(group_by: list[str], values: dict[str, str]) -> str:
+    """The key of a combination: a JSON object of the values in `group_by` order, without
+    spaces. The SQL builds the same text from an event's metadata (macro dimension_key);
+    a value the catalog accepts needs no escaping, so the two agree."""
+    return "{" + ",".join(f'"{name}":"{values[name]}"' for name in group_by) + "}"
 
 
 class Plan(_Strict):
@@ -277,6 +318,16 @@ def check_catalog(catalog: Catalog) -> list[Problem]:
             problems.append(
                 Problem(f"metrics[{i}].property", "only a unique_count metric takes a property")
             )
+        if metric.dimensions and metric.aggregation not in DIMENSION_AGGREGATIONS:
+            problems.append(
+                Problem(
+                    f"metrics[{i}].dimensions",
+                    f"a {metric.aggregation} metric has no dimensions: its day is not made of "
+                    f"its parts (dimensions split {', '.join(DIMENSION_AGGREGATIONS)} metrics)",
+                )
+            )
+        for index, key in _duplicates(metric.dimensions).items():
+            problems.append(Problem(f"metrics[{i}].dimensions[{index}]", f"duplicate {key!r}"))
 
     for p, plan in enumerate(catalog.plans):
         for index, key in _duplicates([c.metric for c in plan.charges]).items():
@@ -315,30 +366,103 @@ def check_catalog(catalog: Catalog) -> list[Problem]:
 
 def _check_charge(path: str, charge: Charge, metrics: dict[str, Metric]) -> list[Problem]:
     problems: list[Problem] = []
-    if charge.metric not in metrics:
+    metric = metrics.get(charge.metric)
+    if metric is None:
         known = ", ".join(sorted(metrics)) or "none"
         problems.append(
             Problem(f"{path}.metric", f"unknown metric {charge.metric!r} (known: {known})")
         )
+    for index, name in _duplicates(charge.group_by).items():
+        problems.append(Problem(f"{path}.group_by[{index}]", f"duplicate {name!r}"))
+    if metric is not None:
+        for index, name in enumerate(charge.group_by):
+            if name not in metric.dimensions:
+                known = ", ".join(metric.dimensions) or "none"
+                problems.append(
+                    Problem(
+                        f"{path}.group_by[{index}]",
+                        f"unknown property {name!r}: not a dimension of metric "
+                        f"{metric.key!r} (its dimensions: {known})",
+                    )
+                )
+    if charge.model is None:
+        problems.append(
+            Problem(
+                f"{path}.model",
+                "required: the default price of the values no price lists (a pricing model, "
+                "or not_billed)"
+                if charge.group_by
+                else "required",
+            )
+        )
+    elif charge.model == "not_billed" and not charge.group_by:
+        problems.append(
+            Problem(f"{path}.model", "not_billed is the default of a charge with group_by only")
+        )
+    else:
+        problems.extend(_check_pricing(path, charge))
+    if charge.prices and not charge.group_by:
+        problems.append(Problem(f"{path}.prices", "prices by dimension need group_by"))
+    if charge.group_by and not charge.prices:
+        problems.append(Problem(f"{path}.prices", "group_by needs prices (at least one)"))
+    seen: dict[str, int] = {}
+    for p, price in enumerate(charge.prices):
+        price_path = f"{path}.prices[{p}]"
+        if set(price.when) != set(charge.group_by):
+            for name in sorted(set(price.when) - set(charge.group_by)):
+                problems.append(
+                    Problem(
+                        f"{price_path}.when.{name}",
+                        f"unknown property {name!r}: the charge groups by "
+                        f"{', '.join(charge.group_by) or 'nothing'}",
+                    )
+                )
+            for name in sorted(set(charge.group_by) - set(price.when)):
+                problems.append(
+                    Problem(f"{price_path}.when", f"needs a value for {name!r} (group_by)")
+                )
+            continue
+        key = dimension_key(charge.group_by, price.when)
+        if key in seen:
+            problems.append(
+                Problem(
+                    f"{price_path}.when",
+                    f"duplicate combination {key} (also prices[{seen[key]}])",
+                )
+            )
+        seen.setdefault(key, p)
+        if price.model is None:
+            problems.append(Problem(f"{price_path}.model", "required"))
+        else:
+            problems.extend(_check_pricing(price_path, price))
+    return problems
+
+
+def _check_pricing(path: str, pricing: Pricing) -> list[Problem]:
+    problems: list[Problem] = []
     required: dict[str, tuple[str, ...]] = {
         "per_unit": ("unit_price",),
         "package": ("package_size", "package_price"),
         "graduated": ("tiers",),
         "volume": ("tiers",),
+        "not_billed": (),
     }
+    assert pricing.model is not None
     pricing_fields = ("unit_price", "package_size", "package_price", "tiers")
     for name in pricing_fields:
-        present = getattr(charge, name) is not None
-        if name in required[charge.model] and not present:
-            problems.append(Problem(f"{path}.{name}", f"required by model {charge.model}"))
-        if name not in required[charge.model] and present:
-            problems.append(Problem(f"{path}.{name}", f"not used by model {charge.model}"))
-    if charge.tiers is not None:
-        if not charge.tiers:
+        present = getattr(pricing, name) is not None
+        if name in required[pricing.model] and not present:
+            problems.append(Problem(f"{path}.{name}", f"required by model {pricing.model}"))
+        if name not in required[pricing.model] and present:
+            problems.append(Problem(f"{path}.{name}", f"not used by model {pricing.model}"))
+    if pricing.model == "not_billed" and pricing.included:
+        problems.append(Problem(f"{path}.included", "not used by model not_billed"))
+    if pricing.tiers is not None:
+        if not pricing.tiers:
             problems.append(Problem(f"{path}.tiers", "needs at least one tier"))
         previous: Decimal | None = None
-        for t, tier in enumerate(charge.tiers):
-            last = t == len(charge.tiers) - 1
+        for t, tier in enumerate(pricing.tiers):
+            last = t == len(pricing.tiers) - 1
             if tier.up_to is None and not last:
                 problems.append(
                     Problem(f"{path}.tiers[{t}].up_to", "only the last tier may be open (null)")
@@ -391,14 +515,20 @@ class ApplyResult:
 # Plan keys added after the first release, with their defaults: left out of a plan's content
 # while at them, so that a catalog written before them keeps its versions when applied again.
 LATER_PLAN_DEFAULTS: dict[str, Any] = {"trial_days": 0, "trial_bills_usage": False}
+LATER_CHARGE_DEFAULTS: dict[str, Any] = {"group_by": [], "prices": []}
+
+
+def _without(content: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    return {
+        key: value
+        for key, value in content.items()
+        if key not in defaults or value != defaults[key]
+    }
 
 
 def _plan_sha(plan: Plan) -> str:
-    content = {
-        key: value
-        for key, value in plan.model_dump(mode="json").items()
-        if key not in LATER_PLAN_DEFAULTS or value != LATER_PLAN_DEFAULTS[key]
-    }
+    content = _without(plan.model_dump(mode="json"), LATER_PLAN_DEFAULTS)
+    content["charges"] = [_without(c, LATER_CHARGE_DEFAULTS) for c in content["charges"]]
     canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -422,13 +552,21 @@ def apply_catalog(conn: psycopg.Connection, catalog: Catalog, source: str) -> Ap
         with conn.cursor() as cur:
             cur.executemany(
                 """insert into app.metrics (metric_key, aggregation, property, allow_negative,
-                                            apply_id)
-                   values (%s, %s, %s, %s, %s)
+                                            dimensions, apply_id)
+                   values (%s, %s, %s, %s, %s, %s)
                    on conflict (metric_key) do update set
                        aggregation = excluded.aggregation, property = excluded.property,
-                       allow_negative = excluded.allow_negative, apply_id = excluded.apply_id""",
+                       allow_negative = excluded.allow_negative,
+                       dimensions = excluded.dimensions, apply_id = excluded.apply_id""",
                 [
-                    (m.key, m.aggregation, m.property, m.allow_negative, apply_id)
+                    (
+                        m.key,
+                        m.aggregation,
+                        m.property,
+                        m.allow_negative,
+                        json.dumps(m.dimensions) if m.dimensions else None,
+                        apply_id,
+                    )
                     for m in catalog.metrics
                 ],
             )
@@ -536,8 +674,8 @@ def _insert_plan_version(conn: psycopg.Connection, plan: Plan, apply_id: int) ->
     for charge in plan.charges:
         conn.execute(
             """insert into app.plan_charges (plan_key, version, metric, model, unit_price,
-                   included, package_size, package_price, quota_limit, quota_policy)
-               values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+                   included, package_size, package_price, quota_limit, quota_policy, group_by)
+               values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
             (
                 plan.key,
                 version,
@@ -549,21 +687,54 @@ def _insert_plan_version(conn: psycopg.Connection, plan: Plan, apply_id: int) ->
                 charge.package_price,
                 charge.quota.limit if charge.quota else None,
                 charge.quota.policy if charge.quota else None,
+                json.dumps(charge.group_by) if charge.group_by else None,
             ),
         )
-        for index, tier in enumerate(charge.tiers or []):
+        _insert_tiers(conn, plan.key, version, charge.metric, "", charge.tiers)
+        for price in charge.prices:
+            key = dimension_key(charge.group_by, price.when)
             conn.execute(
-                """insert into app.plan_tiers (plan_key, version, metric, tier_index, up_to,
-                                               unit_price, flat_fee)
-                   values (%s, %s, %s, %s, %s, %s, %s)""",
+                """insert into app.plan_prices (plan_key, version, metric, dimensions, model,
+                       unit_price, included, package_size, package_price)
+                   values (%s, %s, %s, %s, %s, %s, %s, %s, %s)""",
                 (
                     plan.key,
                     version,
                     charge.metric,
-                    index,
-                    tier.up_to,
-                    tier.unit_price,
-                    tier.flat_fee,
+                    key,
+                    price.model,
+                    price.unit_price,
+                    price.included,
+                    price.package_size,
+                    price.package_price,
                 ),
             )
+            _insert_tiers(conn, plan.key, version, charge.metric, key, price.tiers)
     return True
+
+
+def _insert_tiers(
+    conn: psycopg.Connection,
+    plan_key: str,
+    version: int,
+    metric: str,
+    dimensions: str,
+    tiers: list[Tier] | None,
+) -> None:
+    """The tiers of a charge's default price (dimensions '') or of one combination's."""
+    for index, tier in enumerate(tiers or []):
+        conn.execute(
+            """insert into app.plan_tiers (plan_key, version, metric, dimensions, tier_index,
+                                           up_to, unit_price, flat_fee)
+               values (%s, %s, %s, %s, %s, %s, %s, %s)""",
+            (
+                plan_key,
+                version,
+                metric,
+                dimensions,
+                index,
+                tier.up_to,
+                tier.unit_price,
+                tier.flat_fee,
+            ),
+        )

@@ -41,8 +41,9 @@
 {%- endmacro %}
 
 
-{#- Usage per tenant, metric and UTC day of `events` (event_seq, tenant_id, metric, amount,
-    event_ts, metadata; the counted events only), aggregated by each metric's rule:
+{#- Usage per tenant, metric, UTC day and combination of the metric's dimension values
+    (dimensions, '{}' for a metric without) of `events` (event_seq, tenant_id, metric,
+    amount, event_ts, metadata; the counted events only), aggregated by each metric's rule:
     fct_usage_daily over the stored arrivals of its days, int_usage_live over every counted
     event for the API's live reads. -#}
 {% macro usage_by_day(events) -%}
@@ -57,6 +58,8 @@ day_events as {{ not_materialized() }} (
         events.metric,
         metrics.aggregation,
         {{ utc_date('events.event_ts') }} as usage_date,
+        {{ dimension_key('events.metadata', ['metrics.dimension_1', 'metrics.dimension_2',
+                                             'metrics.dimension_3']) }} as dimensions,
         events.amount,
         events.event_ts,
         events.event_seq,
@@ -67,7 +70,7 @@ day_events as {{ not_materialized() }} (
 ),
 
 quantities as (
-    {{ aggregate_usage('day_events', ['tenant_id', 'metric', 'usage_date']) }}
+    {{ aggregate_usage('day_events', ['tenant_id', 'metric', 'usage_date', 'dimensions']) }}
 )
 
 select
@@ -75,6 +78,7 @@ select
     metric,
     usage_date,
     cast(quantity as {{ decimal_type() }}) as quantity,
-    cast(event_count as bigint) as event_count
+    cast(event_count as bigint) as event_count,
+    cast(dimensions as {{ dbt.type_string() }}) as dimensions
 from quantities
 {%- endmacro %}

@@ -6,6 +6,7 @@ tenant is a 403. The admin key names the tenant (usage) or may list every tenant
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import date, timedelta
 from typing import Annotated, Any
@@ -81,10 +82,20 @@ async def get_usage(
         ),
     ],
     tenant_id: Annotated[str | None, Query(description="Admin key only", examples=["acme"])] = None,
+    group_by: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            description="Dimensions of the metric (catalog `dimensions`), comma-separated: "
+            "a row per day and combination of their values",
+            examples=["model,direction"],
+        ),
+    ] = None,
 ) -> dict[str, Any]:
     tenant = _tenant(principal, tenant_id, required=True)
     assert tenant is not None
     first, last = _day(from_, "from"), _day(to, "to")
+    names = [] if group_by is None else [name.strip() for name in group_by.split(",")]
     if last >= date.max:
         raise ApiError(
             422,
@@ -103,7 +114,8 @@ async def get_usage(
     def read() -> dict[str, Any]:
         with request.app.state.pool.connection() as conn:
             found = conn.execute(
-                "select aggregation from app.metrics where metric_key = %s", (metric,)
+                "select aggregation, dimensions from app.metrics where metric_key = %s",
+                (metric,),
             ).fetchone()
             if found is None:
                 raise ApiError(
@@ -112,20 +124,45 @@ async def get_usage(
                     f"unknown metric {metric!r}",
                     [{"field": "metric", "message": "not a metric in the catalog"}],
                 )
-            days = daily_usage(conn, tenant, metric, first, last)
+            _check_group_by(metric, names, json.loads(found[1] or "[]"))
+            days = daily_usage(conn, tenant, metric, first, last, names)
         return {
             "tenant_id": tenant,
             "metric": metric,
             "aggregation": found[0],
             "from": first,
             "to": last,
+            **({"group_by": names} if names else {}),
             "days": [
-                {"date": d.day, "quantity": str(d.quantity), "event_count": d.event_count}
+                {
+                    "date": d.day,
+                    "quantity": str(d.quantity),
+                    "event_count": d.event_count,
+                    **({"dimensions": d.dimensions} if names else {}),
+                }
                 for d in days
             ],
         }
 
     return await run_in_threadpool(read)
+
+
+def _check_group_by(metric: str, names: list[str], dimensions: list[str]) -> None:
+    """group_by names some of the metric's dimensions, each once."""
+    for name in names:
+        problem = None
+        if name not in dimensions:
+            known = ", ".join(dimensions) or "none"
+            problem = f"{name!r} is not a dimension of {metric!r} (its dimensions: {known})"
+        elif names.count(name) > 1:
+            problem = f"{name!r} is named twice"
+        if problem:
+            raise ApiError(
+                422,
+                "invalid_request",
+                f"group_by: {problem}",
+                [{"field": "group_by", "message": problem}],
+            )
 
 
 @router.get("/v1/invoices", summary="Invoices with their lines")

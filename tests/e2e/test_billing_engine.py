@@ -32,7 +32,7 @@ def utc(*args: int) -> datetime:
 
 CATALOG: dict[str, Any] = {
     "metrics": [
-        {"key": "api_calls", "aggregation": "sum"},
+        {"key": "api_calls", "aggregation": "sum", "dimensions": ["region"]},
         {"key": "users", "aggregation": "unique_count", "property": "user_id"},
         {"key": "gb", "aggregation": "max"},
         {"key": "seats", "aggregation": "latest"},
@@ -100,7 +100,24 @@ CATALOG: dict[str, Any] = {
             "interval": "month",
             "currency": "kwd",
             "base_price": "3.125",
-            "charges": [{"metric": "api_calls", "model": "per_unit", "unit_price": "0.0015"}],
+            # priced by region: eu at its own price and included units, the rest (us, or
+            # no region) at the default
+            "charges": [
+                {
+                    "metric": "api_calls",
+                    "group_by": ["region"],
+                    "model": "per_unit",
+                    "unit_price": "0.0015",
+                    "prices": [
+                        {
+                            "when": {"region": "eu"},
+                            "model": "per_unit",
+                            "unit_price": "0.001",
+                            "included": 500,
+                        }
+                    ],
+                }
+            ],
         },
     ],
     "tenants": [
@@ -153,7 +170,11 @@ def usage(seed: int, start: datetime, end: datetime, prefix: str, n: int) -> lis
                 amount,
                 start + timedelta(seconds=rng.randrange(span)),
                 f"{prefix}-{i}",
-                {"user_id": f"u{rng.randrange(12)}"} if metric == "users" else None,
+                {"user_id": f"u{rng.randrange(12)}"}
+                if metric == "users"
+                else {"region": ("eu", "us")[i % 3]}
+                if metric == "api_calls" and i % 3 < 2
+                else None,
             )
         )
     # the edges of October belong to it, and only them
@@ -300,8 +321,8 @@ def test_daily_rerun_gives_the_same_rows(warehouse: str, tmp_path: Path) -> None
     def day_rows() -> list[tuple[Any, ...]]:
         with psycopg.connect(warehouse) as conn:
             return conn.execute(
-                "select tenant_id, metric, usage_date, quantity, event_count "
-                "from marts.fct_usage_daily order by 1, 2, 3"
+                "select tenant_id, metric, usage_date, quantity, event_count, dimensions "
+                "from marts.fct_usage_daily order by 1, 2, 3, 6"
             ).fetchall()
 
     run_daily(date(2026, 10, 1), date(2026, 10, 7), quiet=True)
@@ -314,13 +335,19 @@ def test_daily_rerun_gives_the_same_rows(warehouse: str, tmp_path: Path) -> None
         for e in events
         if e.tenant_id == "t_up" and e.metric == "users" and e.ts.date() == date(2026, 10, 5)
     }
-    daily = {(t, m, d): q for t, m, d, q, _ in week}
+    daily = {(t, m, d): q for t, m, d, q, _, _ in week if m == "users"}
     assert daily.get(("t_up", "users", date(2026, 10, 5)), 0) == len(users_oct5)
     totals: Counter[str] = Counter()
     for e in events:
         if e.metric == "api_calls" and e.ts < utc(2026, 10, 8):
             totals[e.tenant_id] += e.amount
-    assert sum(q for (t, m, _), q in daily.items() if m == "api_calls") == sum(totals.values())
+    # api_calls has a row per region a day; they add up to the day's
+    assert sum(q for _, m, _, q, _, _ in week if m == "api_calls") == sum(totals.values())
+    assert {dims for _, m, _, _, _, dims in week if m == "api_calls"} == {
+        '{"region":"eu"}',
+        '{"region":"us"}',
+        '{"region":null}',
+    }
 
 
 def test_a_new_day_is_in_the_event_statistics_after_its_run(warehouse: str, tmp_path: Path) -> None:

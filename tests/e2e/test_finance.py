@@ -45,7 +45,9 @@ def closed_months(warehouse: str) -> dict[str, Any]:
     run_daily(date(2026, 9, 1), date(2026, 10, 31), quiet=True)
     run_monthly(date(2026, 9, 1), finalize=True, quiet=True)
     run_monthly(date(2026, 10, 1), finalize=True, quiet=True)
-    fake = FakeStripe(customers={"cus_acme", "cus_globex", "cus_initech", "cus_umbrella"})
+    fake = FakeStripe(
+        customers={"cus_acme", "cus_globex", "cus_initech", "cus_umbrella", "cus_cyberdyne"}
+    )
     with FakeStripeServer(fake) as server:
         settings = Settings(
             database_url=warehouse,

@@ -31,9 +31,9 @@ pytestmark = pytest.mark.slow
 OCT = date(2026, 10, 1)
 OCT_START = datetime(2026, 10, 1, tzinfo=UTC)
 METRICS = [
-    {"key": "calls", "aggregation": "sum"},
+    {"key": "calls", "aggregation": "sum", "dimensions": ["model", "region"]},
     {"key": "builds", "aggregation": "count"},
-    {"key": "gb", "aggregation": "max"},
+    {"key": "gb", "aggregation": "max", "dimensions": ["region"]},
     {"key": "users", "aggregation": "unique_count", "property": "user_id"},
     {"key": "seats", "aggregation": "latest"},
 ]
@@ -43,11 +43,14 @@ def decimals(places: int, high: int) -> st.SearchStrategy[str]:
     return st.integers(0, high * 10**places).map(lambda n: str(Decimal(n).scaleb(-places)))
 
 
+# the values events carry for the dimensions (or none), and those prices name
+DIMENSION_VALUES = {"model": ["small", "large", "x"], "region": ["eu", "us"]}
+
+
 @st.composite
-def charges(draw: st.DrawFn, metric: str) -> dict[str, Any]:
+def pricings(draw: st.DrawFn) -> dict[str, Any]:
     model = draw(st.sampled_from(["per_unit", "package", "graduated", "volume"]))
     charge: dict[str, Any] = {
-        "metric": metric,
         "model": model,
         "included": draw(st.sampled_from([0, 0, 5, 50, 1000])),
     }
@@ -61,6 +64,31 @@ def charges(draw: st.DrawFn, metric: str) -> dict[str, Any]:
         charge["tiers"] = [
             {"up_to": bound, "unit_price": draw(decimals(5, 2)), "flat_fee": draw(decimals(2, 5))}
             for bound in [*bounds, None]
+        ]
+    return charge
+
+
+@st.composite
+def charges(draw: st.DrawFn, metric: str) -> dict[str, Any]:
+    """A charge, priced per combination of some of the metric's dimensions (or not)."""
+    charge = {"metric": metric, **draw(pricings())}
+    dimensions = next(m.get("dimensions", []) for m in METRICS if m["key"] == metric)
+    group_by = draw(st.permutations(dimensions))[: draw(st.integers(0, len(dimensions)))]
+    if group_by:
+        if draw(st.booleans()):
+            charge = {"metric": metric, "model": "not_billed"}
+        combinations = draw(
+            st.lists(
+                st.tuples(*(st.sampled_from(DIMENSION_VALUES[name]) for name in group_by)),
+                min_size=1,
+                max_size=3,
+                unique=True,
+            )
+        )
+        charge["group_by"] = group_by
+        charge["prices"] = [
+            {"when": dict(zip(group_by, values, strict=True)), **draw(pricings())}
+            for values in combinations
         ]
     return charge
 
@@ -122,7 +150,14 @@ def scenarios(draw: st.DrawFn) -> dict[str, Any]:
                 Decimal(draw(decimals(2, 300))),
                 ts,
                 f"e{n}",
-                {"user_id": f"u{draw(st.integers(0, 6))}"},
+                {
+                    "user_id": f"u{draw(st.integers(0, 6))}",
+                    **{
+                        name: value
+                        for name, values in DIMENSION_VALUES.items()
+                        if (value := draw(st.sampled_from([*values, None]))) is not None
+                    },
+                },
             )
         )
     return {"catalog": catalog, "changes": changes, "events": events}

@@ -38,8 +38,8 @@ LINES = """select invoice_id, line_id, tenant_id, line_type, metric, plan, quant
                   billable_quantity, amount_minor, currency, description, service_start,
                   service_end
            from marts.fct_invoice_lines order by invoice_id, line_id"""
-USAGE = """select tenant_id, metric, usage_date, quantity, event_count
-           from marts.fct_usage_daily order by 1, 2, 3"""
+USAGE = """select tenant_id, metric, usage_date, quantity, event_count, dimensions
+           from marts.fct_usage_daily order by 1, 2, 3, 6"""
 
 
 def use(url: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -130,7 +130,7 @@ def test_dagster_builds_on_the_spark_target(
         expected: dict[str, int] = dict(
             conn.execute("select invoice_id, total_minor from marts.fct_invoices")
         )
-    assert len(expected) == 4
+    assert len(expected) == 5
 
     monkeypatch.setenv("BILLING_DBT_TARGET", "spark")
     get_settings.cache_clear()

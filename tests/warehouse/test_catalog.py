@@ -49,6 +49,36 @@ def _set(path: list[Any], value: Any) -> Callable[[Doc], None]:
 
 BAD_CATALOGS: dict[str, tuple[Callable[[], str], str, str]] = {
     # name: (document, path inside it, problem)
+    # pricing by dimension: the demo's tokens charge (plans[4]) groups by model and direction
+    "group_by a property the metric lacks": (
+        mutate(_set(["plans", 4, "charges", 0, "group_by"], ["model", "region"])),
+        "plans[4].charges[0].group_by[1]",
+        "unknown property 'region': not a dimension of metric 'tokens'",
+    ),
+    "a combination priced twice": (
+        mutate(
+            lambda d: d["plans"][4]["charges"][0]["prices"].append(
+                {"when": {"direction": "input", "model": "large"}, "model": "not_billed"}
+            )
+        ),
+        "plans[4].charges[0].prices[3].when",
+        'duplicate combination {"model":"large","direction":"input"} (also prices[0])',
+    ),
+    "a charge by dimension without a default": (
+        mutate(lambda d: [d["plans"][4]["charges"][0].pop(k) for k in ("model", "unit_price")]),
+        "plans[4].charges[0].model",
+        "required: the default price of the values no price lists",
+    ),
+    "a price missing a value": (
+        mutate(lambda d: d["plans"][4]["charges"][0]["prices"][1]["when"].pop("direction")),
+        "plans[4].charges[0].prices[1].when",
+        "needs a value for 'direction'",
+    ),
+    "dimensions of a unique_count metric": (
+        mutate(_set(["metrics", 1, "dimensions"], ["team"])),
+        "metrics[1].dimensions",
+        "a unique_count metric has no dimensions",
+    ),
     "negative trial": (
         mutate(_set(["plans", 0, "trial_days"], -3)),
         "plans[0].trial_days",
@@ -67,7 +97,7 @@ BAD_CATALOGS: dict[str, tuple[Callable[[], str], str, str]] = {
     "unknown model": (
         mutate(_set(["plans", 1, "charges", 0, "model"], "tiered")),
         "plans[1].charges[0].model",
-        "'per_unit', 'package', 'graduated' or 'volume'",
+        "'per_unit', 'package', 'graduated', 'volume' or 'not_billed'",
     ),
     "tier bounds not increasing": (
         mutate(_set(["plans", 1, "charges", 3, "tiers", 1, "up_to"], 10)),
@@ -101,7 +131,7 @@ BAD_CATALOGS: dict[str, tuple[Callable[[], str], str, str]] = {
     ),
     "duplicate metric key": (
         mutate(lambda d: d["metrics"].append({"key": "api_calls", "aggregation": "count"})),
-        "metrics[5]",
+        "metrics[6]",
         "duplicate key 'api_calls'",
     ),
     "duplicate yaml key": (
@@ -209,12 +239,12 @@ def test_missing_file_exits_2(warehouse: str, tmp_path: Path) -> None:
 def test_valid_catalog_loads_and_reapplying_keeps_history(warehouse: str, tmp_path: Path) -> None:
     result = apply(DEMO)
     assert result.exit_code == 0, result.output
-    assert _counts(warehouse) == (1, 5, 4, 4, 4)
+    assert _counts(warehouse) == (1, 6, 5, 5, 5)
 
     again = apply(DEMO)
     assert again.exit_code == 0
     assert "new plan versions: none" in again.output
-    assert _counts(warehouse) == (2, 5, 4, 4, 4)  # nothing new but the apply record
+    assert _counts(warehouse) == (2, 6, 5, 5, 5)  # nothing new but the apply record
 
     doc = demo_doc()
     doc["plans"][1]["base_price"] = "59.00"
@@ -240,13 +270,13 @@ def test_subscription_cannot_move_to_another_tenant(warehouse: str, tmp_path: Pa
     assert "subscriptions[0].tenant_id: subscription 'sub_acme' already belongs to tenant" in (
         " ".join(result.output.split())
     )
-    assert _counts(warehouse) == (1, 5, 4, 4, 4)
+    assert _counts(warehouse) == (1, 6, 5, 5, 5)
 
 
 def test_a_catalog_from_before_trials_keeps_its_plan_versions() -> None:
     """A plan's content hash (what decides a new version) is the one the first release
-    computed while the plan leaves the trial keys out: these are the demo plans' hashes
-    before trials existed."""
+    computed while the plan leaves the trial keys and its charges the keys of pricing by
+    dimension out: the first four are the demo plans' hashes before either existed."""
     from warehouse.catalog import _plan_sha, parse_catalog
 
     catalog = parse_catalog(DEMO.read_text(), str(DEMO))
@@ -255,6 +285,7 @@ def test_a_catalog_from_before_trials_keeps_its_plan_versions() -> None:
         "pro": "5190cce55b1f8fb1300a0b5f57a4594d21fa72a455805082fbc82a2645faaa9f",
         "scale_eu": "a4bde46fcabf799820f28804c41625f1f265e29b3b233a6c1a2593eddf139378",
         "team_jp": "8f3f601eb1c9e7ba72d3fc00d31927336174aa6d8174b04144f2a0d9d217a671",
+        "ai_usage": "ad8f096b4022aaa1f5c683db2c441dc52ff628af71a30a23951969f56a657253",
     }
     # a trial is new content: a new version
     doc = demo_doc()

@@ -1,4 +1,5 @@
-{#- One row per adjustment line: for a re-rated finalized month, per line type and metric,
+{#- One row per adjustment line: for a re-rated finalized month, per metric and combination
+    of dimension values (base fees have neither),
     what the month comes to now, less what its frozen invoice billed (nothing, for a tenant
     without an invoice that month), less the adjustments already frozen on later invoices.
     It goes on one invoice only: the tenant's for the next open month, the month after the
@@ -27,12 +28,12 @@ currencies as (
 
 amounts as (
     select tenant_id, currency, period_start as corrected_period_start, line_type, metric,
-           amount_minor, quantity
+           dimensions, amount_minor, quantity
     from recomputed
     union all
     select frozen_lines.tenant_id, frozen_lines.currency, frozen_lines.period_start,
-           frozen_lines.line_type, frozen_lines.metric, -frozen_lines.amount_minor,
-           -frozen_lines.quantity
+           frozen_lines.line_type, frozen_lines.metric, frozen_lines.dimensions,
+           -frozen_lines.amount_minor, -frozen_lines.quantity
     from frozen_lines
     inner join rerate
         on rerate.tenant_id = frozen_lines.tenant_id
@@ -40,8 +41,8 @@ amounts as (
     where frozen_lines.line_type <> 'adjustment'
     union all
     select frozen_lines.tenant_id, frozen_lines.currency, frozen_lines.corrected_period_start,
-           'usage' as line_type, frozen_lines.metric, -frozen_lines.amount_minor,
-           -frozen_lines.quantity
+           'usage' as line_type, frozen_lines.metric, frozen_lines.dimensions,
+           -frozen_lines.amount_minor, -frozen_lines.quantity
     from frozen_lines
     inner join rerate
         on rerate.tenant_id = frozen_lines.tenant_id
@@ -55,11 +56,13 @@ deltas as (
         currency,
         corrected_period_start,
         metric,
+        dimensions,
         sum(amount_minor) as amount_minor,
         sum(quantity) as quantity
     from amounts
-    -- base fee and usage deltas of one metric are one correction; base fees have no metric
-    group by tenant_id, currency, corrected_period_start, metric
+    -- base fee and usage deltas of one metric and combination are one correction; base fees
+    -- have neither
+    group by tenant_id, currency, corrected_period_start, metric, dimensions
     having sum(amount_minor) <> 0
 ),
 
@@ -84,7 +87,9 @@ final as (
         'il_' || {{ dbt.right(dbt.hash(dbt.concat([
             "'adjustment|'", "target.tenant_id", "'|'", "target.currency", "'|'",
             "cast(cast(target.corrected_period_start as date) as " ~ dbt.type_string() ~ ")",
-            "'|'", "coalesce(target.metric, '')"])), 20) }} as line_id,
+            "'|'", "coalesce(target.metric, '')",
+            "coalesce(" ~ dbt.concat(["'|'", "target.dimensions"]) ~ ", '')"])), 20) }}
+            as line_id,
         target.tenant_id,
         target.currency,
         target.period_start,
@@ -96,10 +101,12 @@ final as (
         cast(target.amount_minor as bigint) as amount_minor,
         'correction of ' || substring(cast(cast(target.corrected_period_start as date)
                                           as {{ dbt.type_string() }}), 1, 7)
-            || ': ' || coalesce(target.metric, 'base fee') as description,
+            || ': ' || coalesce(target.metric, 'base fee')
+            || coalesce(' ' || target.dimensions, '') as description,
         target.corrected_period_start as service_start,
         {{ dbt.dateadd('month', 1, 'target.corrected_period_start') }} as service_end,
-        target.corrected_period_start
+        target.corrected_period_start,
+        target.dimensions
     from target
 )
 

@@ -4,6 +4,7 @@
 {{
     config(
         materialized='incremental',
+        on_schema_change='append_new_columns',
         pre_hook=empty_run_months(),
         **replace_by('period_start')
     )

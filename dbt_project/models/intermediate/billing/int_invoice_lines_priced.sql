@@ -1,5 +1,6 @@
-{#- One row per invoice line computed from the data as it is now: a usage line per segment
-    and charge, a prorated base fee per segment of a monthly plan, a yearly plan's fee in the
+{#- One row per invoice line computed from the data as it is now: a usage line per segment,
+    charge and combination of its group_by values (the values in its description and in
+    `dimensions`), a prorated base fee per segment of a monthly plan, a yearly plan's fee in the
     month each yearly period starts and its credit, at the price that fee was billed at, when
     it ends early. A trial's segments bill no base fee (a yearly plan's first year starts
     when its trial ends). Each line is rounded
@@ -28,11 +29,14 @@ usage_lines as (
         period_start,
         'usage' as line_type,
         metric,
+        case when dimensions <> '{}' then dimensions end as dimensions,
         plan_key,
         quantity,
         billable_quantity,
         amount_exact,
-        plan_name || ': ' || metric || ' (' || pricing_model || ')'
+        plan_name || ': ' || metric
+            || case when dimensions <> '{}' then ', ' || dimension_label else '' end
+            || ' (' || pricing_model || ')'
             || case when in_trial then ' during the trial' else '' end as description,
         segment_start as service_start,
         segment_end as service_end
@@ -47,6 +51,7 @@ monthly_base_fee_lines as (
         period_start,
         'base_fee' as line_type,
         cast(null as {{ dbt.type_string() }}) as metric,
+        cast(null as {{ dbt.type_string() }}) as dimensions,
         plan_key,
         active_seconds / period_seconds as quantity,
         active_seconds / period_seconds as billable_quantity,
@@ -87,6 +92,7 @@ yearly_fee_lines as (
         period_start,
         'base_fee' as line_type,
         cast(null as {{ dbt.type_string() }}) as metric,
+        cast(null as {{ dbt.type_string() }}) as dimensions,
         plan_key,
         cast(1 as {{ decimal_type() }}) as quantity,
         cast(1 as {{ decimal_type() }}) as billable_quantity,
@@ -121,6 +127,7 @@ yearly_credit_lines as (
         period_start,
         'base_fee' as line_type,
         cast(null as {{ dbt.type_string() }}) as metric,
+        cast(null as {{ dbt.type_string() }}) as dimensions,
         plan_key,
         unused_seconds / year_seconds as quantity,
         unused_seconds / year_seconds as billable_quantity,
@@ -176,6 +183,7 @@ final as (
         all_lines.period_start,
         all_lines.line_type,
         all_lines.metric,
+        all_lines.dimensions,
         all_lines.plan_key,
         all_lines.quantity,
         all_lines.billable_quantity,

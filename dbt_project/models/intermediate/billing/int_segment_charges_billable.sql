@@ -1,4 +1,6 @@
-{#- One row per segment and charge: the period quantity, the included units prorated by the
+{#- One row per segment, charge and combination of its group_by values that is billed: the
+    period quantity, its price (the combination's, else the charge's default; a
+    `not_billed` price bills nothing), the included units of that price prorated by the
     segment's share of the month, and the billable quantity left after them. -#}
 with segments as (
     select * from {{ ref('int_subscription_segments') }}
@@ -8,8 +10,22 @@ usage as (
     select * from {{ ref('int_segment_usage_aggregated') }}
 ),
 
-charges as (
-    select * from {{ ref('stg_app__plan_charges') }}
+prices as (
+    select * from {{ ref('stg_app__plan_prices') }}
+),
+
+priced_usage as (
+    -- the combination's own price where the charge lists it, else the default ('')
+    select
+        usage.*,
+        coalesce(listed.price_dimensions, '') as price_dimensions
+    from usage
+    inner join segments on segments.segment_id = usage.segment_id
+    left join prices as listed
+        on listed.plan_key = segments.plan_key
+       and listed.plan_version = segments.plan_version
+       and listed.metric = usage.metric
+       and listed.price_dimensions = usage.dimensions
 ),
 
 prorated as (
@@ -25,22 +41,26 @@ prorated as (
         segments.segment_end,
         segments.in_trial,
         usage.metric,
+        usage.dimensions,
+        usage.dimension_label,
+        usage.price_dimensions,
         usage.quantity,
-        charges.pricing_model,
-        charges.unit_price,
-        charges.package_size,
-        charges.package_price,
-        cast({{ times('segments.active_seconds', 'charges.included') }}
+        prices.pricing_model,
+        prices.unit_price,
+        prices.package_size,
+        prices.package_price,
+        cast({{ times('segments.active_seconds', 'prices.included') }}
              / segments.period_seconds as {{ decimal_type() }}) as included
     from segments
-    inner join usage on usage.segment_id = segments.segment_id
-    inner join charges
-        on charges.plan_key = segments.plan_key
-       and charges.plan_version = segments.plan_version
-       and charges.metric = usage.metric
+    inner join priced_usage as usage on usage.segment_id = segments.segment_id
+    inner join prices
+        on prices.plan_key = segments.plan_key
+       and prices.plan_version = segments.plan_version
+       and prices.metric = usage.metric
+       and prices.price_dimensions = usage.price_dimensions
     -- a trial's usage is billed only where its plan says so, and never when the
     -- subscription ends in its trial
-    where segments.bills_usage
+    where segments.bills_usage and prices.pricing_model <> 'not_billed'
 ),
 
 final as (

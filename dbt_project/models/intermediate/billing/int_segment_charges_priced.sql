@@ -1,4 +1,4 @@
-{#- One row per segment and charge: the exact amount in major units, before rounding.
+{#- One row per segment, charge and combination billed: the exact amount in major units, before rounding.
     per_unit: billable × unit_price. package: whole packages × package_price. graduated:
     each tier's units at its price plus the flat fee of every tier reached. volume: every
     unit at the price of the tier the billable quantity falls in, plus its flat fee. A tier
@@ -15,6 +15,7 @@ tiered as (
     select
         billable.segment_id,
         billable.metric,
+        billable.dimensions,
         sum(
             case
                 when billable.billable_quantity <= tiers.lower_bound then 0
@@ -37,8 +38,9 @@ tiered as (
         on tiers.plan_key = billable.plan_key
        and tiers.plan_version = billable.plan_version
        and tiers.metric = billable.metric
+       and tiers.price_dimensions = billable.price_dimensions
     where billable.pricing_model in ('graduated', 'volume')
-    group by billable.segment_id, billable.metric
+    group by billable.segment_id, billable.metric, billable.dimensions
 ),
 
 final as (
@@ -53,6 +55,8 @@ final as (
         billable.segment_end,
         billable.in_trial,
         billable.metric,
+        billable.dimensions,
+        billable.dimension_label,
         billable.pricing_model,
         billable.quantity,
         billable.billable_quantity,
@@ -67,6 +71,7 @@ final as (
     left join tiered
         on tiered.segment_id = billable.segment_id
        and tiered.metric = billable.metric
+       and tiered.dimensions = billable.dimensions
 )
 
 select * from final

@@ -1,6 +1,12 @@
-{#- One row per segment and charged metric: the period quantity of the events whose
+{#- One row per segment, charged metric and combination of the charge's group_by values
+    (dimensions '{}' for a charge without group_by): the period quantity of the events whose
     timestamp falls in the segment, by the metric's aggregation over the whole segment
-    (a unique_count is distinct over the segment, not a sum of daily counts). -#}
+    (a unique_count is distinct over the segment, not a sum of daily counts). A charge
+    without group_by has its row when nothing was used; one with group_by has a row per
+    combination used. -#}
+{%- set group_by = ['segment_charges.group_by_1', 'segment_charges.group_by_2',
+                    'segment_charges.group_by_3'] -%}
+
 with segments as (
     select * from {{ ref('int_subscription_segments') }}
 ),
@@ -29,7 +35,10 @@ segment_charges as (
         segments.segment_end,
         charges.metric,
         metrics.aggregation,
-        metrics.property
+        metrics.property,
+        charges.group_by_1,
+        charges.group_by_2,
+        charges.group_by_3
     from segments
     inner join charges
         on charges.plan_key = segments.plan_key
@@ -42,6 +51,8 @@ segment_events as (
         segment_charges.segment_id,
         segment_charges.metric,
         segment_charges.aggregation,
+        {{ dimension_key('events.metadata', group_by) }} as dimensions,
+        {{ dimension_label('events.metadata', group_by) }} as dimension_label,
         events.amount,
         events.event_ts,
         events.event_seq,
@@ -57,19 +68,23 @@ segment_events as (
 ),
 
 quantities as (
-    {{ aggregate_usage('segment_events', ['segment_id', 'metric']) }}
+    {{ aggregate_usage('segment_events',
+                       ['segment_id', 'metric', 'dimensions', 'dimension_label']) }}
 ),
 
 final as (
     select
         segment_charges.segment_id,
         segment_charges.metric,
+        coalesce(quantities.dimensions, '{}') as dimensions,
+        coalesce(quantities.dimension_label, '') as dimension_label,
         coalesce(quantities.quantity, 0) as quantity,
         coalesce(quantities.event_count, 0) as event_count
     from segment_charges
     left join quantities
         on quantities.segment_id = segment_charges.segment_id
        and quantities.metric = segment_charges.metric
+    where quantities.segment_id is not null or segment_charges.group_by_1 is null
 )
 
 select * from final

@@ -1,4 +1,4 @@
-{#- Usage per tenant, metric and UTC day as it stands now: the counted events stored by the
+{#- Usage per tenant, metric, UTC day and combination of dimension values as it stands now: the counted events stored by the
     daily runs and those arrived since (int_events_pending), by the rules fct_usage_daily
     uses (usage_by_day). GET /v1/usage and the quota counters read it for one tenant,
     metric and range of days; PostgreSQL pushes those filters down to the arrivals' index.
@@ -21,4 +21,4 @@ final as (
     {{ usage_by_day('events') }}
 )
 
-select tenant_id, metric, usage_date, quantity, event_count from final
+select tenant_id, metric, usage_date, quantity, event_count, dimensions from final

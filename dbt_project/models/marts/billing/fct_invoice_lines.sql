@@ -39,12 +39,13 @@ final as (
         service_start,
         service_end,
         period_start,
-        corrected_period_start
+        corrected_period_start,
+        cast(dimensions as {{ dbt.type_string() }}) as dimensions
     from all_lines
 )
 
 select
     invoice_id, line_id, tenant_id, line_type, metric, plan, quantity, billable_quantity,
     amount_minor, currency, description, service_start, service_end, period_start,
-    corrected_period_start
+    corrected_period_start, dimensions
 from final

@@ -12,5 +12,9 @@ select
     cast(package_size as {{ decimal_type() }}) as package_size,
     cast(package_price as {{ decimal_type() }}) as package_price,
     cast(quota_limit as {{ decimal_type() }}) as quota_limit,
-    quota_policy
+    quota_policy,
+    -- the dimensions the charge prices per combination of values, in order (null: none)
+    {{ json_item('group_by', 0) }} as group_by_1,
+    {{ json_item('group_by', 1) }} as group_by_2,
+    {{ json_item('group_by', 2) }} as group_by_3
 from source
