@@ -168,6 +168,29 @@ def priced_groups(charge: Charge, events: list[RawEvent]) -> list[tuple[Pricing,
     return out
 
 
+def percentage_fees(pricing: Pricing, events: list[RawEvent], fraction: Fraction) -> Fraction:
+    """The events in order: the first free_units (prorated, whole events) are free, the
+    first free_amount (prorated) of the amounts is not charged the rate; every other event
+    pays rate x its charged amount + fixed_fee, between min_per_event and max_per_event."""
+    assert pricing.rate is not None
+    free_units = None if pricing.free_units is None else pricing.free_units * fraction
+    free_left = Fraction(pricing.free_amount or 0) * fraction
+    total = Fraction(0)
+    for rank, event in enumerate(sorted(events, key=lambda e: (e.ts, e.seq)), start=1):
+        amount = Fraction(event.amount)
+        charged = max(amount - free_left, Fraction(0))
+        free_left = max(free_left - amount, Fraction(0))
+        if free_units is not None and rank <= free_units:
+            continue
+        fee = charged * Fraction(pricing.rate) + Fraction(pricing.fixed_fee or 0)
+        if pricing.min_per_event is not None:
+            fee = max(fee, Fraction(pricing.min_per_event))
+        if pricing.max_per_event is not None:
+            fee = min(fee, Fraction(pricing.max_per_event))
+        total += fee
+    return total
+
+
 def price(charge: Pricing, billable: Fraction) -> Fraction:
     if charge.model == "per_unit":
         assert charge.unit_price is not None
@@ -251,11 +274,13 @@ def rate_month(
                 and seg_start <= e.ts < seg_end
             ]
             for pricing, grouped in priced_groups(charge, in_segment):
-                q = quantity(metric.aggregation, metric.property, grouped)
-                billable = max(q - Fraction(pricing.included) * fraction, Fraction(0))
-                invoice.lines.append(
-                    ("usage", charge.metric, half_up(price(pricing, billable) * exponent))
-                )
+                if pricing.model == "percentage":
+                    amount = percentage_fees(pricing, grouped, fraction)
+                else:
+                    q = quantity(metric.aggregation, metric.property, grouped)
+                    billable = max(q - Fraction(pricing.included) * fraction, Fraction(0))
+                    amount = price(pricing, billable)
+                invoice.lines.append(("usage", charge.metric, half_up(amount * exponent)))
     # a tenant with nothing billed (a trial) has no invoice
     invoices = {tenant: invoice for tenant, invoice in invoices.items() if invoice.lines}
     for invoice in invoices.values():

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 
 import psycopg
 import yaml
+from psycopg import sql
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -122,12 +123,13 @@ class Quota(_Strict):
     policy: Literal["hard", "soft"]
 
 
-PricingModel = Literal["per_unit", "package", "graduated", "volume", "not_billed"]
+PricingModel = Literal["per_unit", "package", "graduated", "volume", "percentage", "not_billed"]
 
 
 class Pricing(_Strict):
-    """How a quantity is priced: one of the four models, or `not_billed` (a price of a
-    charge by dimension only)."""
+    """How a quantity is priced: one of the four unit models, `percentage` (a rate on the
+    summed amount, with a fee, a minimum and a maximum per event and free units or a free
+    amount per period), or `not_billed` (a price of a charge by dimension only)."""
 
     model: PricingModel | None = None
     unit_price: Money | None = None
@@ -135,6 +137,13 @@ class Pricing(_Strict):
     package_size: Annotated[int, Field(gt=0)] | None = None
     package_price: Money | None = None
     tiers: list[Tier] | None = None
+    # percentage: the rate as a fraction ("0.029" is 2.9%), like a tenant's tax_rate
+    rate: Money | None = None
+    fixed_fee: Money | None = None
+    min_per_event: Money | None = None
+    max_per_event: Money | None = None
+    free_units: Annotated[int, Field(ge=0, strict=True)] | None = None
+    free_amount: Money | None = None
 
 
 class Price(Pricing):
@@ -401,6 +410,19 @@ def _check_charge(path: str, charge: Charge, metrics: dict[str, Metric]) -> list
         )
     else:
         problems.extend(_check_pricing(path, charge))
+    if metric is not None and (metric.aggregation != "sum" or metric.allow_negative):
+        for where, pricing in [(path, charge)] + [
+            (f"{path}.prices[{p}]", price) for p, price in enumerate(charge.prices)
+        ]:
+            if pricing.model == "percentage":
+                problems.append(
+                    Problem(
+                        f"{where}.model",
+                        f"percentage prices the summed amounts of a sum metric without "
+                        f"negative amounts; {metric.key!r} is {metric.aggregation}"
+                        + (" with allow_negative" if metric.allow_negative else ""),
+                    )
+                )
     if charge.prices and not charge.group_by:
         problems.append(Problem(f"{path}.prices", "prices by dimension need group_by"))
     if charge.group_by and not charge.prices:
@@ -438,25 +460,72 @@ def _check_charge(path: str, charge: Charge, metrics: dict[str, Metric]) -> list
     return problems
 
 
+# the fields of each pricing model: those it needs, and those it may have
+PRICING_FIELDS = (
+    "unit_price",
+    "package_size",
+    "package_price",
+    "tiers",
+    "rate",
+    "fixed_fee",
+    "min_per_event",
+    "max_per_event",
+    "free_units",
+    "free_amount",
+)
+REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
+    "per_unit": ("unit_price",),
+    "package": ("package_size", "package_price"),
+    "graduated": ("tiers",),
+    "volume": ("tiers",),
+    "percentage": ("rate",),
+    "not_billed": (),
+}
+MODEL_FIELDS: dict[str, tuple[str, ...]] = {
+    **REQUIRED_FIELDS,
+    "percentage": (
+        "rate",
+        "fixed_fee",
+        "min_per_event",
+        "max_per_event",
+        "free_units",
+        "free_amount",
+    ),
+}
+
+
 def _check_pricing(path: str, pricing: Pricing) -> list[Problem]:
     problems: list[Problem] = []
-    required: dict[str, tuple[str, ...]] = {
-        "per_unit": ("unit_price",),
-        "package": ("package_size", "package_price"),
-        "graduated": ("tiers",),
-        "volume": ("tiers",),
-        "not_billed": (),
-    }
     assert pricing.model is not None
-    pricing_fields = ("unit_price", "package_size", "package_price", "tiers")
-    for name in pricing_fields:
+    for name in PRICING_FIELDS:
         present = getattr(pricing, name) is not None
-        if name in required[pricing.model] and not present:
+        if name in REQUIRED_FIELDS[pricing.model] and not present:
             problems.append(Problem(f"{path}.{name}", f"required by model {pricing.model}"))
-        if name not in required[pricing.model] and present:
+        if name not in MODEL_FIELDS[pricing.model] and present:
             problems.append(Problem(f"{path}.{name}", f"not used by model {pricing.model}"))
-    if pricing.model == "not_billed" and pricing.included:
-        problems.append(Problem(f"{path}.included", "not used by model not_billed"))
+    if pricing.model in ("not_billed", "percentage") and pricing.included:
+        problems.append(
+            Problem(
+                f"{path}.included",
+                f"not used by model {pricing.model}"
+                + (" (free_units or free_amount)" if pricing.model == "percentage" else ""),
+            )
+        )
+    if pricing.free_units is not None and pricing.free_amount is not None:
+        problems.append(Problem(f"{path}.free_amount", "free_units or free_amount, not both"))
+    if pricing.rate is not None and pricing.rate > 1:
+        problems.append(Problem(f"{path}.rate", f"{pricing.rate} is not a rate in [0, 1]"))
+    if (
+        pricing.min_per_event is not None
+        and pricing.max_per_event is not None
+        and pricing.min_per_event > pricing.max_per_event
+    ):
+        problems.append(
+            Problem(
+                f"{path}.max_per_event",
+                f"{pricing.max_per_event} is below min_per_event {pricing.min_per_event}",
+            )
+        )
     if pricing.tiers is not None:
         if not pricing.tiers:
             problems.append(Problem(f"{path}.tiers", "needs at least one tier"))
@@ -515,7 +584,16 @@ class ApplyResult:
 # Plan keys added after the first release, with their defaults: left out of a plan's content
 # while at them, so that a catalog written before them keeps its versions when applied again.
 LATER_PLAN_DEFAULTS: dict[str, Any] = {"trial_days": 0, "trial_bills_usage": False}
-LATER_CHARGE_DEFAULTS: dict[str, Any] = {"group_by": [], "prices": []}
+LATER_CHARGE_DEFAULTS: dict[str, Any] = {
+    "group_by": [],
+    "prices": [],
+    "rate": None,
+    "fixed_fee": None,
+    "min_per_event": None,
+    "max_per_event": None,
+    "free_units": None,
+    "free_amount": None,
+}
 
 
 def _without(content: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
@@ -528,7 +606,15 @@ def _without(content: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any
 
 def _plan_sha(plan: Plan) -> str:
     content = _without(plan.model_dump(mode="json"), LATER_PLAN_DEFAULTS)
-    content["charges"] = [_without(c, LATER_CHARGE_DEFAULTS) for c in content["charges"]]
+    content["charges"] = [
+        _without(c, LATER_CHARGE_DEFAULTS)
+        | (
+            {"prices": [_without(p, LATER_CHARGE_DEFAULTS) for p in c["prices"]]}
+            if c["prices"]
+            else {}
+        )
+        for c in content["charges"]
+    ]
     canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -673,18 +759,16 @@ def _insert_plan_version(conn: psycopg.Connection, plan: Plan, apply_id: int) ->
     )
     for charge in plan.charges:
         conn.execute(
-            """insert into app.plan_charges (plan_key, version, metric, model, unit_price,
-                   included, package_size, package_price, quota_limit, quota_policy, group_by)
-               values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+            sql.SQL(
+                """insert into app.plan_charges (plan_key, version, metric, {columns},
+                       quota_limit, quota_policy, group_by)
+                   values (%s, %s, %s, {values}, %s, %s, %s)"""
+            ).format(**_pricing_sql()),
             (
                 plan.key,
                 version,
                 charge.metric,
-                charge.model,
-                charge.unit_price,
-                charge.included,
-                charge.package_size,
-                charge.package_price,
+                *_pricing_row(charge),
                 charge.quota.limit if charge.quota else None,
                 charge.quota.policy if charge.quota else None,
                 json.dumps(charge.group_by) if charge.group_by else None,
@@ -694,23 +778,30 @@ def _insert_plan_version(conn: psycopg.Connection, plan: Plan, apply_id: int) ->
         for price in charge.prices:
             key = dimension_key(charge.group_by, price.when)
             conn.execute(
-                """insert into app.plan_prices (plan_key, version, metric, dimensions, model,
-                       unit_price, included, package_size, package_price)
-                   values (%s, %s, %s, %s, %s, %s, %s, %s, %s)""",
-                (
-                    plan.key,
-                    version,
-                    charge.metric,
-                    key,
-                    price.model,
-                    price.unit_price,
-                    price.included,
-                    price.package_size,
-                    price.package_price,
-                ),
+                sql.SQL(
+                    """insert into app.plan_prices (plan_key, version, metric, dimensions,
+                           {columns})
+                       values (%s, %s, %s, %s, {values})"""
+                ).format(**_pricing_sql()),
+                (plan.key, version, charge.metric, key, *_pricing_row(price)),
             )
             _insert_tiers(conn, plan.key, version, charge.metric, key, price.tiers)
     return True
+
+
+# a price's columns in app.plan_charges and app.plan_prices (its tiers apart)
+PRICING_COLUMNS = ("model", "included", *(f for f in PRICING_FIELDS if f != "tiers"))
+
+
+def _pricing_sql() -> dict[str, sql.Composable]:
+    return {
+        "columns": sql.SQL(", ").join(map(sql.Identifier, PRICING_COLUMNS)),
+        "values": sql.SQL(", ").join(sql.Placeholder() for _ in PRICING_COLUMNS),
+    }
+
+
+def _pricing_row(pricing: Pricing) -> tuple[Any, ...]:
+    return tuple(getattr(pricing, column) for column in PRICING_COLUMNS)
 
 
 def _insert_tiers(

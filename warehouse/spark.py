@@ -196,6 +196,11 @@ def copy_sources(settings: Settings | None = None) -> None:
     _run_apart([], settings or get_settings(), "copying the sources into Spark failed")
 
 
+# how the copy writes a null, apart from an empty text (Spark's CSV reader takes an empty
+# field, quoted or not, for null by default); a text that is exactly \N would read as null
+CSV_NULL = "\\N"
+
+
 def load_sources(
     settings: Settings | None = None,
     progress: Callable[[SourceTable, int], None] | None = None,
@@ -214,7 +219,9 @@ def load_sources(
             with path.open("wb") as out, conn.cursor() as cursor:
                 with cursor.copy(
                     f"copy (select {select} from {table.qualified}) to stdout "
-                    "with (format csv, force_quote *)"
+                    # null as a marker of its own: an empty text stays empty (a CSV reader
+                    # takes an empty field, quoted or not, for null)
+                    f"with (format csv, force_quote *, null '{CSV_NULL}')"
                 ) as copy:
                     for chunk in copy:
                         out.write(chunk)
@@ -227,6 +234,7 @@ def load_sources(
                 frame = (
                     spark.read.option("quote", '"')
                     .option("escape", '"')
+                    .option("nullValue", CSV_NULL)
                     .option("multiLine", "true")
                     .schema(", ".join(f"`{c.name}` string" for c in columns))
                     .csv(str(path))

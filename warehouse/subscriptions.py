@@ -62,6 +62,8 @@ class SubscriptionState:
     plan: str | None
     ends_at: datetime | None
     history: list[dict[str, Any]]
+    # the end of the trial its first plan gave it (null: no trial)
+    trial_ends_at: datetime | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -70,6 +72,7 @@ class SubscriptionState:
             "plan": self.plan,
             "status": "canceled" if self.ends_at is not None else "active",
             "ends_at": self.ends_at,
+            "trial_ends_at": self.trial_ends_at,
             "history": self.history,
         }
 
@@ -134,7 +137,24 @@ def subscription_state(conn: psycopg.Connection, subscription_id: str) -> Subscr
         )
         if action != "cancel" and not dropped:
             plan = plan_key
-    return SubscriptionState(subscription_id, rows[0][0], plan, ends_at, history)
+    return SubscriptionState(
+        subscription_id, rows[0][0], plan, ends_at, history, _trial_end(conn, rows)
+    )
+
+
+def _trial_end(conn: psycopg.Connection, rows: list[Any]) -> datetime | None:
+    """The trial's end: its start plus the trial_days of the plan version in effect then
+    (as int_subscription_intervals reads them)."""
+    starts = [(at, plan) for _, action, plan, at, _ in rows if action == "start"]
+    if not starts:
+        return None
+    started_at, plan = min(starts)
+    found = conn.execute(
+        """select trial_days from app.plan_versions
+           where plan_key = %s and effective_from <= %s order by version desc limit 1""",
+        (plan, started_at),
+    ).fetchone()
+    return started_at + timedelta(days=found[0]) if found and found[0] else None
 
 
 def _month_end(moment: datetime) -> datetime:

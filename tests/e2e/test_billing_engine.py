@@ -100,8 +100,8 @@ CATALOG: dict[str, Any] = {
             "interval": "month",
             "currency": "kwd",
             "base_price": "3.125",
-            # priced by region: eu at its own price and included units, the rest (us, or
-            # no region) at the default
+            # priced by region: eu a percentage of the amounts (free events, a fee and a
+            # maximum per event), the rest (us, or no region) at the default
             "charges": [
                 {
                     "metric": "api_calls",
@@ -111,9 +111,11 @@ CATALOG: dict[str, Any] = {
                     "prices": [
                         {
                             "when": {"region": "eu"},
-                            "model": "per_unit",
-                            "unit_price": "0.001",
-                            "included": 500,
+                            "model": "percentage",
+                            "rate": "0.003",
+                            "fixed_fee": "0.002",
+                            "max_per_event": "0.05",
+                            "free_units": 10,
                         }
                     ],
                 }

@@ -48,8 +48,24 @@ DIMENSION_VALUES = {"model": ["small", "large", "x"], "region": ["eu", "us"]}
 
 
 @st.composite
-def pricings(draw: st.DrawFn) -> dict[str, Any]:
-    model = draw(st.sampled_from(["per_unit", "package", "graduated", "volume"]))
+def pricings(draw: st.DrawFn, percentage: bool) -> dict[str, Any]:
+    """A price: one of the unit models, or (on a sum metric) a percentage."""
+    models = ["per_unit", "package", "graduated", "volume"] + ["percentage"] * percentage
+    model = draw(st.sampled_from(models))
+    if model == "percentage":
+        free = draw(st.sampled_from(["none", "free_units", "free_amount"]))
+        optional = {
+            "fixed_fee": draw(st.sampled_from([None, "0.30", "0.05"])),
+            "min_per_event": draw(st.sampled_from([None, "0.20"])),
+            "max_per_event": draw(st.sampled_from([None, "0.45", "5.00"])),
+            "free_units": draw(st.integers(0, 6)) if free == "free_units" else None,
+            "free_amount": draw(decimals(2, 400)) if free == "free_amount" else None,
+        }
+        return {
+            "model": model,
+            "rate": draw(decimals(3, 1)),
+            **{key: value for key, value in optional.items() if value is not None},
+        }
     charge: dict[str, Any] = {
         "model": model,
         "included": draw(st.sampled_from([0, 0, 5, 50, 1000])),
@@ -71,8 +87,10 @@ def pricings(draw: st.DrawFn) -> dict[str, Any]:
 @st.composite
 def charges(draw: st.DrawFn, metric: str) -> dict[str, Any]:
     """A charge, priced per combination of some of the metric's dimensions (or not)."""
-    charge = {"metric": metric, **draw(pricings())}
-    dimensions = next(m.get("dimensions", []) for m in METRICS if m["key"] == metric)
+    spec = next(m for m in METRICS if m["key"] == metric)
+    percentage = spec["aggregation"] == "sum"
+    charge = {"metric": metric, **draw(pricings(percentage))}
+    dimensions = spec.get("dimensions", [])
     group_by = draw(st.permutations(dimensions))[: draw(st.integers(0, len(dimensions)))]
     if group_by:
         if draw(st.booleans()):
@@ -87,7 +105,7 @@ def charges(draw: st.DrawFn, metric: str) -> dict[str, Any]:
         )
         charge["group_by"] = group_by
         charge["prices"] = [
-            {"when": dict(zip(group_by, values, strict=True)), **draw(pricings())}
+            {"when": dict(zip(group_by, values, strict=True)), **draw(pricings(percentage))}
             for values in combinations
         ]
     return charge

@@ -34,9 +34,15 @@ FLAT_PLAN = {
 
 
 def tokens(key: str, amount: int, day: int, **metadata: str) -> dict[str, Any]:
+    return event("tyrell", "tokens", key, amount, day, **metadata)
+
+
+def event(
+    tenant: str, metric: str, key: str, amount: int, day: int, **metadata: str
+) -> dict[str, Any]:
     return {
-        "tenant_id": "tyrell",
-        "metric": "tokens",
+        "tenant_id": tenant,
+        "metric": metric,
         "amount": amount,
         "timestamp": datetime(2026, 10, day, 12, tzinfo=UTC).isoformat(),
         "idempotency_key": key,
@@ -44,14 +50,16 @@ def tokens(key: str, amount: int, day: int, **metadata: str) -> dict[str, Any]:
     }
 
 
-def usage_lines(url: str, month: str) -> list[tuple[str, int, str, str | None]]:
+def usage_lines(
+    url: str, month: str, tenant: str = "tyrell"
+) -> list[tuple[str, int, str, str | None]]:
     with psycopg.connect(url) as conn:
         rows = conn.execute(
             """select line_type, amount_minor, description, dimensions
                from marts.fct_invoice_lines
-               where tenant_id = 'tyrell' and period_start = %s::date::timestamptz
+               where tenant_id = %s and period_start = %s::date::timestamptz
                order by line_type, service_start, description""",
-            (month,),
+            (tenant, month),
         ).fetchall()
     return [(kind, int(amount), text, dims) for kind, amount, text, dims in rows]
 
@@ -156,4 +164,68 @@ def test_tokens_are_billed_per_model_and_direction(
     run_monthly(date(2026, 11, 1), quiet=True)
     assert usage_lines(catalog_loaded, "2026-11-01") == [
         ("adjustment", 150, f"correction of 2026-10: tokens {large_out}", large_out),
+    ]
+
+
+# card payments at 2.9% + 0.30 (the month's first one free), bank transfers at 0.8% between
+# 0.10 and 5.00 a transfer, any other method not billed
+PAYMENTS_PLAN = {
+    "key": "payments",
+    "name": "Payments",
+    "interval": "month",
+    "currency": "usd",
+    "charges": [
+        {
+            "metric": "payments",
+            "group_by": ["method"],
+            "model": "not_billed",
+            "prices": [
+                {
+                    "when": {"method": "card"},
+                    "model": "percentage",
+                    "rate": "0.029",
+                    "fixed_fee": "0.30",
+                    "free_units": 1,
+                },
+                {
+                    "when": {"method": "bank"},
+                    "model": "percentage",
+                    "rate": "0.008",
+                    "min_per_event": "0.10",
+                    "max_per_event": "5.00",
+                },
+            ],
+        }
+    ],
+}
+
+
+def test_payments_are_billed_a_percentage_per_event(
+    api: TestClient, catalog_loaded: str, tmp_path: Path
+) -> None:
+    with_demo(
+        tmp_path,
+        metrics=[{"key": "payments", "aggregation": "sum", "dimensions": ["method"]}],
+        plans=[PAYMENTS_PLAN],
+        tenants=[{"id": "wayne", "name": "Wayne", "currency": "usd"}],
+    )
+    started = api.post(
+        "/v1/subscriptions",
+        json={"tenant_id": "wayne", "plan": "payments", "start": "2026-10-01T00:00:00Z"},
+    )
+    assert started.status_code == 201, started.text
+    batch = [
+        event("wayne", "payments", "p1", 100, 2, method="card"),  # the free one
+        event("wayne", "payments", "p2", 50, 3, method="card"),  # 1.45 + 0.30
+        event("wayne", "payments", "p3", 10, 4, method="card"),  # 0.29 + 0.30
+        event("wayne", "payments", "p4", 1000, 5, method="bank"),  # 8.00, at most 5.00
+        event("wayne", "payments", "p5", 5, 6, method="bank"),  # 0.04, at least 0.10
+        event("wayne", "payments", "p6", 100, 7, method="crypto"),  # not billed
+    ]
+    sent = api.post("/v1/events", json={"events": batch}, headers=bearer(tenant_key("wayne")))
+    assert sent.status_code == 200, sent.text
+    run_monthly(date(2026, 10, 1), quiet=True)
+    assert usage_lines(catalog_loaded, "2026-10-01", "wayne") == [
+        ("usage", 510, "Payments: payments, method bank (percentage)", '{"method":"bank"}'),
+        ("usage", 234, "Payments: payments, method card (percentage)", '{"method":"card"}'),
     ]

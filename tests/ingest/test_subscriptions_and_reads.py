@@ -34,12 +34,14 @@ def tenant_key(tenant: str) -> str:
 def with_demo(
     tmp_path: Path,
     *,
+    metrics: Sequence[dict[str, Any]] = (),
     plans: Sequence[dict[str, Any]] = (),
     tenants: Sequence[dict[str, Any]] = (),
     subscriptions: Sequence[dict[str, Any]] = (),
 ) -> None:
-    """Apply the demo catalog with more plans, tenants and subscriptions."""
+    """Apply the demo catalog with more metrics, plans, tenants and subscriptions."""
     doc = yaml.safe_load((REPO / "examples" / "demo_catalog.yaml").read_text())
+    doc["metrics"] += list(metrics)
     doc["plans"] += list(plans)
     doc["tenants"] += list(tenants)
     doc["subscriptions"] += list(subscriptions)
@@ -177,7 +179,7 @@ def test_subscriptions_are_a_state_machine(
     path.write_text(yaml.safe_dump(doc))
     applied = CliRunner().invoke(main, ["catalog", "apply", str(path)])
     assert applied.exit_code != 0
-    assert "subscriptions[4].tenant_id" in applied.output and "sub_globex" in applied.output
+    assert "subscriptions[5].tenant_id" in applied.output and "sub_globex" in applied.output
 
 
 def test_subscription_changes_are_checked(api: TestClient) -> None:

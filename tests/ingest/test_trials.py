@@ -83,6 +83,9 @@ def test_a_tenant_that_cancels_its_own_trial_is_billed_nothing(
         "/v1/subscriptions", json={"tenant_id": "pied_piper", "plan": "trial_usage"}, headers=key
     )
     assert started.status_code == 201, started.text
+    body = started.json()
+    started_at = datetime.fromisoformat(body["history"][0]["effective_at"])
+    assert datetime.fromisoformat(body["trial_ends_at"]) == started_at + timedelta(days=10)
     now = datetime.now(UTC)
     sent = api.post(
         "/v1/events", json={"events": [event("pied_piper", "g1", 500, now)]}, headers=key

@@ -79,6 +79,42 @@ BAD_CATALOGS: dict[str, tuple[Callable[[], str], str, str]] = {
         "metrics[1].dimensions",
         "a unique_count metric has no dimensions",
     ),
+    # percentage charges
+    "percentage without a rate": (
+        mutate(
+            lambda d: d["plans"][0]["charges"][0].update(
+                {"model": "percentage", "unit_price": None, "included": 0}
+            )
+        ),
+        "plans[0].charges[0].rate",
+        "required by model percentage",
+    ),
+    "percentage of a max metric": (
+        mutate(
+            lambda d: d["plans"][1]["charges"].__setitem__(
+                1, {"metric": "storage_gb", "model": "percentage", "rate": "0.01"}
+            )
+        ),
+        "plans[1].charges[1].model",
+        "percentage prices the summed amounts of a sum metric without negative amounts; "
+        "'storage_gb' is max",
+    ),
+    "free units and a free amount": (
+        mutate(
+            lambda d: d["plans"][0]["charges"].__setitem__(
+                0,
+                {
+                    "metric": "api_calls",
+                    "model": "percentage",
+                    "rate": "0.02",
+                    "free_units": 3,
+                    "free_amount": "10",
+                },
+            )
+        ),
+        "plans[0].charges[0].free_amount",
+        "free_units or free_amount, not both",
+    ),
     "negative trial": (
         mutate(_set(["plans", 0, "trial_days"], -3)),
         "plans[0].trial_days",
@@ -97,7 +133,7 @@ BAD_CATALOGS: dict[str, tuple[Callable[[], str], str, str]] = {
     "unknown model": (
         mutate(_set(["plans", 1, "charges", 0, "model"], "tiered")),
         "plans[1].charges[0].model",
-        "'per_unit', 'package', 'graduated', 'volume' or 'not_billed'",
+        "'per_unit', 'package', 'graduated', 'volume', 'percentage' or 'not_billed'",
     ),
     "tier bounds not increasing": (
         mutate(_set(["plans", 1, "charges", 3, "tiers", 1, "up_to"], 10)),

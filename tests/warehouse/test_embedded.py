@@ -81,7 +81,7 @@ def test_external_warehouse_by_url(tmp_path: Path) -> None:
         )
         with psycopg.connect(url) as conn:
             tenants = conn.execute("select count(*) from app.tenants").fetchone()
-        assert tenants == (4,)
+        assert tenants == (5,)
         assert not (home / "pgdata").exists()  # no embedded server was started
         refused = billing("db", "down", env=env)
         assert refused.returncode == 2

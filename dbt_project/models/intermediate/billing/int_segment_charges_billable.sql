@@ -1,7 +1,8 @@
 {#- One row per segment, charge and combination of its group_by values that is billed: the
     period quantity, its price (the combination's, else the charge's default; a
     `not_billed` price bills nothing), the included units of that price prorated by the
-    segment's share of the month, and the billable quantity left after them. -#}
+    segment's share of the month, and the billable quantity left after them (a percentage
+    price's free units and free amount prorated the same way). -#}
 with segments as (
     select * from {{ ref('int_subscription_segments') }}
 ),
@@ -49,8 +50,17 @@ prorated as (
         prices.unit_price,
         prices.package_size,
         prices.package_price,
+        prices.rate,
+        prices.fixed_fee,
+        prices.min_per_event,
+        prices.max_per_event,
         cast({{ times('segments.active_seconds', 'prices.included') }}
-             / segments.period_seconds as {{ decimal_type() }}) as included
+             / segments.period_seconds as {{ decimal_type() }}) as included,
+        -- a percentage's free events and free amount, prorated as included units are
+        cast({{ times('segments.active_seconds', 'prices.free_units') }}
+             / segments.period_seconds as {{ decimal_type() }}) as free_units,
+        cast({{ times('segments.active_seconds', 'prices.free_amount') }}
+             / segments.period_seconds as {{ decimal_type() }}) as free_amount
     from segments
     inner join priced_usage as usage on usage.segment_id = segments.segment_id
     inner join prices

@@ -1,7 +1,8 @@
 {#- One row per segment, charge and combination billed: the exact amount in major units, before rounding.
     per_unit: billable × unit_price. package: whole packages × package_price. graduated:
     each tier's units at its price plus the flat fee of every tier reached. volume: every
-    unit at the price of the tier the billable quantity falls in, plus its flat fee. A tier
+    unit at the price of the tier the billable quantity falls in, plus its flat fee.
+    percentage: the sum of its events' fees (int_segment_percentage_fees). A tier
     is reached when a billable unit falls in it; `up_to` is inclusive. -#}
 with billable as (
     select * from {{ ref('int_segment_charges_billable') }}
@@ -9,6 +10,10 @@ with billable as (
 
 tiers as (
     select * from {{ ref('stg_app__plan_tiers') }}
+),
+
+percentage as (
+    select * from {{ ref('int_segment_percentage_fees') }}
 ),
 
 tiered as (
@@ -59,12 +64,14 @@ final as (
         billable.dimension_label,
         billable.pricing_model,
         billable.quantity,
-        billable.billable_quantity,
+        -- a percentage's billable quantity: the amounts it took its rate on
+        coalesce(percentage.charged_quantity, billable.billable_quantity) as billable_quantity,
         cast(case billable.pricing_model
             when 'per_unit' then {{ times('billable.billable_quantity', 'billable.unit_price') }}
             when 'package' then
                 {{ times('ceil(billable.billable_quantity / billable.package_size)',
                          'billable.package_price') }}
+            when 'percentage' then coalesce(percentage.amount_exact, 0)
             else coalesce(tiered.amount_exact, 0)
         end as {{ decimal_type() }}) as amount_exact
     from billable
@@ -72,6 +79,10 @@ final as (
         on tiered.segment_id = billable.segment_id
        and tiered.metric = billable.metric
        and tiered.dimensions = billable.dimensions
+    left join percentage
+        on percentage.segment_id = billable.segment_id
+       and percentage.metric = billable.metric
+       and percentage.dimensions = billable.dimensions
 )
 
 select * from final
