@@ -461,11 +461,7 @@ def _check_charge(path: str, charge: Charge, metrics: dict[str, Metric]) -> list
 
 
 # the fields of each pricing model: those it needs, and those it may have
-PRICING_FIELDS = (
-    "unit_price",
-    "package_size",
-    "package_price",
-    "tiers",
+PERCENTAGE_FIELDS = (
     "rate",
     "fixed_fee",
     "min_per_event",
@@ -473,6 +469,7 @@ PRICING_FIELDS = (
     "free_units",
     "free_amount",
 )
+PRICING_FIELDS = ("unit_price", "package_size", "package_price", "tiers", *PERCENTAGE_FIELDS)
 REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
     "per_unit": ("unit_price",),
     "package": ("package_size", "package_price"),
@@ -481,17 +478,7 @@ REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
     "percentage": ("rate",),
     "not_billed": (),
 }
-MODEL_FIELDS: dict[str, tuple[str, ...]] = {
-    **REQUIRED_FIELDS,
-    "percentage": (
-        "rate",
-        "fixed_fee",
-        "min_per_event",
-        "max_per_event",
-        "free_units",
-        "free_amount",
-    ),
-}
+MODEL_FIELDS: dict[str, tuple[str, ...]] = {**REQUIRED_FIELDS, "percentage": PERCENTAGE_FIELDS}
 
 
 def _check_pricing(path: str, pricing: Pricing) -> list[Problem]:
@@ -587,12 +574,7 @@ LATER_PLAN_DEFAULTS: dict[str, Any] = {"trial_days": 0, "trial_bills_usage": Fal
 LATER_CHARGE_DEFAULTS: dict[str, Any] = {
     "group_by": [],
     "prices": [],
-    "rate": None,
-    "fixed_fee": None,
-    "min_per_event": None,
-    "max_per_event": None,
-    "free_units": None,
-    "free_amount": None,
+    **dict.fromkeys(PERCENTAGE_FIELDS),
 }
 
 

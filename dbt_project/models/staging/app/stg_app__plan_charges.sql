@@ -1,3 +1,5 @@
+{#- One row per charge of a plan version. Its prices (its own, the default, and those of
+    the combinations it lists) are stg_app__plan_prices. -#}
 with source as (
     select * from {{ source('app', 'plan_charges') }}
 )
@@ -6,11 +8,6 @@ select
     plan_key,
     version as plan_version,
     metric,
-    model as pricing_model,
-    cast(unit_price as {{ decimal_type() }}) as unit_price,
-    cast(included as {{ decimal_type() }}) as included,
-    cast(package_size as {{ decimal_type() }}) as package_size,
-    cast(package_price as {{ decimal_type() }}) as package_price,
     cast(quota_limit as {{ decimal_type() }}) as quota_limit,
     quota_policy,
     -- the dimensions the charge prices per combination of values, in order (null: none)
