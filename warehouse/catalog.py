@@ -501,7 +501,12 @@ def _check_pricing(path: str, pricing: Pricing) -> list[Problem]:
     if pricing.free_units is not None and pricing.free_amount is not None:
         problems.append(Problem(f"{path}.free_amount", "free_units or free_amount, not both"))
     if pricing.rate is not None and pricing.rate > 1:
-        problems.append(Problem(f"{path}.rate", f"{pricing.rate} is not a rate in [0, 1]"))
+        problems.append(
+            Problem(
+                f"{path}.rate",
+                f'{pricing.rate} is not a rate in [0, 1] (a fraction: "0.029" is 2.9%)',
+            )
+        )
     if (
         pricing.min_per_event is not None
         and pricing.max_per_event is not None
