@@ -594,11 +594,9 @@ def _without(content: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any
 def _plan_sha(plan: Plan) -> str:
     content = _without(plan.model_dump(mode="json"), LATER_PLAN_DEFAULTS)
     content["charges"] = [
-        _without(c, LATER_CHARGE_DEFAULTS)
-        | (
-            {"prices": [_without(p, LATER_CHARGE_DEFAULTS) for p in c["prices"]]}
-            if c["prices"]
-            else {}
+        _without(
+            {**c, "prices": [_without(p, LATER_CHARGE_DEFAULTS) for p in c["prices"]]},
+            LATER_CHARGE_DEFAULTS,
         )
         for c in content["charges"]
     ]

@@ -15,20 +15,6 @@ prices as (
     select * from {{ ref('stg_app__plan_prices') }}
 ),
 
-priced_usage as (
-    -- the combination's own price where the charge lists it, else the default ('')
-    select
-        usage.*,
-        coalesce(listed.price_dimensions, '') as price_dimensions
-    from usage
-    inner join segments on segments.segment_id = usage.segment_id
-    left join prices as listed
-        on listed.plan_key = segments.plan_key
-       and listed.plan_version = segments.plan_version
-       and listed.metric = usage.metric
-       and listed.price_dimensions = usage.dimensions
-),
-
 prorated as (
     select
         segments.segment_id,
@@ -44,7 +30,7 @@ prorated as (
         usage.metric,
         usage.dimensions,
         usage.dimension_label,
-        usage.price_dimensions,
+        prices.price_dimensions,
         usage.quantity,
         prices.pricing_model,
         prices.unit_price,
@@ -62,12 +48,18 @@ prorated as (
         cast({{ times('segments.active_seconds', 'prices.free_amount') }}
              / segments.period_seconds as {{ decimal_type() }}) as free_amount
     from segments
-    inner join priced_usage as usage on usage.segment_id = segments.segment_id
+    inner join usage on usage.segment_id = segments.segment_id
+    -- the combination's own price where the charge lists it, else the default ('')
+    left join prices as listed
+        on listed.plan_key = segments.plan_key
+       and listed.plan_version = segments.plan_version
+       and listed.metric = usage.metric
+       and listed.price_dimensions = usage.dimensions
     inner join prices
         on prices.plan_key = segments.plan_key
        and prices.plan_version = segments.plan_version
        and prices.metric = usage.metric
-       and prices.price_dimensions = usage.price_dimensions
+       and prices.price_dimensions = coalesce(listed.price_dimensions, '')
     -- a trial's usage is billed only where its plan says so, and never when the
     -- subscription ends in its trial
     where segments.bills_usage and prices.pricing_model <> 'not_billed'

@@ -43,8 +43,7 @@ ordered as (
 chargeable as (
     select
         ordered.*,
-        case when free_units is not null and event_rank <= free_units then true else false end
-            as is_free,
+        coalesce(event_rank <= free_units, false) as is_free,
         -- the part of the event's amount past the free amount
         case
             when amount_through <= free_amount then 0
