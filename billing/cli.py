@@ -389,6 +389,30 @@ def invoices_show(invoice_id: str) -> None:
         fail(f"no invoice {invoice_id!r}", 2)
 
 
+@main.group()
+def credits() -> None:
+    """Prepaid credits: grants and what is left of them."""
+
+
+@credits.command("list")
+@click.option("--tenant", help="Only this tenant's grants.")
+def credits_list(tenant: str | None) -> None:
+    """Every credit grant with what finalized invoices used, what expired or was voided,
+    and the balance left; then the balance per tenant."""
+    from billing.reports import credit_table, money
+    from ingest.credits import balances, credit_grants
+    from warehouse.db import connect
+
+    warehouse_up()
+    with connect() as conn:
+        grants = credit_grants(conn, tenant)
+    console.print(credit_table(grants))
+    for total in balances(grants):
+        console.print(
+            f"{total['tenant_id']}: {money(total['balance_minor'], total['currency'])} left"
+        )
+
+
 # -- report -----------------------------------------------------------------------------------
 
 _format = click.option(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Any
 
 from rich.console import Group
 from rich.table import Table
@@ -76,7 +77,8 @@ def render_invoice(invoice_id: str) -> Group:
     with connect() as conn:
         head = conn.execute(
             """select i.invoice_id, i.tenant_id, t.tenant_name, i.currency, i.period_start,
-                      i.status, i.subtotal_minor, i.tax_minor, i.total_minor
+                      i.status, i.subtotal_minor, i.tax_minor, i.total_minor,
+                      i.amount_due_minor
                from marts.fct_invoices i
                left join marts.dim_tenants t on t.tenant_id = i.tenant_id
                where i.invoice_id = %s""",
@@ -87,10 +89,14 @@ def render_invoice(invoice_id: str) -> Group:
         lines = conn.execute(
             """select line_type, description, quantity, billable_quantity, amount_minor
                from marts.fct_invoice_lines where invoice_id = %s
-               order by line_type, service_start, metric nulls first""",
+               order by array_position(array['base_fee', 'usage', 'minimum', 'discount',
+                                             'adjustment', 'credit'], line_type),
+                        service_start, metric nulls first, description""",
             (invoice_id,),
         ).fetchall()
-    (inv_id, tenant_id, tenant_name, currency, period_start, status, subtotal, tax, total) = head
+    (inv_id, tenant_id, tenant_name, currency, period_start, status, subtotal, tax, total, due) = (
+        head
+    )
     table = Table(
         title=f"{inv_id}  {tenant_name or tenant_id} ({tenant_id})  "
         f"{period_start:%Y-%m}  [{status}]",
@@ -100,7 +106,10 @@ def render_invoice(invoice_id: str) -> Group:
     table.add_column("quantity", justify="right")
     table.add_column("billable", justify="right")
     table.add_column("amount", justify="right")
+    credits = [line for line in lines if line[0] == "credit"]
     for line_type, description, quantity, billable, amount in lines:
+        if line_type == "credit":
+            continue
         table.add_row(
             f"{description}" if line_type != "adjustment" else f"adjustment: {description}",
             _qty(quantity),
@@ -111,7 +120,40 @@ def render_invoice(invoice_id: str) -> Group:
     table.add_row("subtotal", "", "", money(subtotal, currency))
     table.add_row("tax", "", "", money(tax, currency))
     table.add_row(Text("total", style="bold"), "", "", Text(money(total, currency), style="bold"))
+    if credits:
+        # prepaid credits pay the total, after tax
+        table.add_section()
+        for _, description, _, _, amount in credits:
+            table.add_row(description, "", "", money(amount, currency))
+        table.add_row(
+            Text("amount due", style="bold"), "", "", Text(money(due, currency), style="bold")
+        )
     return Group(table)
+
+
+def credit_table(grants: list[dict[str, Any]]) -> Table:
+    """The grants of `billing credits list`, with their balances (fct_credit_balances)."""
+    table = Table(title="Prepaid credits")
+    columns = ["grant", "tenant", "status", "priority", "expires", "granted", "used"]
+    for column in [*columns, "expired/voided", "balance"]:
+        table.add_column(column, justify="right" if column in _AMOUNTS else "left")
+    for grant in grants:
+        currency = grant["currency"]
+        table.add_row(
+            grant["grant_id"],
+            grant["tenant_id"],
+            grant["status"],
+            str(grant["priority"]),
+            f"{grant['expires_at']:%Y-%m-%d %H:%M}Z" if grant["expires_at"] else "never",
+            money(grant["granted_minor"], currency),
+            money(grant["used_minor"], currency),
+            money(grant["expired_minor"] + grant["voided_minor"], currency),
+            money(grant["balance_minor"], currency),
+        )
+    return table
+
+
+_AMOUNTS = {"granted", "used", "expired/voided", "balance"}
 
 
 def _qty(value: Decimal | None) -> str:

@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
@@ -425,13 +426,15 @@ def _build_live(settings: Settings, *, quiet: bool) -> bool:
 
 def _live_found(settings: Settings) -> tuple[bool, bool]:
     """Whether the live views exist, and the stored arrivals."""
+    from ingest.credits import CREDIT_BALANCES
     from ingest.usage import LIVE_USAGE
 
     with connect(settings, autocommit=True) as conn:
         row = conn.execute(
-            "select to_regclass(%s) is not null and to_regclass(%s) is not null, "
+            "select to_regclass(%s) is not null and to_regclass(%s) is not null "
+            "and to_regclass(%s) is not null, "
             "to_regclass('intermediate.int_events_arrivals') is not null",
-            (LIVE_USAGE, UNSTORED),
+            (LIVE_USAGE, UNSTORED, CREDIT_BALANCES),
         ).fetchone()
     assert row is not None
     return bool(row[0]), bool(row[1])
@@ -492,9 +495,10 @@ def finalize_month(month: date, through: Watermark, settings: Settings | None = 
         frozen = conn.execute(
             """insert into app.finalized_invoices
                    (invoice_id, tenant_id, currency, period_start, period_end, subtotal_minor,
-                    tax_minor, total_minor, arrivals_through, subscription_events_through)
+                    tax_minor, total_minor, credits_minor, arrivals_through,
+                    subscription_events_through)
                select invoice_id, tenant_id, currency, period_start, period_end,
-                      subtotal_minor, tax_minor, total_minor,
+                      subtotal_minor, tax_minor, total_minor, credits_minor,
                       %(arrivals)s, %(subscriptions)s
                from marts.fct_invoices
                where period_start = %(month)s::date::timestamptz and status = 'draft'
@@ -523,4 +527,31 @@ def finalize_month(month: date, through: Watermark, settings: Settings | None = 
             ).format(columns=listed),
             {"ids": [row[0] for row in frozen]},
         )
+        _check_credits_used(conn, [row[0] for row in frozen])
     return len(frozen)
+
+
+def _check_credits_used(conn: psycopg.Connection, frozen: list[str]) -> None:
+    """Refuse a freeze whose credits the run computed from a balance that is gone: a grant
+    voided since, or used by another month frozen since (runs of two months at once)."""
+    gone = conn.execute(
+        """select g.grant_id, 'used past its amount'
+           from app.credit_grants g
+           join app.currencies c on c.currency = g.currency
+           join app.finalized_invoice_lines l on l.grant_id = g.grant_id
+           group by g.grant_id, g.amount, c.minor_unit
+           having -sum(l.amount_minor) > g.amount * power(10::numeric, c.minor_unit)
+           union all
+           select distinct l.grant_id, 'voided'
+           from app.finalized_invoice_lines l
+           join app.credit_grant_voids v on v.grant_id = l.grant_id
+           where l.invoice_id = any(%s)
+           limit 1""",
+        (frozen,),
+    ).fetchone()
+    if gone is not None:
+        raise PipelineError(
+            f"credit grant {gone[0]!r} would be {gone[1]}: a close of another month or a "
+            "void changed it after this run priced the month; nothing was finalized, run the "
+            "month again"
+        )

@@ -5,8 +5,10 @@ One invoice is pushed in four steps, each safe to repeat:
 1. find the Stripe invoice already made for it (by ``metadata.billing_invoice_id`` among the
    invoices of every customer a push of it used, ``app.stripe_push_attempts``) or create a
    draft, with the idempotency key ``billing-invoice-ID``;
-2. add each line that the draft does not hold yet as an invoice item (negative amounts are
-   credits), key ``billing-line-ID-LINE``; tax is one more item, line id ``tax``;
+2. add each line that the draft does not hold yet as an invoice item (negative amounts:
+   discounts, credits for unused time, prepaid credits), key ``billing-line-ID-LINE``; tax
+   is one more item, line id ``tax``; so Stripe's total is our total less the prepaid
+   credits (``amount_due_minor``);
 3. check the draft's total against ours (a mismatch stays a draft, never collected), then
    finalize it, key ``billing-finalize-ID``;
 4. record the Stripe invoice id with the status ``pending`` in ``app.invoice_status_events``.
@@ -66,7 +68,7 @@ class InvoiceToPush:
     currency: str
     period_start: datetime
     period_end: datetime
-    total_minor: int
+    amount_due_minor: int  # the total less the prepaid credits: what Stripe's invoice totals
     finalized_at: datetime
     customer_id: str | None
     pushed_as: str | None
@@ -118,7 +120,8 @@ def invoices_to_push(conn: psycopg.Connection, month: date | None = None) -> lis
     with conn.cursor(row_factory=dict_row) as cur:
         invoices = cur.execute(
             """select i.invoice_id, i.tenant_id, i.currency, i.period_start, i.period_end,
-                      i.tax_minor, i.total_minor, i.finalized_at,
+                      i.tax_minor, i.total_minor - i.credits_minor as amount_due_minor,
+                      i.finalized_at,
                       t.stripe_customer_id as customer_id, t.tax_rate,
                       (select s.provider_invoice_id from app.invoice_status_events s
                         where s.invoice_id = i.invoice_id and s.source = %(source)s
@@ -248,9 +251,10 @@ def _push_one(client: stripe.StripeClient, invoice: InvoiceToPush, customers: li
 
 
 def _same_total(found: Any, invoice: InvoiceToPush, then: str) -> None:
-    if found.total != invoice.total_minor:
+    if found.total != invoice.amount_due_minor:
         raise StepFailed(
-            f"Stripe invoice {found.id} totals {found.total} but ours is {invoice.total_minor}"
+            f"Stripe invoice {found.id} totals {found.total} but ours is "
+            f"{invoice.amount_due_minor}"
             f" minor units; {then}: look at it in Stripe"
         )
 

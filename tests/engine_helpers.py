@@ -25,6 +25,8 @@ class WarehouseInvoice:
     tax: int
     total: int
     lines: Counter[tuple[str, str | None, int]]
+    credits: Counter[tuple[str, int]]
+    amount_due: int
 
 
 def apply_catalog(doc: dict[str, Any], tmp_path: Path, name: str = "catalog.yaml") -> None:
@@ -54,20 +56,30 @@ def load_raw(url: str) -> tuple[list[RawEvent], list[SubEvent]]:
 
 
 def warehouse_invoices(
-    url: str, month: date, line_types: tuple[str, ...] = ("base_fee", "usage")
+    url: str,
+    month: date,
+    line_types: tuple[str, ...] = ("base_fee", "usage", "minimum", "discount"),
 ) -> dict[str, WarehouseInvoice]:
+    """Invoices of ``month`` by tenant: lines as (type, metric or discount id, amount), the
+    credits as (grant id, amount used)."""
     with psycopg.connect(url) as conn:
         heads = conn.execute(
             "select invoice_id, tenant_id, currency, status, subtotal_minor, tax_minor, "
-            "total_minor from marts.fct_invoices where period_start = %s::date::timestamptz",
+            "total_minor, amount_due_minor from marts.fct_invoices "
+            "where period_start = %s::date::timestamptz",
             (month,),
         ).fetchall()
         out = {}
-        for invoice_id, tenant, currency, status, subtotal, tax, total in heads:
+        for invoice_id, tenant, currency, status, subtotal, tax, total, due in heads:
             lines = conn.execute(
-                "select line_type, metric, amount_minor from marts.fct_invoice_lines "
-                "where invoice_id = %s and line_type = any(%s)",
+                "select line_type, coalesce(metric, discount_id), amount_minor "
+                "from marts.fct_invoice_lines where invoice_id = %s and line_type = any(%s)",
                 (invoice_id, list(line_types)),
+            ).fetchall()
+            credits = conn.execute(
+                "select grant_id, -amount_minor from marts.fct_invoice_lines "
+                "where invoice_id = %s and line_type = 'credit'",
+                (invoice_id,),
             ).fetchall()
             out[tenant] = WarehouseInvoice(
                 invoice_id,
@@ -77,6 +89,8 @@ def warehouse_invoices(
                 tax,
                 total,
                 Counter((t, m, int(a)) for t, m, a in lines),
+                Counter((g, int(a)) for g, a in credits),
+                due,
             )
     return out
 
@@ -92,3 +106,5 @@ def assert_matches(actual: dict[str, WarehouseInvoice], expected: dict[str, Invo
             invoice.tax,
             invoice.total,
         ), tenant
+        assert got.credits == Counter(invoice.credits), (tenant, got.credits, invoice.credits)
+        assert got.amount_due == invoice.amount_due, tenant

@@ -39,12 +39,17 @@ class SubEvent:
 
 @dataclass
 class Invoice:
+    """Lines are (type, metric or discount id, amount); credits (grant id, amount) are used
+    after tax and are not in the subtotal."""
+
     tenant_id: str
     currency: str
     lines: list[tuple[str, str | None, int]] = field(default_factory=list)
     subtotal: int = 0
     tax: int = 0
     total: int = 0
+    credits: list[tuple[str, int]] = field(default_factory=list)
+    amount_due: int = 0
 
 
 def month_bounds(month: date) -> tuple[datetime, datetime]:
@@ -216,9 +221,15 @@ def price(charge: Pricing, billable: Fraction) -> Fraction:
 
 
 def rate_month(
-    catalog: Catalog, events: list[RawEvent], subs: list[SubEvent], month: date
+    catalog: Catalog,
+    events: list[RawEvent],
+    subs: list[SubEvent],
+    month: date,
+    used: dict[str, int] | None = None,
+    voided: frozenset[str] = frozenset(),
 ) -> dict[str, Invoice]:
-    """Invoices of ``month`` by tenant, with every plan at its catalog version."""
+    """Invoices of ``month`` by tenant, with every plan at its catalog version; ``used``:
+    what finalized invoices used of each credit grant, ``voided`` the grants voided."""
     plans: dict[str, Plan] = {p.key: p for p in catalog.plans}
     metrics = {m.key: m for m in catalog.metrics}
     tenants = {t.id: t for t in catalog.tenants}
@@ -264,6 +275,7 @@ def rate_month(
                     invoice.lines.append(
                         ("base_fee", None, half_up(-Fraction(plan.base_price) * unused * exponent))
                     )
+        segment_usage = 0
         for charge in plan.charges if interval.bills_usage else []:
             metric = metrics[charge.metric]
             in_segment = [
@@ -281,10 +293,89 @@ def rate_month(
                     billable = max(q - Fraction(pricing.included) * fraction, Fraction(0))
                     amount = price(pricing, billable)
                 invoice.lines.append(("usage", charge.metric, half_up(amount * exponent)))
+                segment_usage += invoice.lines[-1][2]
+        # a minimum commitment: the segment's usage lines brought up to its prorated minimum
+        if plan.minimum_commitment is not None and not interval.in_trial:
+            minimum = half_up(Fraction(plan.minimum_commitment) * fraction * exponent)
+            if segment_usage < minimum:
+                invoice.lines.append(("minimum", None, minimum - segment_usage))
     # a tenant with nothing billed (a trial) has no invoice
     invoices = {tenant: invoice for tenant, invoice in invoices.items() if invoice.lines}
     for invoice in invoices.values():
+        apply_discounts(catalog, invoice, month)
         invoice.subtotal = sum(amount for _, _, amount in invoice.lines)
         invoice.tax = half_up(invoice.subtotal * Fraction(tenants[invoice.tenant_id].tax_rate))
         invoice.total = invoice.subtotal + invoice.tax
+        apply_credits(catalog, invoice, m_end, used or {}, voided)
+        invoice.amount_due = invoice.total - sum(amount for _, amount in invoice.credits)
     return invoices
+
+
+def apply_discounts(catalog: Catalog, invoice: Invoice, month: date) -> None:
+    """The discounts in effect in ``month``, in the order they started (then id): each takes
+    its rate of the lines it applies to (or its amount, at most those lines), and all of
+    them at most what the invoice came to before them."""
+    exponent = Fraction(10) ** MINOR_UNITS[invoice.currency]
+    left = max(sum(amount for _, _, amount in invoice.lines), 0)
+    charged = list(invoice.lines)
+    index = month.year * 12 + month.month
+    for discount in sorted(catalog.discounts, key=lambda d: (d.starts, d.id)):
+        year, first = (int(part) for part in discount.starts.split("-"))
+        start = year * 12 + first
+        if (
+            discount.tenant_id != invoice.tenant_id
+            or index < start
+            or (discount.months is not None and index >= start + discount.months)
+        ):
+            continue
+        eligible = max(
+            sum(
+                amount
+                for line_type, metric, amount in charged
+                if not discount.applies_to
+                or (line_type == "usage" and metric in discount.applies_to)
+                or (line_type == "base_fee" and "base_fee" in discount.applies_to)
+            ),
+            0,
+        )
+        if discount.rate is not None:
+            wanted = half_up(eligible * Fraction(discount.rate))
+        else:
+            assert discount.amount is not None
+            wanted = int(Fraction(discount.amount) * exponent)
+        taken = min(wanted, eligible, left)
+        left -= taken
+        if taken > 0:
+            invoice.lines.append(("discount", discount.id, -taken))
+
+
+def apply_credits(
+    catalog: Catalog,
+    invoice: Invoice,
+    period_end: datetime,
+    used: dict[str, int],
+    voided: frozenset[str],
+) -> None:
+    """The tenant's grants in its currency, usable at the period's end, in order of priority,
+    soonest expiry, grant time and id, each paying what the ones before left of the total."""
+    exponent = Fraction(10) ** MINOR_UNITS[invoice.currency]
+    tenant = next(t for t in catalog.tenants if t.id == invoice.tenant_id)
+    usable = [
+        g
+        for g in catalog.credit_grants
+        if g.tenant_id == invoice.tenant_id
+        and (g.currency or tenant.currency) == invoice.currency
+        and g.id not in voided
+        and g.granted_at < period_end
+        and (g.expires_at is None or g.expires_at >= period_end)
+    ]
+    far = datetime.max.replace(tzinfo=UTC)
+    left = invoice.total
+    for grant in sorted(
+        usable, key=lambda g: (g.priority, g.expires_at or far, g.granted_at, g.id)
+    ):
+        balance = int(Fraction(grant.amount) * exponent) - used.get(grant.id, 0)
+        taken = min(balance, max(left, 0))
+        if taken > 0:
+            invoice.credits.append((grant.id, taken))
+            left -= taken

@@ -1,4 +1,5 @@
-"""The catalog YAML (metrics, plans, tenants, subscriptions): validation and loading.
+"""The catalog YAML (metrics, plans, tenants, subscriptions, discounts, credit grants):
+validation and loading.
 
 Validation is all-or-nothing: every problem is reported with the file, the path inside it
 and what would be accepted, and nothing is written unless the whole catalog is valid.
@@ -10,7 +11,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -18,6 +19,7 @@ from typing import Annotated, Any, Literal
 import psycopg
 import yaml
 from psycopg import sql
+from psycopg.types.json import Jsonb
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -180,6 +182,8 @@ class Plan(_Strict):
     # a trial from the subscription's start: no base fee, and usage billed only if it says so
     trial_days: Annotated[int, Field(ge=0, le=MAX_TRIAL_DAYS, strict=True)] = 0
     trial_bills_usage: Annotated[bool, Field(strict=True)] = False
+    # the least the usage charges come to per month, prorated with the month's segments
+    minimum_commitment: Money | None = None
 
 
 class Tenant(_Strict):
@@ -197,11 +201,49 @@ class Subscription(_Strict):
     start: Timestamp
 
 
+MONTH_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
+BASE_FEE = "base_fee"
+
+
+class Discount(_Strict):
+    """A discount on a tenant's invoices: a `rate` (a fraction of the lines it applies to) or
+    an `amount` (in the tenant's currency), from the month `starts` for `months` months or
+    forever, on the whole invoice or on the charges `applies_to` names (metric keys, or
+    base_fee). A record: never edited once applied."""
+
+    id: str = Field(pattern=ID_PATTERN)
+    tenant_id: str
+    description: str | None = Field(default=None, min_length=1, max_length=200)
+    rate: Money | None = None
+    amount: Money | None = None
+    starts: str = Field(pattern=MONTH_PATTERN)
+    months: Annotated[int, Field(gt=0, le=1200, strict=True)] | None = None
+    applies_to: list[str] = []
+
+
+class CreditGrant(_Strict):
+    """Prepaid credit for a tenant: `amount` in `currency` (the tenant's unless named),
+    usable by the invoices of periods ending after `granted_at` and by `expires_at` (or
+    forever), in order of `priority` (lowest first), then the soonest expiry. A record:
+    never edited; a void is a record of its own."""
+
+    id: str = Field(pattern=ID_PATTERN)
+    tenant_id: str
+    amount: Money
+    currency: Currency | None = None
+    granted_at: Timestamp
+    expires_at: Timestamp | None = None
+    priority: Annotated[int, Field(ge=0, le=1_000_000, strict=True)] = 0
+    description: str = Field(default="", max_length=200)
+
+
 class Catalog(_Strict):
     metrics: list[Metric]
     plans: list[Plan]
     tenants: list[Tenant] = []
     subscriptions: list[Subscription] = []
+    discounts: list[Discount] = []
+    credit_grants: list[CreditGrant] = []
 
 
 @dataclass(frozen=True)
@@ -313,6 +355,8 @@ def check_catalog(catalog: Catalog) -> list[Problem]:
         ("plans", [p.key for p in catalog.plans]),
         ("tenants", [t.id for t in catalog.tenants]),
         ("subscriptions", [s.id for s in catalog.subscriptions]),
+        ("discounts", [d.id for d in catalog.discounts]),
+        ("credit_grants", [g.id for g in catalog.credit_grants]),
     ):
         for index, key in _duplicates(keys).items():
             problems.append(Problem(f"{section}[{index}]", f"duplicate key {key!r}"))
@@ -370,6 +414,96 @@ def check_catalog(catalog: Catalog) -> list[Problem]:
             problems.append(
                 Problem(f"tenants[{t}].tax_rate", f"{tenant.tax_rate} is not a rate in [0, 1)")
             )
+    for p, plan in enumerate(catalog.plans):
+        if plan.minimum_commitment is not None:
+            problems.extend(
+                _check_amount(
+                    f"plans[{p}].minimum_commitment", plan.minimum_commitment, plan.currency
+                )
+            )
+    for d, discount in enumerate(catalog.discounts):
+        problems.extend(_check_discount(f"discounts[{d}]", discount, catalog, tenants))
+    for g, grant in enumerate(catalog.credit_grants):
+        tenant = tenants.get(grant.tenant_id)
+        if tenant is None:
+            problems.append(
+                Problem(f"credit_grants[{g}].tenant_id", f"unknown tenant {grant.tenant_id!r}")
+            )
+            continue
+        problems.extend(
+            Problem(f"credit_grants[{g}].{problem.path}", problem.message)
+            for problem in check_grant(grant, tenant.currency)
+        )
+    return problems
+
+
+def _check_amount(path: str, amount: Decimal, currency: str) -> list[Problem]:
+    """An amount of money billed as it is: positive, in the currency's minor units."""
+    exponent = amount.as_tuple().exponent
+    assert isinstance(exponent, int)
+    if amount <= 0:
+        return [Problem(path, f"{amount} is not a positive amount")]
+    if -exponent > MINOR_UNITS[currency]:
+        return [
+            Problem(
+                path,
+                f"{amount} has more decimals than {currency}'s minor unit "
+                f"({MINOR_UNITS[currency]})",
+            )
+        ]
+    return []
+
+
+def _check_discount(
+    path: str, discount: Discount, catalog: Catalog, tenants: dict[str, Tenant]
+) -> list[Problem]:
+    problems: list[Problem] = []
+    tenant = tenants.get(discount.tenant_id)
+    if tenant is None:
+        problems.append(Problem(f"{path}.tenant_id", f"unknown tenant {discount.tenant_id!r}"))
+    if (discount.rate is None) == (discount.amount is None):
+        problems.append(
+            Problem(path, 'needs a rate ("0.2" is 20% off) or an amount ("50.00" off), not both')
+        )
+    if discount.rate is not None and not 0 < discount.rate <= 1:
+        problems.append(
+            Problem(
+                f"{path}.rate",
+                f'{discount.rate} is not a rate in (0, 1] (a fraction: "0.2" is 20% off)',
+            )
+        )
+    if discount.amount is not None and tenant is not None:
+        problems.extend(_check_amount(f"{path}.amount", discount.amount, tenant.currency))
+    charges = {m.key for m in catalog.metrics} | {BASE_FEE}
+    for index, name in enumerate(discount.applies_to):
+        if name not in charges:
+            problems.append(
+                Problem(
+                    f"{path}.applies_to[{index}]",
+                    f"unknown charge {name!r}: a metric's key or {BASE_FEE}",
+                )
+            )
+    for index, name in _duplicates(discount.applies_to).items():
+        problems.append(Problem(f"{path}.applies_to[{index}]", f"duplicate {name!r}"))
+    return problems
+
+
+def check_grant(grant: CreditGrant, tenant_currency: str) -> list[Problem]:
+    """A grant's own rules, paths relative to it: the catalog and the admin API use them."""
+    problems: list[Problem] = []
+    currency = grant.currency or tenant_currency
+    if currency != tenant_currency:
+        problems.append(
+            Problem(
+                "currency",
+                f"{currency} is not the tenant's currency ({tenant_currency}): its invoices "
+                "could not use it",
+            )
+        )
+    else:
+        problems.extend(_check_amount("amount", grant.amount, currency))
+    if grant.expires_at is not None and grant.expires_at <= grant.granted_at:
+        problems.append(Problem("expires_at", "must be after granted_at"))
     return problems
 
 
@@ -575,7 +709,11 @@ class ApplyResult:
 
 # Plan keys added after the first release, with their defaults: left out of a plan's content
 # while at them, so that a catalog written before them keeps its versions when applied again.
-LATER_PLAN_DEFAULTS: dict[str, Any] = {"trial_days": 0, "trial_bills_usage": False}
+LATER_PLAN_DEFAULTS: dict[str, Any] = {
+    "trial_days": 0,
+    "trial_bills_usage": False,
+    "minimum_commitment": None,
+}
 LATER_CHARGE_DEFAULTS: dict[str, Any] = {
     "group_by": [],
     "prices": [],
@@ -678,6 +816,17 @@ def apply_catalog(conn: psycopg.Connection, catalog: Catalog, source: str) -> Ap
                 problems.append(Problem(f"subscriptions[{s}].{exc.field}", str(exc)))
                 continue
             started.append(sub.id)
+        currencies = {t.id: t.currency for t in catalog.tenants}
+        for d, discount in enumerate(catalog.discounts):
+            try:
+                record_discount(conn, discount, currencies[discount.tenant_id], apply_id)
+            except RecordConflict as exc:
+                problems.append(Problem(f"discounts[{d}].{exc.field}", str(exc)))
+        for g, grant in enumerate(catalog.credit_grants):
+            try:
+                record_grant(conn, grant, currencies[grant.tenant_id], source="catalog")
+            except RecordConflict as exc:
+                problems.append(Problem(f"credit_grants[{g}].{exc.field}", str(exc)))
         if problems:
             raise CatalogError(source, problems)
     return ApplyResult(
@@ -725,8 +874,9 @@ def _insert_plan_version(conn: psycopg.Connection, plan: Plan, apply_id: int) ->
     conn.execute(
         """insert into app.plan_versions (plan_key, version, name, billing_interval, currency,
                                           base_price, trial_days, trial_bills_usage,
-                                          effective_from, content_sha256, apply_id)
-           values (%s, %s, %s, %s, %s, %s, %s, %s,
+                                          minimum_commitment, effective_from, content_sha256,
+                                          apply_id)
+           values (%s, %s, %s, %s, %s, %s, %s, %s, %s,
                    case when %s = 1 then '-infinity'::timestamptz else now() end, %s, %s)""",
         (
             plan.key,
@@ -737,6 +887,7 @@ def _insert_plan_version(conn: psycopg.Connection, plan: Plan, apply_id: int) ->
             plan.base_price,
             plan.trial_days,
             plan.trial_bills_usage,
+            plan.minimum_commitment,
             version,
             sha,
             apply_id,
@@ -814,3 +965,121 @@ def _insert_tiers(
                 tier.flat_fee,
             ),
         )
+
+
+class RecordConflict(ValueError):
+    """A discount or grant id recorded before with other terms: records are never edited."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
+def _record_once(
+    conn: psycopg.Connection,
+    what: str,
+    table: str,
+    key: tuple[str, str],
+    terms: dict[str, Any],
+    extra: dict[str, Any],
+) -> bool:
+    """Insert a record unless its id is there; the same terms again are no change, other
+    terms a RecordConflict naming the first field that differs. Returns whether inserted."""
+    row = {key[0]: key[1], **terms, **extra}
+    inserted = conn.execute(
+        sql.SQL(
+            "insert into app.{table} ({columns}) values ({values}) "
+            "on conflict ({key}) do nothing returning 1"
+        ).format(
+            table=sql.Identifier(table),
+            columns=sql.SQL(", ").join(map(sql.Identifier, row)),
+            values=sql.SQL(", ").join(sql.Placeholder() for _ in row),
+            key=sql.Identifier(key[0]),
+        ),
+        [Jsonb(v) if isinstance(v, list) else v for v in row.values()],
+    ).fetchone()
+    if inserted:
+        return True
+    stored = conn.execute(
+        sql.SQL("select {columns} from app.{table} where {key} = %s").format(
+            columns=sql.SQL(", ").join(map(sql.Identifier, terms)),
+            table=sql.Identifier(table),
+            key=sql.Identifier(key[0]),
+        ),
+        (key[1],),
+    ).fetchone()
+    assert stored is not None
+    for (name, value), before in zip(terms.items(), stored, strict=True):
+        if value != before:
+            raise RecordConflict(
+                name,
+                f"{what} {key[1]!r} was recorded with {name} {_shown(before)}, not "
+                f"{_shown(value)}: a {what} is never edited (give a new one another id)",
+            )
+    return False
+
+
+def _shown(value: Any) -> str:
+    return "none" if value is None else str(value)
+
+
+def record_discount(
+    conn: psycopg.Connection, discount: Discount, currency: str, apply_id: int | None = None
+) -> bool:
+    """Record a discount once (app.discounts); return whether it is new."""
+    year, month = (int(part) for part in discount.starts.split("-"))
+    return _record_once(
+        conn,
+        "discount",
+        "discounts",
+        ("discount_id", discount.id),
+        {
+            "tenant_id": discount.tenant_id,
+            "description": discount.description or f"Discount {discount.id}",
+            "rate": discount.rate,
+            "amount": discount.amount,
+            "currency": currency,
+            "starts": datetime(year, month, 1, tzinfo=UTC),
+            "months": discount.months,
+            "applies_to": discount.applies_to or None,
+        },
+        {"apply_id": apply_id},
+    )
+
+
+def record_grant(
+    conn: psycopg.Connection, grant: CreditGrant, currency: str, *, source: str
+) -> bool:
+    """Record a credit grant once (app.credit_grants); return whether it is new."""
+    return _record_once(
+        conn,
+        "credit grant",
+        "credit_grants",
+        ("grant_id", grant.id),
+        {
+            "tenant_id": grant.tenant_id,
+            "amount": grant.amount,
+            "currency": grant.currency or currency,
+            "granted_at": grant.granted_at,
+            "expires_at": grant.expires_at,
+            "priority": grant.priority,
+            "description": grant.description,
+        },
+        {"source": source},
+    )
+
+
+def void_grant(conn: psycopg.Connection, grant_id: str, reason: str, *, source: str) -> bool:
+    """Void a credit grant (a record of its own): what is left of it is no longer used.
+    Returns whether it was voided now (False: voided before); KeyError if there is none."""
+    if (
+        conn.execute("select 1 from app.credit_grants where grant_id = %s", (grant_id,)).fetchone()
+        is None
+    ):
+        raise KeyError(grant_id)
+    voided = conn.execute(
+        """insert into app.credit_grant_voids (grant_id, reason, source) values (%s, %s, %s)
+           on conflict (grant_id) do nothing returning 1""",
+        (grant_id, reason, source),
+    ).fetchone()
+    return voided is not None

@@ -6,7 +6,8 @@
     {%- set columns = [
         'invoice_id', 'line_id', 'tenant_id', 'line_type', 'metric', 'plan_key', 'quantity',
         'billable_quantity', 'amount_minor', 'currency', 'description', 'service_start',
-        'service_end', 'period_start', 'corrected_period_start', 'dimensions',
+        'service_end', 'period_start', 'corrected_period_start', 'dimensions', 'discount_id',
+        'grant_id', 'corrected_line_type',
     ] -%}
     {%- for column in columns -%}
         {{ overrides[column] ~ ' as ' ~ column if column in overrides else column }}

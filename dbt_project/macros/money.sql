@@ -4,6 +4,13 @@
     cast(round(({{ amount_major }}) * {{ power_of_ten(minor_unit) }}, 0) as bigint)
 {%- endmacro %}
 
+{#- An invoice's tax: its subtotal (minor units, discounts included) times the tenant's
+    rate, rounded once. The drafts' totals (credits are used after tax) and fct_invoices
+    read it from here. -#}
+{% macro invoice_tax(subtotal_minor, tax_rate) -%}
+    {{ to_minor_units(times(subtotal_minor, tax_rate), 0) }}
+{%- endmacro %}
+
 {#- 10^n, exactly: PostgreSQL's numeric power; Spark's pow is a double, exact for the powers
     of ten a currency has (0 to 4), made a decimal before it touches money. -#}
 {% macro power_of_ten(n) -%}

@@ -1,6 +1,10 @@
--- Invariant: an invoice's lines add up to its subtotal.
+-- Invariant: an invoice's lines add up to its subtotal, its credit lines to its credits
+-- (used after tax), and credits never take an invoice below zero.
 with lines as (
-    select invoice_id, sum(amount_minor) as lines_minor
+    select
+        invoice_id,
+        sum(case when line_type = 'credit' then 0 else amount_minor end) as lines_minor,
+        -sum(case when line_type = 'credit' then amount_minor else 0 end) as credit_lines_minor
     from {{ ref('fct_invoice_lines') }}
     group by invoice_id
 )
@@ -9,3 +13,6 @@ select invoices.invoice_id, invoices.subtotal_minor, lines.lines_minor
 from {{ ref('fct_invoices') }} as invoices
 left join lines on lines.invoice_id = invoices.invoice_id
 where coalesce(lines.lines_minor, 0) <> invoices.subtotal_minor
+   or coalesce(lines.credit_lines_minor, 0) <> invoices.credits_minor
+   or invoices.credits_minor < 0
+   or (invoices.credits_minor > 0 and invoices.amount_due_minor < 0)

@@ -23,7 +23,7 @@ from warehouse.catalog import KEY_PATTERN
 router = APIRouter(tags=["reads"])
 
 
-def _tenant(principal: Principal, tenant_id: str | None, required: bool) -> str | None:
+def tenant_of(principal: Principal, tenant_id: str | None, required: bool) -> str | None:
     if principal.is_admin:
         if tenant_id is None and required:
             raise ApiError(
@@ -92,7 +92,7 @@ async def get_usage(
         ),
     ] = None,
 ) -> dict[str, Any]:
-    tenant = _tenant(principal, tenant_id, required=True)
+    tenant = tenant_of(principal, tenant_id, required=True)
     assert tenant is not None
     first, last = _day(from_, "from"), _day(to, "to")
     names = [] if group_by is None else [name.strip() for name in group_by.split(",")]
@@ -174,7 +174,7 @@ async def get_invoices(
     ] = None,
     tenant_id: Annotated[str | None, Query(description="Admin key only", examples=["acme"])] = None,
 ) -> dict[str, Any]:
-    tenant = _tenant(principal, tenant_id, required=False)
+    tenant = tenant_of(principal, tenant_id, required=False)
     first = _day(f"{month}-01", "month") if month else None
 
     def read() -> dict[str, Any]:
@@ -194,7 +194,8 @@ def invoices_with_lines(conn: Any, tenant: str | None, month: date | None) -> li
                and (%(month)s::date is null or period_start = %(month)s::date::timestamptz)"""
     cur = conn.execute(
         f"""select invoice_id, tenant_id, currency, period_start, period_end, status,
-                   subtotal_minor, tax_minor, total_minor, provider_invoice_id, finalized_at
+                   subtotal_minor, tax_minor, total_minor, credits_minor, amount_due_minor,
+                   provider_invoice_id, finalized_at
             from marts.fct_invoices where {where}
             order by period_start, tenant_id, currency""",
         params,
@@ -203,7 +204,8 @@ def invoices_with_lines(conn: Any, tenant: str | None, month: date | None) -> li
     invoices = {row[0]: dict(zip(columns, row, strict=True)) | {"lines": []} for row in cur}
     cur = conn.execute(
         f"""select invoice_id, line_id, line_type, metric, plan, quantity, billable_quantity,
-                   amount_minor, description, service_start, service_end
+                   amount_minor, description, service_start, service_end, discount_id,
+                   grant_id
             from marts.fct_invoice_lines where {where}
             order by invoice_id, line_type, line_id""",
         params,

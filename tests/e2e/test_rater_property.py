@@ -1,5 +1,6 @@
-"""Randomized catalogs, subscription histories and usage (hypothesis): the dbt invoices match
-the independent pure-Python rater to the minor unit."""
+"""Randomized catalogs, subscription histories and usage (hypothesis), with minimum
+commitments, discounts and credit grants: the dbt invoices match the independent pure-Python
+rater to the minor unit."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from tests.engine_helpers import assert_matches, load_raw, warehouse_invoices
 from tests.helpers import with_dbname
 from tests.reference_rater import rate_month
 from warehouse.catalog import apply_catalog, parse_catalog
+from warehouse.currencies import MINOR_UNITS
 from warehouse.migrate import apply_migrations
 from warehouse.settings import get_settings
 from warehouse.subscriptions import record_subscription_event
@@ -39,8 +41,58 @@ METRICS = [
 ]
 
 
-def decimals(places: int, high: int) -> st.SearchStrategy[str]:
-    return st.integers(0, high * 10**places).map(lambda n: str(Decimal(n).scaleb(-places)))
+def decimals(places: int, high: int, low: int = 0) -> st.SearchStrategy[str]:
+    return st.integers(low, high * 10**places).map(lambda n: str(Decimal(n).scaleb(-places)))
+
+
+def money(draw: st.DrawFn, currency: str, high: int) -> str:
+    """A positive amount in the currency's minor units."""
+    return draw(decimals(MINOR_UNITS[currency], high, low=1))
+
+
+NOV_START = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+@st.composite
+def discounts(draw: st.DrawFn, tenant: str, currency: str, charged: list[str]) -> dict[str, Any]:
+    """A discount on the tenant: a rate or an amount, starting before, in or after October,
+    for some months or forever, on the whole invoice or on some charges."""
+    discount: dict[str, Any] = {
+        "tenant_id": tenant,
+        "starts": draw(st.sampled_from(["2026-08", "2026-10", "2026-10", "2026-11"])),
+        "applies_to": draw(st.lists(st.sampled_from([*charged, "base_fee"]), unique=True)),
+    }
+    if draw(st.booleans()):
+        discount["rate"] = draw(decimals(2, 1, low=1))
+    else:
+        discount["amount"] = money(draw, currency, 300)
+    months = draw(st.sampled_from([None, 1, 3]))
+    if months is not None:
+        discount["months"] = months
+    return discount
+
+
+@st.composite
+def grants(draw: st.DrawFn, tenant: str, currency: str) -> dict[str, Any]:
+    """A credit grant, usable by October's invoice or not: granted before or after the
+    period ends, expiring before it, exactly at its end, later or never."""
+    granted = OCT_START + timedelta(seconds=draw(st.integers(-30 * 86400, 35 * 86400)))
+    expiry = draw(st.sampled_from(["never", "before", "at_end", "later"]))
+    expires = {
+        "never": None,
+        "before": granted + timedelta(days=1),
+        "at_end": max(NOV_START, granted + timedelta(seconds=1)),
+        "later": max(NOV_START, granted) + timedelta(days=30),
+    }[expiry]
+    grant: dict[str, Any] = {
+        "tenant_id": tenant,
+        "amount": money(draw, currency, 200),
+        "granted_at": granted.isoformat(),
+        "priority": draw(st.sampled_from([0, 0, 1, 5])),
+    }
+    if expires is not None:
+        grant["expires_at"] = expires.isoformat()
+    return grant
 
 
 # the values events carry for the dimensions (or none), and those prices name
@@ -113,7 +165,7 @@ def charges(draw: st.DrawFn, metric: str) -> dict[str, Any]:
 
 @st.composite
 def scenarios(draw: st.DrawFn) -> dict[str, Any]:
-    plans, tenants, subs, changes = [], [], [], []
+    plans, tenants, subs, changes, offers, credits = [], [], [], [], [], []
     for i, currency in enumerate(
         draw(st.lists(st.sampled_from(["usd", "jpy", "kwd"]), min_size=2, max_size=4))
     ):
@@ -134,6 +186,12 @@ def scenarios(draw: st.DrawFn) -> dict[str, Any]:
                 "trial_bills_usage": draw(st.booleans()),
             }
         )
+        if draw(st.booleans()):
+            plans[-1]["minimum_commitment"] = money(draw, currency, 400)
+        for d in range(draw(st.integers(0, 2))):
+            offers.append({"id": f"d{i}_{d}", **draw(discounts(f"t{i}", currency, metrics))})
+        for g in range(draw(st.integers(0, 3))):
+            credits.append({"id": f"g{i}_{g}", **draw(grants(f"t{i}", currency))})
         tenants.append(
             {"id": f"t{i}", "name": f"T{i}", "currency": currency, "tax_rate": draw(decimals(4, 0))}
         )
@@ -155,7 +213,14 @@ def scenarios(draw: st.DrawFn) -> dict[str, Any]:
             changes.append((f"s{i}", f"t{i}", "cancel", at, None, False))
         elif change.startswith("cancel"):
             changes.append((f"s{i}", f"t{i}", "cancel", at, None, change == "cancel_end"))
-    catalog = {"metrics": METRICS, "plans": plans, "tenants": tenants, "subscriptions": subs}
+    catalog = {
+        "metrics": METRICS,
+        "plans": plans,
+        "tenants": tenants,
+        "subscriptions": subs,
+        "discounts": offers,
+        "credit_grants": credits,
+    }
     events = []
     for n in range(draw(st.integers(20, 120))):
         tenant = draw(st.sampled_from(tenants))["id"]

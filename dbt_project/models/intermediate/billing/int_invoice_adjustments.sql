@@ -1,12 +1,14 @@
-{#- One row per adjustment line: for a re-rated finalized month, per metric and combination
-    of dimension values (base fees have neither),
-    what the month comes to now, less what its frozen invoice billed (nothing, for a tenant
-    without an invoice that month), less the adjustments already frozen on later invoices.
+{#- One row per adjustment line: for a re-rated finalized month, per line type corrected
+    (`corrected_line_type`: usage per metric and combination of dimension values, base fees,
+    minimum commitments, each discount), what the month comes to now, less what its frozen
+    invoice billed (nothing, for a tenant without an invoice that month), less the
+    adjustments already frozen on later invoices. Credits are not re-rated: they paid an
+    invoice's total, and the adjustment's invoice uses its own.
     It goes on one invoice only: the tenant's for the next open month, the month after the
     latest closed one. A run of another month bills none (months run out of order put a
     correction on two drafts, both finalized later). -#}
 with recomputed as (
-    select * from {{ ref('int_invoice_lines_priced') }}
+    select * from {{ ref('int_invoice_lines_rated') }}
     where period_start < {{ ts_literal(var('min_month')) }}
 ),
 
@@ -27,21 +29,26 @@ currencies as (
 ),
 
 amounts as (
-    select tenant_id, currency, period_start as corrected_period_start, line_type, metric,
-           dimensions, amount_minor, quantity
+    select tenant_id, currency, period_start as corrected_period_start,
+           line_type as corrected_line_type, metric, dimensions, discount_id, amount_minor,
+           quantity
     from recomputed
     union all
     select frozen_lines.tenant_id, frozen_lines.currency, frozen_lines.period_start,
            frozen_lines.line_type, frozen_lines.metric, frozen_lines.dimensions,
-           -frozen_lines.amount_minor, -frozen_lines.quantity
+           frozen_lines.discount_id, -frozen_lines.amount_minor, -frozen_lines.quantity
     from frozen_lines
     inner join rerate
         on rerate.tenant_id = frozen_lines.tenant_id
        and rerate.period_start = frozen_lines.period_start
-    where frozen_lines.line_type <> 'adjustment'
+    where frozen_lines.line_type not in ('adjustment', 'credit')
     union all
+    -- an adjustment frozen before it named the line type it corrects corrected usage (a
+    -- metric) or a base fee (none)
     select frozen_lines.tenant_id, frozen_lines.currency, frozen_lines.corrected_period_start,
-           'usage' as line_type, frozen_lines.metric, frozen_lines.dimensions,
+           coalesce(frozen_lines.corrected_line_type,
+                    case when frozen_lines.metric is null then 'base_fee' else 'usage' end),
+           frozen_lines.metric, frozen_lines.dimensions, frozen_lines.discount_id,
            -frozen_lines.amount_minor, -frozen_lines.quantity
     from frozen_lines
     inner join rerate
@@ -55,14 +62,15 @@ deltas as (
         tenant_id,
         currency,
         corrected_period_start,
+        corrected_line_type,
         metric,
         dimensions,
+        discount_id,
         sum(amount_minor) as amount_minor,
         sum(quantity) as quantity
     from amounts
-    -- base fee and usage deltas of one metric and combination are one correction; base fees
-    -- have neither
-    group by tenant_id, currency, corrected_period_start, metric, dimensions
+    group by tenant_id, currency, corrected_period_start, corrected_line_type, metric,
+             dimensions, discount_id
     having sum(amount_minor) <> 0
 ),
 
@@ -88,7 +96,10 @@ final as (
             "'adjustment|'", "target.tenant_id", "'|'", "target.currency", "'|'",
             "cast(cast(target.corrected_period_start as date) as " ~ dbt.type_string() ~ ")",
             "'|'", "coalesce(target.metric, '')",
-            "coalesce(" ~ dbt.concat(["'|'", "target.dimensions"]) ~ ", '')"])), 20) }}
+            "coalesce(" ~ dbt.concat(["'|'", "target.dimensions"]) ~ ", '')",
+            "case when target.corrected_line_type in ('minimum', 'discount') then "
+            ~ dbt.concat(["'|'", "target.corrected_line_type", "'|'",
+                          "coalesce(target.discount_id, '')"]) ~ " else '' end"])), 20) }}
             as line_id,
         target.tenant_id,
         target.currency,
@@ -101,12 +112,19 @@ final as (
         cast(target.amount_minor as bigint) as amount_minor,
         'correction of ' || substring(cast(cast(target.corrected_period_start as date)
                                           as {{ dbt.type_string() }}), 1, 7)
-            || ': ' || coalesce(target.metric, 'base fee')
+            || ': ' || case target.corrected_line_type
+                           when 'minimum' then 'minimum commitment'
+                           when 'discount' then 'discount ' || target.discount_id
+                           else coalesce(target.metric, 'base fee')
+                       end
             || coalesce(' ' || target.dimensions, '') as description,
         target.corrected_period_start as service_start,
         {{ dbt.dateadd('month', 1, 'target.corrected_period_start') }} as service_end,
         target.corrected_period_start,
-        target.dimensions
+        target.dimensions,
+        target.discount_id,
+        cast(null as {{ dbt.type_string() }}) as grant_id,
+        target.corrected_line_type
     from target
 )
 

@@ -68,6 +68,7 @@ final as (
         plan_versions.billing_interval,
         plan_versions.currency,
         plan_versions.base_price,
+        plan_versions.minimum_commitment,
         clipped.period_start,
         clipped.period_end,
         clipped.segment_start,

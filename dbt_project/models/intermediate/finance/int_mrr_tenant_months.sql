@@ -3,8 +3,10 @@
     from the month it starts in to the month before the one it ends in (or its own month),
     so a yearly fee is a twelfth a month over twelve months even when its anniversary is
     mid-month; a credit takes back its months. Usage revenue is
-    the month's usage lines, of finalized invoices (not void); adjustments correct the past and
-    are not recurring, so they are left out. -#}
+    the month's usage lines and minimum commitment true-ups, of finalized invoices (not
+    void); discounts are the month's discount lines (negative); adjustments correct the
+    past and are not recurring, so they are left out; prepaid credits pay invoices and are
+    not revenue. -#}
 with lines as (
     select * from {{ ref('fct_invoice_lines') }}
 ),
@@ -27,7 +29,7 @@ kept as (
     inner join invoices on invoices.invoice_id = lines.invoice_id
     -- what was billed: finalized invoices, not void (drafts and held ones may still change)
     where invoices.status not in ('draft', 'held', 'void')
-      and lines.line_type in ('base_fee', 'usage')
+      and lines.line_type in ('base_fee', 'usage', 'minimum', 'discount')
 ),
 
 base_fee_months as (
@@ -56,9 +58,14 @@ recurring as (
 ),
 
 usage as (
-    select tenant_id, currency, period_start as month_start, sum(amount_minor) as usage_minor
+    select
+        tenant_id,
+        currency,
+        period_start as month_start,
+        sum(case when line_type = 'discount' then 0 else amount_minor end) as usage_minor,
+        sum(case when line_type = 'discount' then amount_minor else 0 end) as discounts_minor
     from kept
-    where line_type = 'usage'
+    where line_type in ('usage', 'minimum', 'discount')
     group by tenant_id, currency, period_start
 ),
 
@@ -69,7 +76,8 @@ final as (
         coalesce(recurring.month_start, usage.month_start) as month_start,
         cast(coalesce({{ to_minor_units('recurring.recurring_exact', 0) }}, 0) as bigint)
             as recurring_minor,
-        cast(coalesce(usage.usage_minor, 0) as bigint) as usage_minor
+        cast(coalesce(usage.usage_minor, 0) as bigint) as usage_minor,
+        cast(coalesce(usage.discounts_minor, 0) as bigint) as discounts_minor
     from recurring
     full outer join usage
         on usage.tenant_id = recurring.tenant_id
@@ -77,5 +85,5 @@ final as (
         and usage.month_start = recurring.month_start
 )
 
-select tenant_id, currency, month_start, recurring_minor, usage_minor
+select tenant_id, currency, month_start, recurring_minor, usage_minor, discounts_minor
 from final

@@ -1,5 +1,7 @@
 {#- One row per invoice line: the frozen lines of finalized invoices, as they were at
-    finalization, and the lines of draft invoices as computed by the last run. -#}
+    finalization, and the lines of draft invoices as computed by the last run. Lines of
+    type usage, base_fee, minimum, discount and adjustment make the subtotal; credit lines
+    (prepaid credits) are used after tax. -#}
 with frozen as (
     select * from {{ ref('stg_app__finalized_invoice_lines') }}
 ),
@@ -40,12 +42,15 @@ final as (
         service_end,
         period_start,
         corrected_period_start,
-        cast(dimensions as {{ dbt.type_string() }}) as dimensions
+        cast(dimensions as {{ dbt.type_string() }}) as dimensions,
+        cast(discount_id as {{ dbt.type_string() }}) as discount_id,
+        cast(grant_id as {{ dbt.type_string() }}) as grant_id,
+        cast(corrected_line_type as {{ dbt.type_string() }}) as corrected_line_type
     from all_lines
 )
 
 select
     invoice_id, line_id, tenant_id, line_type, metric, plan, quantity, billable_quantity,
     amount_minor, currency, description, service_start, service_end, period_start,
-    corrected_period_start, dimensions
+    corrected_period_start, dimensions, discount_id, grant_id, corrected_line_type
 from final

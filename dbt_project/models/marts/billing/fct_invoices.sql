@@ -1,4 +1,6 @@
 {#- One row per tenant, currency and calendar month (UTC): the invoice, billed in arrears.
+    `total_minor` is the subtotal (discounts included) and its tax; `credits_minor` the
+    prepaid credits it uses, after tax; `amount_due_minor` what is left to collect.
     A finalized invoice is read from its frozen copy with its latest payment status; a
     draft is summed from its lines, and is `held` (with its reason) when the tenant's data
     would bill it wrongly: the close leaves it out (int_invoice_holds). A view, so that a payment status a Stripe webhook
@@ -50,7 +52,14 @@ provider_ids as (
 ),
 
 draft_subtotals as (
-    select invoice_id, tenant_id, currency, period_start, sum(amount_minor) as subtotal_minor
+    -- credits are used after tax: they are not in the subtotal
+    select
+        invoice_id,
+        tenant_id,
+        currency,
+        period_start,
+        sum(case when line_type = 'credit' then 0 else amount_minor end) as subtotal_minor,
+        -sum(case when line_type = 'credit' then amount_minor else 0 end) as credits_minor
     from lines
     where not exists (select 1 from finalized where finalized.invoice_id = lines.invoice_id)
     group by invoice_id, tenant_id, currency, period_start
@@ -65,8 +74,8 @@ drafts as (
         {{ dbt.dateadd('month', 1, 'draft_subtotals.period_start') }} as period_end,
         case when holds.hold_reason is null then 'draft' else 'held' end as status,
         draft_subtotals.subtotal_minor,
-        {{ to_minor_units(times('draft_subtotals.subtotal_minor', 'tenants.tax_rate'), 0) }}
-            as tax_minor,
+        {{ invoice_tax('draft_subtotals.subtotal_minor', 'tenants.tax_rate') }} as tax_minor,
+        draft_subtotals.credits_minor,
         cast(null as {{ dbt.type_string() }}) as provider_invoice_id,
         cast(null as {{ timestamp_type() }}) as finalized_at,
         holds.hold_reason
@@ -87,6 +96,7 @@ frozen as (
         coalesce(latest_status.status, 'finalized') as status,
         finalized.subtotal_minor,
         finalized.tax_minor,
+        finalized.credits_minor,
         provider_ids.provider_invoice_id,
         finalized.finalized_at,
         cast(null as {{ dbt.type_string() }}) as hold_reason
@@ -112,6 +122,8 @@ final as (
         cast(subtotal_minor as bigint) as subtotal_minor,
         cast(tax_minor as bigint) as tax_minor,
         cast(subtotal_minor + tax_minor as bigint) as total_minor,
+        cast(credits_minor as bigint) as credits_minor,
+        cast(subtotal_minor + tax_minor - credits_minor as bigint) as amount_due_minor,
         cast(provider_invoice_id as {{ dbt.type_string() }}) as provider_invoice_id,
         finalized_at,
         cast(hold_reason as {{ dbt.type_string() }}) as hold_reason
@@ -120,5 +132,6 @@ final as (
 
 select
     invoice_id, tenant_id, currency, period_start, period_end, status, subtotal_minor,
-    tax_minor, total_minor, provider_invoice_id, finalized_at, hold_reason
+    tax_minor, total_minor, provider_invoice_id, finalized_at, hold_reason, credits_minor,
+    amount_due_minor
 from final

@@ -93,13 +93,14 @@ payment_mismatches as (
         'payment' as problem,
         cast(null as {{ decimal_type() }}) as metered_quantity,
         cast(null as {{ decimal_type() }}) as invoiced_quantity,
-        invoices.total_minor as invoiced_minor,
+        -- what was collected: the total less the prepaid credits it used
+        invoices.amount_due_minor as invoiced_minor,
         paid_events.amount_paid_minor as paid_minor
     from {{ ref('fct_invoices') }} as invoices
     inner join paid_events
         on paid_events.invoice_id = invoices.invoice_id and paid_events.recency = 1
     where invoices.status = 'paid'
-      and paid_events.amount_paid_minor is distinct from invoices.total_minor
+      and paid_events.amount_paid_minor is distinct from invoices.amount_due_minor
 ),
 
 final as (

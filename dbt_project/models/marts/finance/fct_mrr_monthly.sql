@@ -50,8 +50,10 @@ filled as (
         spine.month_start,
         coalesce(tenant_months.recurring_minor, 0) as recurring_minor,
         coalesce(tenant_months.usage_minor, 0) as usage_minor,
+        coalesce(tenant_months.discounts_minor, 0) as discounts_minor,
+        -- net of discounts
         coalesce(tenant_months.recurring_minor, 0) + coalesce(tenant_months.usage_minor, 0)
-            as mrr_minor
+            + coalesce(tenant_months.discounts_minor, 0) as mrr_minor
     from spine
     left join tenant_months
         on tenant_months.tenant_id = spine.tenant_id
@@ -87,6 +89,7 @@ final as (
         cast(mrr_minor as bigint) as mrr_minor,
         cast(recurring_minor as bigint) as recurring_minor,
         cast(usage_minor as bigint) as usage_minor,
+        cast(discounts_minor as bigint) as discounts_minor,
         case
             when previous_mrr_minor = 0 and mrr_minor > 0 and had_revenue_before = 1
                 then 'reactivation'
@@ -100,5 +103,6 @@ final as (
     where mrr_minor <> 0 or previous_mrr_minor <> 0
 )
 
-select month, tenant_id, currency, mrr_minor, recurring_minor, usage_minor, movement
+select month, tenant_id, currency, mrr_minor, recurring_minor, usage_minor, movement,
+       discounts_minor
 from final

@@ -4,5 +4,5 @@ with source as (
 
 select
     invoice_id, tenant_id, currency, period_start, period_end, subtotal_minor, tax_minor,
-    total_minor, finalized_at, arrivals_through, subscription_events_through
+    total_minor, credits_minor, finalized_at, arrivals_through, subscription_events_through
 from source
