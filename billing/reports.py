@@ -30,6 +30,7 @@ class InvoiceRow:
     tax_minor: int
     total_minor: int
     hold_reason: str | None = None
+    amount_due_minor: int | None = None
 
 
 def money(amount_minor: int, currency: str) -> str:
@@ -41,7 +42,7 @@ def money(amount_minor: int, currency: str) -> str:
 
 def list_invoices(month: date | None = None, tenant: str | None = None) -> list[InvoiceRow]:
     sql = """select invoice_id, tenant_id, currency, period_start, status, subtotal_minor,
-                    tax_minor, total_minor, hold_reason
+                    tax_minor, total_minor, hold_reason, amount_due_minor
              from marts.fct_invoices
              where (%(month)s::date is null or period_start = %(month)s::date::timestamptz)
                and (%(tenant)s::text is null or tenant_id = %(tenant)s::text)
@@ -54,10 +55,13 @@ def list_invoices(month: date | None = None, tenant: str | None = None) -> list[
 def invoice_table(rows: list[InvoiceRow]) -> Table:
     table = Table(title="Invoices")
     held = any(row.hold_reason for row in rows)
+    # prepaid credits paid part of some: what each still collects
+    credited = any(row.amount_due_minor != row.total_minor for row in rows)
     columns = ["invoice", "tenant", "month", "status", "subtotal", "tax", "total"]
+    columns += ["due"] if credited else []
     for column in columns + (["held because"] if held else []):
         table.add_column(
-            column, justify="right" if column in {"subtotal", "tax", "total"} else "left"
+            column, justify="right" if column in {"subtotal", "tax", "total", "due"} else "left"
         )
     for row in rows:
         cells = [
@@ -69,6 +73,8 @@ def invoice_table(rows: list[InvoiceRow]) -> Table:
             money(row.tax_minor, row.currency),
             money(row.total_minor, row.currency),
         ]
+        if credited:
+            cells.append(money(row.amount_due_minor or 0, row.currency))
         table.add_row(*cells, *([row.hold_reason or ""] if held else []))
     return table
 

@@ -61,11 +61,23 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(422, "invalid_request", f"invalid {fields}", details)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        # a 405 names the methods allowed (Allow), as HTTP asks
         headers = dict(exc.headers) if exc.headers else None
+        if exc.status_code == 405:
+            # a 405 names the methods allowed (Allow), as HTTP asks: those of every route
+            # of the path (Starlette names only the first route's)
+            headers = {**(headers or {}), "Allow": _allowed(request)}
         return error_response(exc.status_code, code, str(exc.detail), headers=headers)
+
+
+def _allowed(request: Request) -> str:
+    methods: set[str] = set()
+    for route in request.app.routes:
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(request.url.path):
+            methods |= set(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

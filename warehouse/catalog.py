@@ -33,6 +33,7 @@ from warehouse.currencies import MINOR_UNITS
 from warehouse.subscriptions import SubscriptionError, start
 
 MAX_PRICE_DECIMALS = 12
+MAX_AMOUNT = 10**12  # a commitment, a discount's or a grant's amount, in major units
 MAX_TRIAL_DAYS = 366
 KEY_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
 # Pricing by dimension: a metric splits its usage by at most this many metadata keys, and a
@@ -202,6 +203,8 @@ class Subscription(_Strict):
 
 
 MONTH_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
+# free text stored as it is: anything PostgreSQL's text holds (no NUL)
+TEXT_PATTERN = r"^[^\x00]*$"
 BASE_FEE = "base_fee"
 
 
@@ -213,7 +216,9 @@ class Discount(_Strict):
 
     id: str = Field(pattern=ID_PATTERN)
     tenant_id: str
-    description: str | None = Field(default=None, min_length=1, max_length=200)
+    description: str | None = Field(
+        default=None, min_length=1, max_length=200, pattern=TEXT_PATTERN
+    )
     rate: Money | None = None
     amount: Money | None = None
     starts: str = Field(pattern=MONTH_PATTERN)
@@ -234,7 +239,7 @@ class CreditGrant(_Strict):
     granted_at: Timestamp
     expires_at: Timestamp | None = None
     priority: Annotated[int, Field(ge=0, le=1_000_000, strict=True)] = 0
-    description: str = Field(default="", max_length=200)
+    description: str = Field(default="", max_length=200, pattern=TEXT_PATTERN)
 
 
 class Catalog(_Strict):
@@ -438,11 +443,14 @@ def check_catalog(catalog: Catalog) -> list[Problem]:
 
 
 def _check_amount(path: str, amount: Decimal, currency: str) -> list[Problem]:
-    """An amount of money billed as it is: positive, in the currency's minor units."""
+    """An amount of money billed as it is: positive, in the currency's minor units, below
+    MAX_AMOUNT (its minor units fit the marts' bigint with room for sums)."""
     exponent = amount.as_tuple().exponent
     assert isinstance(exponent, int)
     if amount <= 0:
         return [Problem(path, f"{amount} is not a positive amount")]
+    if amount >= MAX_AMOUNT:
+        return [Problem(path, f"{amount} is not below {MAX_AMOUNT:,}")]
     if -exponent > MINOR_UNITS[currency]:
         return [
             Problem(

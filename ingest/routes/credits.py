@@ -22,6 +22,7 @@ from ingest.routes.reads import tenant_of
 from ingest.schemas import Rfc3339, amount_schema, parse_amount
 from warehouse.catalog import (
     ID_PATTERN,
+    TEXT_PATTERN,
     CreditGrant,
     RecordConflict,
     check_grant,
@@ -47,14 +48,14 @@ class CreditGrantIn(BaseModel):
     priority: StrictInt = Field(
         default=0, ge=0, le=1_000_000, description="Grants are used lowest first."
     )
-    description: str = Field(default="", max_length=200)
+    description: str = Field(default="", max_length=200, pattern=TEXT_PATTERN)
     id: str | None = Field(default=None, pattern=ID_PATTERN, description="Default: generated.")
 
 
 class VoidIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    reason: str = Field(default="", max_length=200)
+    reason: str = Field(default="", max_length=200, pattern=TEXT_PATTERN)
 
 
 def _admin(principal: Principal) -> None:

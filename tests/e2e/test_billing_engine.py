@@ -1,7 +1,8 @@
 """The billing engine end to end on real dbt: segments from a subscription history (start,
 upgrade, cancel now, cancel at period end, a yearly plan changed mid-year), a three-decimal
-currency, finalization that freezes, late usage billed as adjustments exactly once, catalog
-changes that do not reprice the past, and daily re-runs that give the same rows."""
+currency, a minimum commitment, discounts and a credit grant, finalization that freezes,
+late usage billed as adjustments exactly once, catalog changes that do not reprice the
+past, and daily re-runs that give the same rows."""
 
 from __future__ import annotations
 
@@ -56,6 +57,7 @@ CATALOG: dict[str, Any] = {
             "interval": "month",
             "currency": "usd",
             "base_price": "30.00",
+            "minimum_commitment": "25.00",
             "charges": [
                 {
                     "metric": "api_calls",
@@ -140,6 +142,25 @@ CATALOG: dict[str, Any] = {
         {"id": "s_end", "tenant_id": "t_end", "plan": "plus", "start": "2026-10-05T00:00:00Z"},
         {"id": "s_year", "tenant_id": "t_year", "plan": "annual", "start": "2026-03-15T00:00:00Z"},
         {"id": "s_kwd", "tenant_id": "t_kwd", "plan": "dinar", "start": "2026-01-01T00:00:00Z"},
+    ],
+    "discounts": [
+        {
+            "id": "d_end",
+            "tenant_id": "t_end",
+            "rate": "0.1",
+            "starts": "2026-10",
+            "applies_to": ["api_calls"],
+        },
+        {"id": "d_up", "tenant_id": "t_up", "amount": "3.00", "starts": "2026-09", "months": 2},
+    ],
+    "credit_grants": [
+        {
+            "id": "g_end",
+            "tenant_id": "t_end",
+            "amount": "15.00",
+            "granted_at": "2026-09-01T00:00:00Z",
+            "expires_at": "2027-01-01T00:00:00Z",
+        }
     ],
 }
 METRICS_BY_TENANT = {

@@ -29,7 +29,7 @@ def billed_for_october(url: str) -> dict[str, int]:
         rows = conn.execute(
             """select tenant_id, sum(amount_minor)
                from marts.fct_invoice_lines
-               where (period_start = %(oct)s and line_type <> 'adjustment')
+               where (period_start = %(oct)s and line_type not in ('adjustment', 'credit'))
                   or corrected_period_start = %(oct)s
                group by tenant_id""",
             {"oct": OCT},

@@ -22,7 +22,7 @@ from fastapi.testclient import TestClient
 from billing.cli import main
 from ingest.app import create_app
 from ingest.writer import Event, copy_events
-from orchestration.pipeline import run_monthly
+from orchestration.pipeline import PipelineError, finalize_month, run_monthly, watermark
 from tests.e2e.test_corrections import adjustments
 from tests.engine_helpers import apply_catalog, assert_matches, load_raw, warehouse_invoices
 from tests.fake_stripe import API_KEY, FakeStripe, FakeStripeServer
@@ -30,7 +30,7 @@ from tests.ingest.conftest import ADMIN_KEY
 from tests.ingest.test_subscriptions_and_reads import bearer, tenant_key
 from tests.orchestration.test_dagster_runs import execute, tick
 from tests.reference_rater import rate_month
-from warehouse.catalog import parse_catalog
+from warehouse.catalog import CreditGrant, parse_catalog, record_grant, void_grant
 from warehouse.settings import get_settings
 
 pytestmark = pytest.mark.slow
@@ -249,3 +249,51 @@ def test_commitments_discounts_and_credits_close_push_and_correct(
             (OCT,),
         ).fetchone()
     assert revenue == (5610, 900, 5610, 0)
+    # MRR: the base fee, usage with its true-up, net of the discounts
+    with psycopg.connect(warehouse) as conn:
+        mrr = conn.execute(
+            """select mrr_minor, recurring_minor, usage_minor, discounts_minor
+               from marts.fct_mrr_monthly where tenant_id = 'acme' and month = %s""",
+            (OCT,),
+        ).fetchone()
+    assert mrr == (5100, 1000, 5000, -900)
+
+
+def test_a_close_refuses_credits_another_close_or_a_void_took_meanwhile(
+    warehouse: str, tmp_path: Path
+) -> None:
+    """Two months priced from the same balance, closed one after the other: the second close
+    finds its grant used by the first and freezes nothing; so does a close after a void.
+    Running the month again prices it with the balance as it is."""
+    doc = {**CATALOG, "discounts": [], "credit_grants": [CATALOG["credit_grants"][0]]}
+    apply_catalog(doc, tmp_path)
+    with psycopg.connect(warehouse) as conn:
+        copy_events(conn, [calls(2000, datetime(2026, 10, 5, tzinfo=UTC), "oct-1")])
+    run_monthly(NOV, quiet=True)  # November's draft would use all of g_small, as October's
+    run_monthly(OCT, finalize=True, quiet=True)
+    with pytest.raises(PipelineError, match="credit grant 'g_small' would be used past"):
+        finalize_month(NOV, watermark())
+    assert set(warehouse_invoices(warehouse, NOV)["acme"].credits) == {("g_small", 2000)}
+    with psycopg.connect(warehouse) as conn:
+        assert conn.execute(
+            "select count(*) from app.finalized_invoices where period_start = %s", (NOV,)
+        ).fetchone() == (0,)
+    run_monthly(NOV, quiet=True)
+    assert warehouse_invoices(warehouse, NOV)["acme"].credits == Counter()
+
+    # a void between a run and its close
+    with psycopg.connect(warehouse) as conn:
+        record_grant(
+            conn,
+            CreditGrant(
+                id="g_more", tenant_id="acme", amount="5.00", granted_at="2026-10-01T00:00:00Z"
+            ),
+            "usd",
+            source="test",
+        )
+    run_monthly(NOV, quiet=True)
+    assert set(warehouse_invoices(warehouse, NOV)["acme"].credits) == {("g_more", 500)}
+    with psycopg.connect(warehouse) as conn:
+        void_grant(conn, "g_more", "test", source="test")
+    with pytest.raises(PipelineError, match="credit grant 'g_more' would be voided"):
+        finalize_month(NOV, watermark())

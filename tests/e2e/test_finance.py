@@ -81,10 +81,12 @@ def webhook(
 def test_revenue_mrr_and_reconciliation(closed_months: dict[str, Any], tmp_path: Path) -> None:
     url, fake = closed_months["url"], closed_months["fake"]
     assert rows(url, "select * from marts.fct_billing_reconciliation") == []
+    # what each invoice collects: its total less the prepaid credits it used
     totals = {
-        (tenant, month.strftime("%Y-%m")): (invoice_id, total)
-        for invoice_id, tenant, month, total in rows(
-            url, "select invoice_id, tenant_id, period_start, total_minor from marts.fct_invoices"
+        (tenant, month.strftime("%Y-%m")): (invoice_id, due)
+        for invoice_id, tenant, month, due in rows(
+            url,
+            "select invoice_id, tenant_id, period_start, amount_due_minor from marts.fct_invoices",
         )
     }
     acme_sept, acme_total = totals[("acme", "2026-09")]
@@ -101,9 +103,11 @@ def test_revenue_mrr_and_reconciliation(closed_months: dict[str, Any], tmp_path:
         webhook(client, "evt_3", "invoice.paid", stripe_umbrella, amount_paid=umbrella_total - 1)
 
     revenue = {
-        (month.strftime("%Y-%m"), currency): (invoiced, paid, outstanding, count)
-        for month, currency, invoiced, paid, outstanding, count, _ in rows(
-            url, "select * from marts.fct_revenue_monthly"
+        (month.strftime("%Y-%m"), currency): (invoiced - credits, paid, outstanding, count)
+        for month, currency, invoiced, paid, outstanding, count, credits in rows(
+            url,
+            "select month, currency, invoiced_minor, paid_minor, outstanding_minor, "
+            "invoice_count, credits_minor from marts.fct_revenue_monthly",
         )
     }
     september_usd = sum(
@@ -121,13 +125,16 @@ def test_revenue_mrr_and_reconciliation(closed_months: dict[str, Any], tmp_path:
     ) == [("umbrella", "payment", umbrella_total, umbrella_total - 1)]
 
     mrr = {
-        (tenant, month.strftime("%Y-%m")): (mrr_minor, recurring, usage, movement)
-        for month, tenant, _, mrr_minor, recurring, usage, movement in rows(
-            url, "select * from marts.fct_mrr_monthly"
+        (tenant, month.strftime("%Y-%m")): (mrr_minor, recurring, usage, discounts, movement)
+        for month, tenant, mrr_minor, recurring, usage, discounts, movement in rows(
+            url,
+            "select month, tenant_id, mrr_minor, recurring_minor, usage_minor, discounts_minor,"
+            " movement from marts.fct_mrr_monthly",
         )
     }
-    assert mrr[("globex", "2026-10")][3] == "new"  # its subscription starts in October
-    assert mrr[("initech", "2026-10")][3] == "new"
+    assert mrr[("globex", "2026-10")][4] == "new"  # its subscription starts in October
+    assert mrr[("globex", "2026-10")][3] < 0  # net of its launch discount
+    assert mrr[("initech", "2026-10")][4] == "new"
     # the yearly plan's base fee counts a twelfth a month
     [(initech_base,)] = rows(
         url,
@@ -135,9 +142,9 @@ def test_revenue_mrr_and_reconciliation(closed_months: dict[str, Any], tmp_path:
         "where tenant_id = 'initech' and line_type = 'base_fee'",
     )
     assert mrr[("initech", "2026-10")][1] == round(initech_base / 12)
-    assert mrr[("acme", "2026-10")][3] in ("expansion", "contraction", "unchanged")
-    for (_, _), (mrr_minor, recurring, usage, _) in mrr.items():
-        assert mrr_minor == recurring + usage
+    assert mrr[("acme", "2026-10")][4] in ("expansion", "contraction", "unchanged")
+    for (_, _), (mrr_minor, recurring, usage, discounts, _) in mrr.items():
+        assert mrr_minor == recurring + usage + discounts
 
 
 def test_reports_render_the_marts_and_their_charts(

@@ -47,8 +47,71 @@ def _set(path: list[Any], value: Any) -> Callable[[Doc], None]:
     return fn
 
 
+def _add(section: str, item: Doc) -> Callable[[Doc], None]:
+    def fn(doc: Doc) -> None:
+        doc.setdefault(section, []).append(item)
+
+    return fn
+
+
+GRANT: Doc = {
+    "id": "g1",
+    "tenant_id": "acme",
+    "amount": "5.00",
+    "granted_at": "2026-10-01T00:00:00Z",
+}
+DISCOUNT: Doc = {"id": "d1", "tenant_id": "acme", "rate": "0.1", "starts": "2026-10"}
+
 BAD_CATALOGS: dict[str, tuple[Callable[[], str], str, str]] = {
     # name: (document, path inside it, problem)
+    # commitments, discounts and credits
+    "a minimum commitment finer than the currency": (
+        mutate(_set(["plans", 3, "minimum_commitment"], "1000.5")),
+        "plans[3].minimum_commitment",
+        "1000.5 has more decimals than jpy's minor unit (0)",
+    ),
+    "a discount with a rate and an amount": (
+        mutate(_add("discounts", {**DISCOUNT, "amount": "5.00"})),
+        "discounts[1]",
+        'needs a rate ("0.2" is 20% off) or an amount ("50.00" off), not both',
+    ),
+    "a discount rate in percent": (
+        mutate(_add("discounts", {**DISCOUNT, "rate": "20"})),
+        "discounts[1].rate",
+        '20 is not a rate in (0, 1] (a fraction: "0.2" is 20% off)',
+    ),
+    "a discount on an unknown charge": (
+        mutate(_add("discounts", {**DISCOUNT, "applies_to": ["api_calls", "nope"]})),
+        "discounts[1].applies_to[1]",
+        "unknown charge 'nope': a metric's key or base_fee",
+    ),
+    "a discount amount finer than the currency": (
+        mutate(
+            _add("discounts", {**DISCOUNT, "tenant_id": "umbrella", "rate": None, "amount": "5.5"})
+        ),
+        "discounts[1].amount",
+        "5.5 has more decimals than jpy's minor unit (0)",
+    ),
+    "a discount starting on a day": (
+        mutate(_add("discounts", {**DISCOUNT, "starts": "2026-10-01"})),
+        "discounts[1].starts",
+        "does not match",
+    ),
+    "a grant in another currency than the tenant's": (
+        mutate(_add("credit_grants", {**GRANT, "currency": "eur"})),
+        "credit_grants[1].currency",
+        "eur is not the tenant's currency (usd)",
+    ),
+    "a grant expiring when it is granted": (
+        mutate(_add("credit_grants", {**GRANT, "expires_at": "2026-10-01T00:00:00Z"})),
+        "credit_grants[1].expires_at",
+        "must be after granted_at",
+    ),
+    "a grant for an unknown tenant": (
+        mutate(_add("credit_grants", {**GRANT, "tenant_id": "nobody"})),
+        "credit_grants[1].tenant_id",
+        "unknown tenant 'nobody'",
+    ),
     # pricing by dimension: the demo's tokens charge (plans[4]) groups by model and direction
     "group_by a property the metric lacks": (
         mutate(_set(["plans", 4, "charges", 0, "group_by"], ["model", "region"])),
@@ -309,6 +372,34 @@ def test_subscription_cannot_move_to_another_tenant(warehouse: str, tmp_path: Pa
     assert _counts(warehouse) == (1, 6, 5, 5, 5)
 
 
+def test_discounts_and_grants_are_records_never_edited(warehouse: str, tmp_path: Path) -> None:
+    doc = demo_doc()
+    doc["discounts"] = [DISCOUNT]
+    doc["credit_grants"] = [GRANT]
+    first = tmp_path / "first.yaml"
+    first.write_text(yaml.safe_dump(doc, sort_keys=False))
+    assert apply(first).exit_code == 0
+    assert apply(first).exit_code == 0  # the same records again: no change
+    doc["credit_grants"][0] = {**GRANT, "amount": "5"}  # the same amount, written otherwise
+    doc["discounts"][0] = {**DISCOUNT, "months": 3}
+    doc["credit_grants"].append({**GRANT, "id": "g2", "priority": 2})
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump(doc, sort_keys=False))
+    result = apply(changed)
+    assert result.exit_code == 2, result.output
+    message = " ".join(result.output.split())
+    assert (
+        "discounts[0].months: discount 'd1' was recorded with months none, not 3: a discount "
+        "is never edited (give a new one another id)" in message
+    )
+    assert "credit_grants" not in message
+    with psycopg.connect(warehouse) as conn:
+        recorded = conn.execute(
+            "select (select count(*) from app.discounts), (select count(*) from app.credit_grants)"
+        ).fetchone()
+    assert recorded == (1, 1)  # nothing of the refused apply was written
+
+
 def test_a_catalog_from_before_trials_keeps_its_plan_versions() -> None:
     """A plan's content hash (what decides a new version) is the one the first release
     computed while the plan leaves the trial keys and its charges the keys of pricing by
@@ -323,7 +414,11 @@ def test_a_catalog_from_before_trials_keeps_its_plan_versions() -> None:
         "team_jp": "8f3f601eb1c9e7ba72d3fc00d31927336174aa6d8174b04144f2a0d9d217a671",
         "ai_usage": "ad8f096b4022aaa1f5c683db2c441dc52ff628af71a30a23951969f56a657253",
     }
-    # a trial is new content: a new version
+    # a trial, or a minimum commitment, is new content: a new version
+    doc = demo_doc()
+    doc["plans"][0]["minimum_commitment"] = "10.00"
+    committed = parse_catalog(yaml.safe_dump(doc), "minimum.yaml")
+    assert _plan_sha(committed.plans[0]) != _plan_sha(catalog.plans[0])
     doc = demo_doc()
     doc["plans"][1]["trial_days"] = 14
     with_trial = parse_catalog(yaml.safe_dump(doc), "trial.yaml")
