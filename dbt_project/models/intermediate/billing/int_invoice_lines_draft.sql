@@ -1,7 +1,7 @@
 {#- One row per line of the invoices being computed: the run's months' lines (usage, base
     fees, minimum commitments, discounts: int_invoice_lines_rated), the adjustments billed
     on them, and the prepaid credits each invoice would use after tax (DECISIONLOG.md,
-    "Prepaid credits"): the tenant's grants in its currency, granted before the invoice's
+    "Commitments, discounts and prepaid credits"): the tenant's grants in its currency, granted before the invoice's
     period ends and not expired by then, not voided, with what finalized invoices have not
     used of them, in order of priority, then the soonest expiry, then grant time and id;
     each covers what the ones before it left of the total. Incremental by month: a run
@@ -31,19 +31,7 @@ tenants as (
 ),
 
 grants as (
-    select * from {{ ref('stg_app__credit_grants') }}
-),
-
-voids as (
-    select * from {{ ref('stg_app__credit_grant_voids') }}
-),
-
-frozen_lines as (
-    select * from {{ ref('stg_app__finalized_invoice_lines') }}
-),
-
-currencies as (
-    select * from {{ ref('stg_app__currencies') }}
+    select * from {{ ref('int_credit_grants_used') }}
 ),
 
 charges as (
@@ -73,22 +61,10 @@ totals as (
     group by charges.invoice_id, charges.tenant_id, charges.currency, charges.period_start
 ),
 
-used as (
-    select grant_id, -sum(amount_minor) as used_minor
-    from frozen_lines
-    where line_type = 'credit'
-    group by grant_id
-),
-
 balances as (
-    select
-        grants.*,
-        {{ to_minor_units('grants.amount', 'currencies.minor_unit') }}
-            - coalesce(used.used_minor, 0) as balance_minor
+    select grants.*, granted_minor - used_minor as balance_minor
     from grants
-    inner join currencies on currencies.currency = grants.currency
-    left join used on used.grant_id = grants.grant_id
-    where not exists (select 1 from voids where voids.grant_id = grants.grant_id)
+    where voided_at is null
 ),
 
 usable as (

@@ -1,45 +1,20 @@
 {#- One row per prepaid credit grant: what was granted, what finalized invoices used of it,
-    what expired or was voided unused, and the balance left (DECISIONLOG.md, "Prepaid
-    credits"). Only finalized invoices use credit: a draft shows what it would use, not
+    what expired or was voided unused, and the balance left (DECISIONLOG.md,
+    "Commitments, discounts and prepaid credits"). Only finalized invoices use credit: a draft shows what it would use, not
     taken yet. A view, so that a grant, a void or a close shows at once. -#}
 {{ config(materialized='view') }}
 with grants as (
-    select * from {{ ref('stg_app__credit_grants') }}
-),
-
-voids as (
-    select * from {{ ref('stg_app__credit_grant_voids') }}
-),
-
-frozen_lines as (
-    select * from {{ ref('stg_app__finalized_invoice_lines') }}
-),
-
-currencies as (
-    select * from {{ ref('stg_app__currencies') }}
-),
-
-used as (
-    select grant_id, -sum(amount_minor) as used_minor
-    from frozen_lines
-    where line_type = 'credit'
-    group by grant_id
+    select * from {{ ref('int_credit_grants_used') }}
 ),
 
 balances as (
     select
         grants.*,
-        voids.voided_at,
-        {{ to_minor_units('grants.amount', 'currencies.minor_unit') }} as granted_minor,
-        coalesce(used.used_minor, 0) as used_minor,
         case
-            when voids.voided_at is not null then 'voided'
+            when grants.voided_at is not null then 'voided'
             when grants.expires_at <= {{ dbt.current_timestamp() }} then 'expired'
         end as ended
     from grants
-    inner join currencies on currencies.currency = grants.currency
-    left join used on used.grant_id = grants.grant_id
-    left join voids on voids.grant_id = grants.grant_id
 ),
 
 final as (
