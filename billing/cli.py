@@ -390,6 +390,21 @@ def invoices_show(invoice_id: str) -> None:
 
 
 @main.group()
+def webhooks() -> None:
+    """Outbound webhooks: deliver what the outbox holds."""
+
+
+@webhooks.command("deliver")
+def webhooks_deliver() -> None:
+    """One pass: every due delivery, in order per endpoint and tenant (failures are retried
+    by a later pass, after a backoff)."""
+    from sync.webhooks_out import deliver
+
+    warehouse_up()
+    console.print(deliver().summary())
+
+
+@main.group()
 def credits() -> None:
     """Prepaid credits: grants and what is left of them."""
 

@@ -15,7 +15,16 @@ from ingest.auth import KeyResolver
 from ingest.bodies import body_schemas
 from ingest.errors import error_responses, install_error_handlers
 from ingest.metrics import MetricCatalog
-from ingest.routes import credits, events, health, quotas, reads, subscriptions, webhooks
+from ingest.routes import (
+    credits,
+    events,
+    health,
+    quotas,
+    reads,
+    subscriptions,
+    webhook_endpoints,
+    webhooks,
+)
 from warehouse.db import database_url
 from warehouse.migrate import pending_migrations
 from warehouse.settings import Settings, get_settings
@@ -88,6 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(reads.router, responses=error_responses(503) | errors)
     app.include_router(credits.router, responses=error_responses(409, 503) | errors)
     app.include_router(webhooks.router, responses=error_responses(503) | errors)
+    app.include_router(webhook_endpoints.router, responses=errors)
     app.include_router(health.router, responses=error_responses(405, 503))
 
     def openapi() -> dict[str, Any]:

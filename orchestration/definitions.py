@@ -24,10 +24,14 @@ from dagster import (
     FreshnessPolicy,
     MaterializeResult,
     MonthlyPartitionsDefinition,
+    OpExecutionContext,
+    ScheduleDefinition,
     asset,
     asset_check,
     build_schedule_from_partitioned_job,
     define_asset_job,
+    job,
+    op,
 )
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
@@ -203,6 +207,27 @@ monthly_schedule = build_schedule_from_partitioned_job(
 )
 
 
+@op(description="One delivery pass of the outbound webhooks (`billing webhooks deliver`).")
+def deliver_webhooks(context: OpExecutionContext) -> None:
+    from sync.webhooks_out import deliver
+
+    context.log.info(deliver().summary())
+
+
+@job(description="Deliver the outbound webhooks that are due.")
+def webhook_deliveries() -> None:
+    deliver_webhooks()
+
+
+# every minute: a failed delivery is retried after 10 s, 20 s, 40 s... up to an hour
+webhook_schedule = ScheduleDefinition(
+    job=webhook_deliveries,
+    name="webhook_deliveries_every_minute",
+    cron_schedule="* * * * *",
+    execution_timezone="UTC",
+)
+
+
 @asset_check(asset=FCT_INVOICES, description="Invoiced usage equals metered usage for the month")
 def invoices_reconcile_with_daily_usage(context: AssetCheckExecutionContext) -> AssetCheckResult:
     """Additive usage on the month's invoices against fct_usage_daily, less unbilled usage."""
@@ -225,8 +250,8 @@ dbt_resource = DbtCliResource(
 
 defs = Definitions(
     assets=[daily_usage_models, monthly_invoice_models, stripe_invoices],
-    jobs=[daily_job, monthly_job],
-    schedules=[daily_schedule, monthly_schedule],
+    jobs=[daily_job, monthly_job, webhook_deliveries],
+    schedules=[daily_schedule, monthly_schedule, webhook_schedule],
     asset_checks=[invoices_reconcile_with_daily_usage],
     resources={"dbt": dbt_resource},
 )

@@ -33,6 +33,7 @@ from orchestration.dbt_vars import (
     whole_months,
 )
 from warehouse.db import connect, database_url
+from warehouse.outbox import record_event
 from warehouse.settings import Settings, get_settings
 
 if TYPE_CHECKING:  # imported where used: a `billing run` imports neither FastAPI nor Stripe
@@ -502,7 +503,8 @@ def finalize_month(month: date, through: Watermark, settings: Settings | None = 
                       %(arrivals)s, %(subscriptions)s
                from marts.fct_invoices
                where period_start = %(month)s::date::timestamptz and status = 'draft'
-               returning invoice_id""",
+               returning invoice_id, tenant_id, currency, period_start, period_end,
+                         subtotal_minor, tax_minor, total_minor, credits_minor""",
             {
                 "month": month,
                 "arrivals": through.arrivals_through,
@@ -528,6 +530,26 @@ def finalize_month(month: date, through: Watermark, settings: Settings | None = 
             {"ids": [row[0] for row in frozen]},
         )
         _check_credits_used(conn, [row[0] for row in frozen])
+        # the outbox: each customer's systems hear of the invoice once it is final
+        for invoice_id, tenant, currency, start, end, subtotal, tax, total, credits in frozen:
+            record_event(
+                conn,
+                "invoice.finalized",
+                tenant,
+                {
+                    "invoice_id": invoice_id,
+                    "tenant_id": tenant,
+                    "currency": currency,
+                    "period_start": start.isoformat(),
+                    "period_end": end.isoformat(),
+                    "subtotal_minor": subtotal,
+                    "tax_minor": tax,
+                    "total_minor": total,
+                    "credits_minor": credits,
+                    "amount_due_minor": total - credits,
+                },
+                key=invoice_id,
+            )
     return len(frozen)
 
 

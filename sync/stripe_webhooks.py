@@ -16,6 +16,8 @@ import psycopg
 import stripe
 from psycopg.types.json import Jsonb
 
+from warehouse.outbox import record_event
+
 # Stripe's five-minute window: an older signature is a replay.
 SIGNATURE_TOLERANCE_SECONDS = 300
 
@@ -54,6 +56,10 @@ class WebhookOutcome:
             "invoice_id": self.invoice_id,
             "status": self.status,
         }
+
+
+# the payment outcomes the customers' systems hear of (warehouse.outbox)
+OUTBOX_STATUSES = ("paid", "payment_failed")
 
 
 def verify(payload: bytes, signature: str | None, secret: str) -> dict[str, Any]:
@@ -110,6 +116,19 @@ def apply_event(conn: psycopg.Connection, event: dict[str, Any]) -> WebhookOutco
                values (%s, %s, %s, %s, to_timestamp(%s))""",
             (invoice_id, status, obj.get("id"), WEBHOOK_SOURCE, event["created"]),
         )
+        if status in OUTBOX_STATUSES:
+            tenant = conn.execute(
+                "select tenant_id from app.finalized_invoices where invoice_id = %s",
+                (invoice_id,),
+            ).fetchone()
+            assert tenant is not None
+            record_event(
+                conn,
+                f"invoice.{status}",
+                tenant[0],
+                {"invoice_id": invoice_id, "tenant_id": tenant[0], "status": status},
+                key=event["id"],
+            )
     return WebhookOutcome(event["id"], event["type"], False, invoice_id, status)
 
 

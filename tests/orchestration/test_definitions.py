@@ -62,4 +62,5 @@ def test_definitions_hold_every_model_partitions_and_schedules() -> None:
     assert crons == {
         "daily_usage_0100_utc": ("0 1 * * *", "UTC"),
         "monthly_invoices_0200_utc_on_1st": ("0 2 1 * *", "UTC"),
+        "webhook_deliveries_every_minute": ("* * * * *", "UTC"),
     }

@@ -1,5 +1,5 @@
-{#- One row per line a month comes to before tax (DECISIONLOG.md, "Commitments and
-    discounts"): the priced lines (usage, base fees), then per segment with a minimum
+{#- One row per line a month comes to before tax (DECISIONLOG.md, "Commitments,
+    discounts and prepaid credits"): the priced lines (usage, base fees), then per segment with a minimum
     commitment a true-up line when its usage lines come to less than the prorated minimum,
     then a line per discount in effect on the invoice, in the order the discounts started
     (then by id). A rate takes its share of the lines it applies to, an amount at most
