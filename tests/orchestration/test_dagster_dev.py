@@ -1,7 +1,8 @@
-"""`dagster dev` from the repository root, with its daemon: every asset and both schedules are
-there, and a forced tick of each schedule (evaluated by the webserver, its run requests
-launched and run by the daemon's queue) bills a day and closes a month, all through the
-GraphQL API a user's tools would call. The runs are kept in the warehouse's PostgreSQL."""
+"""`dagster dev` from the repository root, with its daemon: every asset and the schedules are there
+(the webhook deliveries' too), and a forced tick of each schedule (evaluated by the webserver,
+its run requests launched and run by the daemon's queue) bills a day and closes a month, all
+through the GraphQL API a user's tools would call. The runs are kept in the warehouse's
+PostgreSQL."""
 
 from __future__ import annotations
 
@@ -141,6 +142,7 @@ def test_dagster_dev_serves_assets_schedules_and_runs_their_ticks(warehouse: str
         assert schedules == {
             "daily_usage_0100_utc": ("0 1 * * *", "UTC"),
             "monthly_invoices_0200_utc_on_1st": ("0 2 1 * *", "UTC"),
+            "webhook_deliveries_every_minute": ("* * * * *", "UTC"),
         }
         repository = {
             "repositoryName": repo["name"],
