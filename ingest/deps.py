@@ -25,3 +25,9 @@ async def principal_for(keys: KeyResolver, header: str) -> Principal:
         raise ApiError(401, "unauthorized", "unknown or revoked API key")
     assert isinstance(principal, Principal)
     return principal
+
+
+def require_admin(principal: Principal, what: str) -> None:
+    """A 403 unless the admin key is calling; ``what`` says what only the admin does."""
+    if not principal.is_admin:
+        raise ApiError(403, "forbidden", f"only the admin key {what}")

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 from ingest.auth import Principal
 from ingest.bodies import json_body, read_model, validation_details
 from ingest.credits import CREDIT_BALANCES, balances, credit_grants
-from ingest.deps import authenticate
+from ingest.deps import authenticate, require_admin
 from ingest.errors import ApiError
 from ingest.routes.reads import tenant_of
 from ingest.schemas import Rfc3339, amount_schema, parse_amount
@@ -58,11 +58,6 @@ class VoidIn(BaseModel):
     reason: str = Field(default="", max_length=200, pattern=TEXT_PATTERN)
 
 
-def _admin(principal: Principal) -> None:
-    if not principal.is_admin:
-        raise ApiError(403, "forbidden", "only the admin key grants or voids credits")
-
-
 def _invalid(field: str, message: str) -> ApiError:
     return ApiError(
         422, "invalid_request", f"{field}: {message}", [{"field": field, "message": message}]
@@ -94,7 +89,7 @@ async def get_credits(
 async def create_credit_grant(
     request: Request, principal: Annotated[Principal, Depends(authenticate)]
 ) -> dict[str, Any]:
-    _admin(principal)
+    require_admin(principal, "grants or voids credits")
     body = await read_model(request, CreditGrantIn)
     try:
         amount = parse_amount(body.amount)
@@ -160,7 +155,7 @@ async def void_credit_grant(
     request: Request,
     principal: Annotated[Principal, Depends(authenticate)],
 ) -> dict[str, Any]:
-    _admin(principal)
+    require_admin(principal, "grants or voids credits")
     body = await read_model(request, VoidIn)
 
     def work() -> dict[str, Any]:

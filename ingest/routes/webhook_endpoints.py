@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ingest.auth import Principal
 from ingest.bodies import json_body, read_model
-from ingest.deps import authenticate
+from ingest.deps import authenticate, require_admin
 from ingest.errors import ApiError
 from warehouse.catalog import ID_PATTERN
 from warehouse.outbox import EventType
@@ -35,11 +35,6 @@ class EndpointIn(BaseModel):
     )
 
 
-def _admin(principal: Principal) -> None:
-    if not principal.is_admin:
-        raise ApiError(403, "forbidden", "only the admin key manages webhook endpoints")
-
-
 EndpointId = Annotated[
     str,
     Path(
@@ -59,7 +54,7 @@ def _endpoint(row: tuple[Any, ...]) -> dict[str, Any]:
 async def create_endpoint(
     request: Request, principal: Annotated[Principal, Depends(authenticate)]
 ) -> dict[str, Any]:
-    _admin(principal)
+    require_admin(principal, "manages webhook endpoints")
     body = await read_model(request, EndpointIn)
     endpoint_id, secret = f"we_{secrets.token_hex(8)}", f"whsec_{secrets.token_hex(24)}"
 
@@ -87,7 +82,7 @@ async def create_endpoint(
 async def list_endpoints(
     request: Request, principal: Annotated[Principal, Depends(authenticate)]
 ) -> dict[str, Any]:
-    _admin(principal)
+    require_admin(principal, "manages webhook endpoints")
 
     def read() -> dict[str, Any]:
         with request.app.state.pool.connection() as conn:
@@ -105,7 +100,7 @@ async def disable_endpoint(
     request: Request,
     principal: Annotated[Principal, Depends(authenticate)],
 ) -> dict[str, Any]:
-    _admin(principal)
+    require_admin(principal, "manages webhook endpoints")
 
     def work() -> dict[str, Any]:
         with request.app.state.pool.connection() as conn:
@@ -131,7 +126,7 @@ async def list_deliveries(
     request: Request,
     principal: Annotated[Principal, Depends(authenticate)],
 ) -> dict[str, Any]:
-    _admin(principal)
+    require_admin(principal, "manages webhook endpoints")
 
     def read() -> dict[str, Any]:
         with request.app.state.pool.connection() as conn:
