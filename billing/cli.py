@@ -39,15 +39,16 @@ def db() -> None:
 
 
 def warehouse_up() -> list[str]:
-    """Start the warehouse if embedded, apply the migrations and build the live-usage views
-    the API reads (dbt's `live` selector, once); return the migrations applied now."""
-    from orchestration.pipeline import build_live
+    """Start the warehouse if embedded, apply the migrations and build the views the API
+    reads (dbt's `live` and `preview` selectors, once); return the migrations applied now."""
+    from orchestration.pipeline import build_live, build_preview
     from warehouse.db import connect
     from warehouse.migrate import apply_migrations
 
     with connect() as conn:
         applied = apply_migrations(conn)
     build_live()
+    build_preview()
     return applied
 
 

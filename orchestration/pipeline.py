@@ -21,7 +21,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from orchestration.dbt_run import WARM
+from orchestration.dbt_run import PARSE_TARGET_ENV, WARM, environment, parse_target
 from orchestration.dbt_vars import (
     Window,
     daily_vars,
@@ -58,6 +58,11 @@ FINALIZED_REFRESH = "finalized_refresh"
 # stored arrivals, its views alone on one with them
 LIVE = "live"
 LIVE_VIEWS = "live_views"
+# the upcoming invoice's views (GET /v1/invoices/upcoming): the monthly models, as views in
+# the schema `preview` (dbt_project/macros/preview.sql)
+PREVIEW = "preview"
+PREVIEW_INVOICES = "preview.fct_invoices"
+PREVIEW_LINES = "preview.fct_invoice_lines"
 # one run at a time, whoever starts it (the CLI, a Dagster schedule, a backfill, the live
 # views' build of `billing db up`): two dbt builds of the same models at once would collide
 RUN_LOCK = 7_204_222
@@ -255,6 +260,7 @@ def _daily(
     prepare_target()
     yield from build(plan.invocation())
     record_run("daily", plan.window, plan.started_at, plan.extra_days)
+    restore_api_views()
     return plan
 
 
@@ -296,6 +302,7 @@ def _monthly(
             frozen += finalize_month(month, through)
         # the marts now read the frozen copies, with status `finalized`
         run_dbt(DbtInvocation("run", FINALIZED_REFRESH, month_vars).args(), quiet=quiet)
+    restore_api_views()
     return MonthlyOutcome(catch_up, frozen)
 
 
@@ -423,6 +430,49 @@ def _build_live(settings: Settings, *, quiet: bool) -> bool:
     on_postgres = settings.model_copy(update={"dbt_target": "postgres"})
     run_dbt(["run", "--selector", LIVE_VIEWS if stored else LIVE], on_postgres, quiet=quiet)
     return True
+
+
+def build_preview(settings: Settings | None = None, *, quiet: bool = True) -> bool:
+    """Build the upcoming invoice's views (selector `preview`) if the warehouse lacks them,
+    after the live views they read; return whether it built."""
+    settings = settings or get_settings()
+    if _preview_found(settings):
+        return False
+    build_live(settings, quiet=quiet)
+    with one_run_at_a_time(settings):
+        return _build_preview(settings, quiet=quiet)
+
+
+def _build_preview(settings: Settings, *, quiet: bool) -> bool:
+    """build_preview, for a caller holding the run lock. The project is parsed with
+    BILLING_DBT_PREVIEW=true, which decides the views' schema and materialization, in a
+    target path of its own (its parse state and artifacts apart from the runs')."""
+    if _preview_found(settings):
+        return False
+    on_postgres = settings.model_copy(update={"dbt_target": "postgres"})
+    target = f"{parse_target()}/preview"
+    with environment({"BILLING_DBT_PREVIEW": "true", PARSE_TARGET_ENV: target}):
+        run_dbt(["run", "--selector", PREVIEW, "--target-path", target], on_postgres, quiet=quiet)
+    return True
+
+
+def restore_api_views(settings: Settings | None = None) -> None:
+    """After a run, for its caller holding the run lock: build again the API's views that
+    are not in the run's selection (the live balances, the preview) when the run took them
+    with it. dbt replaces a view whose SQL changed (a new version of the project, another
+    database's name) by dropping the old one with what reads it."""
+    settings = settings or get_settings()
+    _build_live(settings, quiet=True)
+    _build_preview(settings, quiet=True)
+
+
+def _preview_found(settings: Settings) -> bool:
+    with connect(settings, autocommit=True) as conn:
+        row = conn.execute(
+            "select to_regclass(%s) is not null and to_regclass(%s) is not null",
+            (PREVIEW_INVOICES, PREVIEW_LINES),
+        ).fetchone()
+    return bool(row and row[0])
 
 
 def _live_found(settings: Settings) -> tuple[bool, bool]:

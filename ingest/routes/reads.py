@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -165,6 +165,39 @@ def _check_group_by(metric: str, names: list[str], dimensions: list[str]) -> Non
             )
 
 
+@router.get(
+    "/v1/invoices/upcoming",
+    summary="This month's invoice as it stands now, priced from every event received so far",
+)
+async def get_upcoming_invoice(
+    request: Request,
+    principal: Annotated[Principal, Depends(authenticate)],
+    tenant_id: Annotated[
+        str | None, Query(description="Required with the admin key", examples=["acme"])
+    ] = None,
+) -> dict[str, Any]:
+    from ingest.upcoming import current_month, upcoming_invoices
+
+    tenant = tenant_of(principal, tenant_id, required=True)
+    assert tenant is not None
+    as_of = datetime.now(UTC)
+    month = current_month(as_of)
+
+    def read() -> list[dict[str, Any]]:
+        with request.app.state.pool.connection() as conn:
+            return upcoming_invoices(conn, tenant, month)
+
+    invoices = await run_in_threadpool(read)
+    if not invoices:
+        raise ApiError(
+            404,
+            "not_found",
+            f"tenant {tenant!r} has no invoice this month: no subscription bills it in "
+            f"{month:%Y-%m}",
+        )
+    return {"tenant_id": tenant, "as_of": as_of, "invoices": invoices}
+
+
 @router.get("/v1/invoices", summary="Invoices with their lines")
 async def get_invoices(
     request: Request,
@@ -184,9 +217,13 @@ async def get_invoices(
     return await run_in_threadpool(read)
 
 
-def invoices_with_lines(conn: Any, tenant: str | None, month: date | None) -> list[dict[str, Any]]:
-    """Invoices from the marts (none before the first monthly run), lines nested."""
-    built = conn.execute("select to_regclass('marts.fct_invoices') is not null").fetchone()
+def invoices_with_lines(
+    conn: Any, tenant: str | None, month: date | None, schema: str = "marts"
+) -> list[dict[str, Any]]:
+    """Invoices from the marts (none before the first monthly run), lines nested; from the
+    schema `preview`, the upcoming invoice (ingest.upcoming)."""
+    invoices_relation = f"{schema}.fct_invoices"
+    built = conn.execute("select to_regclass(%s) is not null", (invoices_relation,)).fetchone()
     if not built or not built[0]:
         return []
     params = {"tenant": tenant, "month": month}
@@ -196,7 +233,7 @@ def invoices_with_lines(conn: Any, tenant: str | None, month: date | None) -> li
         f"""select invoice_id, tenant_id, currency, period_start, period_end, status,
                    subtotal_minor, tax_minor, total_minor, credits_minor, amount_due_minor,
                    provider_invoice_id, finalized_at
-            from marts.fct_invoices where {where}
+            from {invoices_relation} where {where}
             order by period_start, tenant_id, currency""",
         params,
     )
@@ -206,7 +243,7 @@ def invoices_with_lines(conn: Any, tenant: str | None, month: date | None) -> li
         f"""select invoice_id, line_id, line_type, metric, plan, quantity, billable_quantity,
                    amount_minor, description, service_start, service_end, discount_id,
                    grant_id
-            from marts.fct_invoice_lines where {where}
+            from {schema}.fct_invoice_lines where {where}
             order by invoice_id, line_type, line_id""",
         params,
     )

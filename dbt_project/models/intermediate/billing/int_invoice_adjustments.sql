@@ -9,11 +9,12 @@
     correction on two drafts, both finalized later). -#}
 with recomputed as (
     select * from {{ ref('int_invoice_lines_rated') }}
-    where period_start < {{ ts_literal(var('min_month')) }}
+    where period_start < {{ run_month_start() }}
 ),
 
 frozen_lines as (
     select * from {{ ref('stg_app__finalized_invoice_lines') }}
+    where {{ preview_tenant('tenant_id') }}
 ),
 
 closed as (
@@ -81,11 +82,11 @@ next_open as (
 target as (
     select
         deltas.*,
-        {{ ts_literal(var('min_month')) }} as period_start
+        {{ run_month_start() }} as period_start
     from deltas
     cross join next_open
     -- nothing is finalized after the latest closed month, so its invoices are all open
-    where next_open.month_start = {{ ts_literal(var('min_month')) }}
+    where next_open.month_start = {{ run_month_start() }}
 ),
 
 final as (

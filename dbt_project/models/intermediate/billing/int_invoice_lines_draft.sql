@@ -9,7 +9,7 @@
     so no stale draft is left. -#}
 {{
     config(
-        materialized='incremental',
+        materialized='view' if is_preview() else 'incremental',
         on_schema_change='append_new_columns',
         pre_hook=empty_run_months(),
         **replace_by('period_start')
@@ -18,8 +18,8 @@
 
 with rated as (
     select * from {{ ref('int_invoice_lines_rated') }}
-    where period_start >= {{ ts_literal(var('min_month')) }}
-      and period_start < {{ ts_literal(var('max_month')) }}
+    where period_start >= {{ run_month_start() }}
+      and period_start < {{ run_month_end() }}
 ),
 
 adjustments as (

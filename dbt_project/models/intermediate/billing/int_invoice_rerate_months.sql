@@ -16,6 +16,7 @@ late_usage_months as (
 
 subscription_events as (
     select * from {{ ref('stg_raw__subscription_events') }}
+    where {{ preview_tenant('tenant_id') }}
 ),
 
 intervals as (
@@ -35,15 +36,16 @@ ended_in_trial as (
 candidates as (
     select *
     from closed
-    where period_start < {{ ts_literal(var('min_month')) }}
+    where period_start < {{ run_month_start() }}
       and period_start >= {{ dbt.dateadd('month', -var('adjustment_lookback_months'),
-                                         ts_literal(var('min_month'))) }}
+                                         run_month_start()) }}
 ),
 
 late_usage as (
     select distinct tenant_id, period_start
     from late_usage_months
-    where period_start in (select period_start from candidates)
+    where {{ preview_tenant('tenant_id') }}
+      and period_start in (select period_start from candidates)
 ),
 
 late_subscription_changes as (

@@ -12,12 +12,27 @@ with segment_charges as (
     select * from {{ ref('int_segment_charges') }}
 ),
 
+counted as (
+    select tenant_id, metric, amount, event_ts, event_seq, metadata
+    from {{ ref('int_events_deduplicated') }}
+    {%- if is_preview() %}
+
+    union all
+
+    -- the preview prices the events received since, as the run that stores them would
+    select tenant_id, metric, amount, event_ts, event_seq, metadata
+    from {{ ref('int_events_pending') }}
+    where is_first
+    {%- endif %}
+),
+
 events as (
-    select * from {{ ref('int_events_deduplicated') }}
+    select * from counted
     -- the run's months and the finalized months it may re-rate; segments pick their own
     where event_ts >= {{ dbt.dateadd('month', -var('adjustment_lookback_months'),
-                                     ts_literal(var('min_month'))) }}
-      and event_ts < {{ ts_literal(var('max_month')) }}
+                                     run_month_start()) }}
+      and event_ts < {{ run_month_end() }}
+      and {{ preview_tenant('tenant_id') }}
 ),
 
 final as (

@@ -4,6 +4,7 @@
     A trial's end splits a segment (`in_trial`; `bills_usage`: int_subscription_intervals). -#}
 with intervals as (
     select * from {{ ref('int_subscription_intervals') }}
+    where {{ preview_tenant('tenant_id') }}
 ),
 
 plan_versions as (
@@ -18,11 +19,11 @@ bounds as (
     select
         greatest(
             {{ dbt.dateadd('month', -var('adjustment_lookback_months'),
-                           ts_literal(var('min_month'))) }},
+                           run_month_start()) }},
             {{ dbt.date_trunc('month', 'min(valid_from)') }}
         ) as first_month,
         least(
-            {{ ts_literal(var('max_month')) }},
+            {{ run_month_end() }},
             {{ dbt.dateadd('month', 1, dbt.date_trunc('month', dbt.current_timestamp())) }}
         ) as end_month
     from intervals
@@ -77,7 +78,7 @@ final as (
         clipped.subscription_interval_end,
         clipped.in_trial,
         clipped.bills_usage,
-        clipped.period_start < {{ ts_literal(var('min_month')) }} as is_rerate,
+        clipped.period_start < {{ run_month_start() }} as is_rerate,
         {{ epoch_seconds('clipped.segment_end') }} - {{ epoch_seconds('clipped.segment_start') }}
             as active_seconds,
         {{ epoch_seconds('clipped.period_end') }} - {{ epoch_seconds('clipped.period_start') }}
@@ -89,7 +90,7 @@ final as (
        and plan_versions.effective_to > clipped.segment_start
     where clipped.segment_start < clipped.segment_end
       and (
-          clipped.period_start >= {{ ts_literal(var('min_month')) }}
+          clipped.period_start >= {{ run_month_start() }}
           or exists (
               select 1 from rerate
               where rerate.tenant_id = clipped.tenant_id

@@ -1,0 +1,38 @@
+{#- The upcoming invoice (GET /v1/invoices/upcoming) is the monthly run's own models built a
+    second time, as views in the schema `preview` (environment BILLING_DBT_PREVIEW=true,
+    selector `preview`, orchestration.pipeline.build_preview): the same SQL, with the run's month and one tenant
+    read from the session (settings billing.preview_month and billing.preview_tenant, which
+    the API sets per read) instead of the run's vars. One set of rating rules, two ways to
+    run it (DECISIONLOG.md, "The upcoming invoice"). -#}
+{#- An environment variable, not a var: it decides configs (a view, the schema), which dbt
+    reads when it parses, and the warm runner parses without vars (orchestration.dbt_run). -#}
+{% macro is_preview() -%}
+    {{ return(env_var('BILLING_DBT_PREVIEW', 'false') == 'true') }}
+{%- endmacro %}
+
+{#- The first month a monthly run prices ([run_month_start, run_month_end)). -#}
+{% macro run_month_start() -%}
+    {%- if is_preview() -%}
+        cast(current_setting('billing.preview_month', true) as {{ timestamp_type() }})
+    {%- else -%}
+        {{ ts_literal(var('min_month')) }}
+    {%- endif -%}
+{%- endmacro %}
+
+{% macro run_month_end() -%}
+    {%- if is_preview() -%}
+        {{ dbt.dateadd('month', 1, run_month_start()) }}
+    {%- else -%}
+        {{ ts_literal(var('max_month')) }}
+    {%- endif -%}
+{%- endmacro %}
+
+{#- A condition on a source's tenant column: in the preview the session's tenant alone (so a
+    read prices one tenant's rows, not every tenant's), `true` in a run. -#}
+{% macro preview_tenant(column) -%}
+    {%- if is_preview() -%}
+        {{ column }} = current_setting('billing.preview_tenant', true)
+    {%- else -%}
+        true
+    {%- endif -%}
+{%- endmacro %}
