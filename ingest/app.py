@@ -11,11 +11,13 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
+from ingest.alerts import AlertWatcher
 from ingest.auth import KeyResolver
 from ingest.bodies import body_schemas
 from ingest.errors import error_responses, install_error_handlers
 from ingest.metrics import MetricCatalog
 from ingest.routes import (
+    alerts,
     credits,
     events,
     health,
@@ -71,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.pool = pool
         app.state.keys = KeyResolver(pool, admin)
         app.state.metrics = MetricCatalog(pool)
+        app.state.alerts = AlertWatcher(pool)
         # everything loaded so far lives as long as the worker: keep it out of the
         # garbage collector's full passes, which otherwise pause every request
         gc.collect()
@@ -78,6 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            app.state.alerts.stop()
             await async_pool.close()
             pool.close()
 
@@ -96,6 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(subscriptions.router, responses=error_responses(409) | errors)
     app.include_router(reads.router, responses=error_responses(503) | errors)
     app.include_router(credits.router, responses=error_responses(409, 503) | errors)
+    app.include_router(alerts.router, responses=error_responses(409) | errors)
     app.include_router(webhooks.router, responses=error_responses(503) | errors)
     app.include_router(webhook_endpoints.router, responses=errors)
     app.include_router(health.router, responses=error_responses(405, 503))

@@ -21,6 +21,7 @@ from psycopg.errors import UniqueViolation
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from ingest.usage import daily_usage
+from warehouse.outbox import record_event
 
 QUOTA_AGGREGATIONS = ("sum", "count")
 
@@ -83,6 +84,35 @@ def _seed(pool: ConnectionPool, tenant: str, metric: str, start: datetime, end: 
         )
 
 
+# (warehouse, tenant, metric, period) whose quota.exceeded this process has recorded: the hot
+# path asks the database once per period, not at every check past the limit
+_EXCEEDED: set[tuple[str, str, str, datetime]] = set()
+
+
+async def _exceeded(
+    pool: ConnectionPool, tenant: str, metric: str, start: datetime, decision: QuotaDecision
+) -> None:
+    """Record `quota.exceeded` (warehouse.outbox), once per tenant, metric and month: the
+    first check refused by a hard limit or past a soft one."""
+    seen = (str(pool.conninfo), tenant, metric, start)
+    if seen in _EXCEEDED:
+        return
+
+    def record() -> None:
+        with pool.connection() as conn, conn.transaction():
+            record_event(
+                conn,
+                "quota.exceeded",
+                tenant,
+                {"tenant_id": tenant, "metric": metric, "period_start": start.isoformat()}
+                | decision.as_json(),
+                key=f"{tenant}|{metric}|{start.isoformat()}",
+            )
+
+    await run_in_threadpool(record)
+    _EXCEEDED.add(seen)
+
+
 async def check_quota(
     pool: AsyncConnectionPool,
     seed_pool: ConnectionPool,
@@ -121,7 +151,10 @@ async def check_quota(
             continue
         if status == "no_subscription":
             raise QuotaRefused("tenant_id", f"tenant {tenant!r} has no active subscription")
-        return QuotaDecision(
+        decision = QuotaDecision(
             bool(allowed), used, limit, policy, period_end, replayed=status == "replayed"
         )
+        if not decision.allowed or decision.overage:
+            await _exceeded(seed_pool, tenant, metric, period_start, decision)
+        return decision
     raise RuntimeError("the quota counter could not be created")  # pragma: no cover

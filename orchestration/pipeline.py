@@ -261,6 +261,7 @@ def _daily(
     yield from build(plan.invocation())
     record_run("daily", plan.window, plan.started_at, plan.extra_days)
     restore_api_views()
+    look_for_alert_crossings()
     return plan
 
 
@@ -303,6 +304,7 @@ def _monthly(
         # the marts now read the frozen copies, with status `finalized`
         run_dbt(DbtInvocation("run", FINALIZED_REFRESH, month_vars).args(), quiet=quiet)
     restore_api_views()
+    look_for_alert_crossings()
     return MonthlyOutcome(catch_up, frozen)
 
 
@@ -464,6 +466,20 @@ def restore_api_views(settings: Settings | None = None) -> None:
     settings = settings or get_settings()
     _build_live(settings, quiet=True)
     _build_preview(settings, quiet=True)
+
+
+def look_for_alert_crossings(settings: Settings | None = None) -> int:
+    """After a run: record the usage alerts its data crossed (ingest.alerts), for every
+    tenant with an active alert; return how many. Nothing to import or read without one."""
+    with connect(settings, autocommit=True) as conn:
+        row = conn.execute(
+            "select exists (select 1 from app.usage_alerts where disabled_at is null)"
+        ).fetchone()
+        if not (row and row[0]):
+            return 0
+        from ingest.alerts import evaluate_all
+
+        return len(evaluate_all(conn, "run"))
 
 
 def _preview_found(settings: Settings) -> bool:

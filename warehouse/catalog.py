@@ -422,7 +422,7 @@ def check_catalog(catalog: Catalog) -> list[Problem]:
     for p, plan in enumerate(catalog.plans):
         if plan.minimum_commitment is not None:
             problems.extend(
-                _check_amount(
+                check_amount(
                     f"plans[{p}].minimum_commitment", plan.minimum_commitment, plan.currency
                 )
             )
@@ -442,7 +442,7 @@ def check_catalog(catalog: Catalog) -> list[Problem]:
     return problems
 
 
-def _check_amount(path: str, amount: Decimal, currency: str) -> list[Problem]:
+def check_amount(path: str, amount: Decimal, currency: str) -> list[Problem]:
     """An amount of money billed as it is: positive, in the currency's minor units, below
     MAX_AMOUNT (its minor units fit the marts' bigint with room for sums)."""
     exponent = amount.as_tuple().exponent
@@ -481,7 +481,7 @@ def _check_discount(
             )
         )
     if discount.amount is not None and tenant is not None:
-        problems.extend(_check_amount(f"{path}.amount", discount.amount, tenant.currency))
+        problems.extend(check_amount(f"{path}.amount", discount.amount, tenant.currency))
     charges = {m.key for m in catalog.metrics} | {BASE_FEE}
     for index, name in enumerate(discount.applies_to):
         if name not in charges:
@@ -509,7 +509,7 @@ def check_grant(grant: CreditGrant, tenant_currency: str) -> list[Problem]:
             )
         )
     else:
-        problems.extend(_check_amount("amount", grant.amount, currency))
+        problems.extend(check_amount("amount", grant.amount, currency))
     if grant.expires_at is not None and grant.expires_at <= grant.granted_at:
         problems.append(Problem("expires_at", "must be after granted_at"))
     return problems
