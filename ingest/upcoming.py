@@ -45,9 +45,13 @@ def upcoming_invoices(
     if not (row and row[0]):
         raise PreviewMissing()
     with conn.transaction():
+        # the views read both settings when they run, so one plan serves every tenant and
+        # month: planned once per connection (planning the chain of views costs more than
+        # running it for a tenant of modest usage)
         conn.execute(
             """select set_config('billing.preview_month', %s, true),
-                      set_config('billing.preview_tenant', %s, true)""",
+                      set_config('billing.preview_tenant', %s, true),
+                      set_config('plan_cache_mode', 'force_generic_plan', true)""",
             (month.isoformat(), tenant),
         )
-        return invoices_with_lines(conn, tenant, month, PREVIEW)
+        return invoices_with_lines(conn, tenant, month, PREVIEW, prepare=True)

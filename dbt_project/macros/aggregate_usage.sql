@@ -1,17 +1,21 @@
 {#- The period semantics of CONTRACT.md in one place: over the rows of `events` grouped by
     `keys`, sum and count add up, max is the largest, unique_count counts distinct property
     values (apart: a distinct count sorts its rows), latest is the last value by timestamp.
-    `events` needs keys, aggregation, amount, event_ts, event_seq and property_value. -#}
+    A row of `events` is one event or a partial aggregate of some (int_usage_partials, the
+    upcoming invoice's): its `amount` is their sum, `event_count` how many, `max_amount`
+    the largest, `latest_amount` the last one's at `event_ts` and `event_seq`, and a
+    unique_count's rows are one per property value. An event is its own partial
+    (event_partial_columns). -#}
 {% macro aggregate_usage(events, keys) -%}
     {%- set k = keys | join(', ') -%}
     select
         {{ k }},
         case max(aggregation)
             when 'sum' then sum(amount)
-            when 'count' then cast(count(*) as {{ decimal_type() }})
-            when 'max' then max(amount)
+            when 'count' then cast(sum(event_count) as {{ decimal_type() }})
+            when 'max' then max(max_amount)
         end as quantity,
-        count(*) as event_count
+        cast(sum(event_count) as {{ dbt.type_bigint() }}) as event_count
     from {{ events }}
     where aggregation in ('sum', 'count', 'max')
     group by {{ k }}
@@ -19,25 +23,33 @@
     union all
 
     select {{ k }}, cast(count(distinct property_value) as {{ decimal_type() }}) as quantity,
-           count(*) as event_count
+           cast(sum(event_count) as {{ dbt.type_bigint() }}) as event_count
     from {{ events }}
     where aggregation = 'unique_count'
     group by {{ k }}
 
     union all
 
-    select {{ k }}, amount as quantity, event_count
+    select {{ k }}, latest_amount as quantity, event_count
     from (
         select
             {{ k }},
-            amount,
-            count(*) over (partition by {{ k }}) as event_count,
+            latest_amount,
+            cast(sum(event_count) over (partition by {{ k }}) as {{ dbt.type_bigint() }})
+                as event_count,
             row_number() over (partition by {{ k }} order by event_ts desc, event_seq desc)
                 as recency
         from {{ events }}
         where aggregation = 'latest'
     ) as latest_ranked
     where recency = 1
+{%- endmacro %}
+
+{#- The columns that make an event (with `amount`) a partial aggregate of one event. -#}
+{% macro event_partial_columns(amount) -%}
+    cast(1 as {{ dbt.type_bigint() }}) as event_count,
+    {{ amount }} as max_amount,
+    {{ amount }} as latest_amount
 {%- endmacro %}
 
 
@@ -61,6 +73,7 @@ day_events as {{ not_materialized() }} (
         {{ dimension_key('events.metadata', ['metrics.dimension_1', 'metrics.dimension_2',
                                              'metrics.dimension_3']) }} as dimensions,
         events.amount,
+        {{ event_partial_columns('events.amount') }},
         events.event_ts,
         events.event_seq,
         case when metrics.aggregation = 'unique_count'

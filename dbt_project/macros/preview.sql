@@ -36,3 +36,23 @@
         true
     {%- endif -%}
 {%- endmacro %}
+
+{#- What a metric's events are aggregated by (its aggregation, property and dimensions), as
+    text: partials aggregated by another are not merged (int_usage_partials). -#}
+{% macro metric_definition(metrics) -%}
+    concat({{ metrics }}.aggregation, '|', coalesce({{ metrics }}.property, ''), '|',
+           coalesce({{ metrics }}.dimension_1, ''), '|', coalesce({{ metrics }}.dimension_2, ''),
+           '|', coalesce({{ metrics }}.dimension_3, ''))
+{%- endmacro %}
+
+{#- The values of a metric's dimensions in an event's metadata, as a JSON object (jsonb),
+    each as the metadata holds it: a line's combination reads them as it reads the
+    metadata (dimension_key, dimension_label). PostgreSQL. -#}
+{% macro metric_dimensions(metadata, metrics) -%}
+    {%- for i in [1, 2, 3] %}
+    case when {{ metrics }}.dimension_{{ i }} is null then cast('{}' as jsonb)
+         else jsonb_build_object({{ metrics }}.dimension_{{ i }},
+                                 {{ metadata }} -> {{ metrics }}.dimension_{{ i }}) end
+    {%- if not loop.last %} ||{% endif %}
+    {%- endfor %}
+{%- endmacro %}

@@ -218,10 +218,11 @@ async def get_invoices(
 
 
 def invoices_with_lines(
-    conn: Any, tenant: str | None, month: date | None, schema: str = "marts"
+    conn: Any, tenant: str | None, month: date | None, schema: str = "marts", prepare: bool = False
 ) -> list[dict[str, Any]]:
     """Invoices from the marts (none before the first monthly run), lines nested; from the
-    schema `preview`, the upcoming invoice (ingest.upcoming)."""
+    schema `preview`, the upcoming invoice (ingest.upcoming), ``prepare``d: planned once
+    per connection."""
     invoices_relation = f"{schema}.fct_invoices"
     built = conn.execute("select to_regclass(%s) is not null", (invoices_relation,)).fetchone()
     if not built or not built[0]:
@@ -236,6 +237,7 @@ def invoices_with_lines(
             from {invoices_relation} where {where}
             order by period_start, tenant_id, currency""",
         params,
+        prepare=prepare or None,
     )
     columns = [c.name for c in cur.description]
     invoices = {row[0]: dict(zip(columns, row, strict=True)) | {"lines": []} for row in cur}
@@ -246,6 +248,7 @@ def invoices_with_lines(
             from {schema}.fct_invoice_lines where {where}
             order by invoice_id, line_type, line_id""",
         params,
+        prepare=prepare or None,
     )
     columns = [c.name for c in cur.description]
     for row in cur:

@@ -5,6 +5,7 @@ data."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -32,49 +33,121 @@ def _event(tenant: str, key: str, metric: str, amount: Any, at: datetime, **meta
 def test_upcoming_invoice_equals_the_monthly_run_line_for_line(
     api: TestClient, catalog_loaded: str, tmp_path: Path
 ) -> None:
-    with_demo(tmp_path, tenants=[{"id": "hooli", "name": "Hooli", "currency": "usd"}])
     now = datetime.now(UTC).replace(microsecond=0)
     month = current_month(now)
     month_start = datetime.combine(month, datetime.min.time(), UTC)
-    acme, globex = tenant_key("acme"), tenant_key("globex")
+    # a moment between the month's start and now, not on a day's boundary
+    mid = month_start + (now - month_start) / 2 + timedelta(seconds=7)
+    quarter = (now - month_start) / 4
+    with_demo(
+        tmp_path,
+        metrics=[{"key": "payments", "aggregation": "sum"}],
+        plans=[
+            {
+                "key": "payg",
+                "name": "Pay as you go",
+                "interval": "month",
+                "currency": "usd",
+                "charges": [
+                    {
+                        "metric": "payments",
+                        "model": "percentage",
+                        "rate": "0.01",
+                        "fixed_fee": "0.30",
+                        "free_units": 1,
+                    }
+                ],
+            }
+        ],
+        tenants=[
+            {"id": "hooli", "name": "Hooli", "currency": "usd"},
+            {"id": "pied", "name": "Pied Piper", "currency": "usd"},
+        ],
+        subscriptions=[
+            {"id": "sub_pied", "tenant_id": "pied", "plan": "payg", "start": "2026-01-01T00:00:00Z"}
+        ],
+    )
+    acme, globex, cyberdyne, pied = (tenant_key(t) for t in ("acme", "globex", "cyberdyne", "pied"))
 
     def send(key: str, events: list[dict[str, Any]]) -> None:
         response = api.post("/v1/events", json={"events": events}, headers=bearer(key))
         assert response.status_code == 200, response.text
 
-    # usage a daily run stores, then usage received after it (pending), a retry of a stored
-    # event (not counted twice), and a plan change in the month (two segments, prorated)
+    def tokens(key: str, amount: int, at: datetime, model: str, direction: str) -> dict:
+        return _event("cyberdyne", key, "tokens", amount, at, model=model, direction=direction)
+
+    # usage a daily run stores (the upcoming invoice reads whole days of it from the
+    # partials), every aggregation, dimensions, a percentage charge read event by event
     send(
         acme,
         [
             _event("acme", "a1", "api_calls", 12_000, month_start),
             _event("acme", "s1", "storage_gb", 120, month_start + timedelta(hours=1)),
             _event("acme", "u1", "active_users", 1, month_start, user_id="x"),
+            _event("acme", "t0", "seats", 5, month_start + timedelta(hours=2)),
         ],
     )
-    send(globex, [_event("globex", "g1", "api_calls", 3_000, month_start)])
+    send(
+        globex,
+        [
+            _event("globex", "g1", "api_calls", 3_000, month_start),
+            _event("globex", "g2", "api_calls", 10, mid - quarter),
+            _event("globex", "g3", "api_calls", 20, mid + quarter),
+        ],
+    )
+    send(
+        cyberdyne,
+        [
+            tokens("k1", 5_000, month_start, "large", "input"),
+            tokens("k2", 7_000, mid, "small", "output"),
+        ],
+    )
+    send(
+        pied,
+        [
+            _event("pied", f"p{i}", "payments", 100 * i, mid + timedelta(minutes=i))
+            for i in (1, 2, 3)
+        ],
+    )
     run_daily(month, now.date(), quiet=True)
+    with psycopg.connect(catalog_loaded) as conn:
+        partials = conn.execute(
+            """select amount, event_count from intermediate.int_usage_partials
+               where tenant_id = 'acme' and metric = 'api_calls'"""
+        ).fetchall()
+    assert partials == [(Decimal(12_000), 1)]  # what the daily run stored, aggregated
+    # received since (pending), on days the partials hold too: a retry of a stored event (not
+    # counted twice), a user seen before (counted once), a later and a smaller value
     send(
         acme,
         [
             _event("acme", "a1", "api_calls", 12_000, month_start),
             _event("acme", "a2", "api_calls", "2500.5", now),
             _event("acme", "u2", "active_users", 1, now, user_id="y"),
+            _event("acme", "u3", "active_users", 1, month_start + timedelta(hours=3), user_id="x"),
             _event("acme", "t1", "seats", 12, now),
+            _event("acme", "s2", "storage_gb", 100, now),
         ],
     )
     send(
         globex,
-        [_event("globex", "g2", "builds", 1, now), _event("globex", "g3", "api_calls", 7, now)],
+        [_event("globex", "g4", "builds", 1, now), _event("globex", "g5", "api_calls", 7, now)],
     )
+    send(cyberdyne, [tokens("k3", 11, now, "large", "input"), tokens("k4", 13, now, "tiny", "x")])
+    send(pied, [_event("pied", "p4", "payments", 1_000, now)])
+    # a plan change in the middle of a day: that day of each segment is read event by event
     changed = api.post(
-        "/v1/subscriptions/sub_globex/change-plan",
-        json={"plan": "pro", "at": (month_start + timedelta(days=1)).isoformat()},
+        "/v1/subscriptions/sub_globex/change-plan", json={"plan": "pro", "at": mid.isoformat()}
     )
     assert changed.status_code == 200, changed.text
 
     upcoming = {}
-    for tenant, key in (("acme", acme), ("globex", globex)):
+    for tenant, key in (
+        ("acme", acme),
+        ("globex", globex),
+        ("cyberdyne", cyberdyne),
+        ("pied", pied),
+    ):
         response = api.get("/v1/invoices/upcoming", headers=bearer(key))
         assert response.status_code == 200, response.text
         body = response.json()
@@ -83,13 +156,17 @@ def test_upcoming_invoice_equals_the_monthly_run_line_for_line(
         assert invoice["status"] == "draft"
         assert invoice["period_start"].startswith(str(month))
         upcoming[tenant] = invoice
-    # the events received a moment ago are priced
-    acme_calls = [
-        line
+    usage = {
+        line["metric"]: line["quantity"]
         for line in upcoming["acme"]["lines"]
-        if line["line_type"] == "usage" and line["metric"] == "api_calls"
-    ]
-    assert [line["quantity"] for line in acme_calls] == ["14500.5"]
+        if line["line_type"] == "usage"
+    }
+    assert usage == {
+        "api_calls": "14500.5",
+        "active_users": "2",
+        "storage_gb": "120",
+        "seats": "12",
+    }
     assert {line["plan"] for line in upcoming["globex"]["lines"] if line["plan"]} == {
         "starter",
         "pro",
@@ -102,17 +179,18 @@ def test_upcoming_invoice_equals_the_monthly_run_line_for_line(
     # the monthly run, as the CLI runs it, on the same data
     ran = CliRunner().invoke(main, ["run", "monthly", "--month", f"{month:%Y-%m}"])
     assert ran.exit_code == 0, ran.output
-    for tenant in ("acme", "globex"):
+    for tenant in upcoming:
         response = api.get("/v1/invoices", params={"tenant_id": tenant, "month": f"{month:%Y-%m}"})
         assert response.json()["invoices"] == [upcoming[tenant]]
     with psycopg.connect(catalog_loaded) as conn:
         drafts = conn.execute(
             """select count(*) from marts.fct_invoice_lines
-               where tenant_id in ('acme', 'globex') and period_start = %s""",
+               where tenant_id in ('acme', 'globex', 'cyberdyne', 'pied')
+                 and period_start = %s""",
             (month_start,),
         ).fetchone()
     assert drafts is not None
-    assert drafts[0] == len(upcoming["acme"]["lines"]) + len(upcoming["globex"]["lines"]) > 4
+    assert drafts[0] == sum(len(invoice["lines"]) for invoice in upcoming.values()) > 8
 
 
 def test_upcoming_invoice_is_the_callers_own(api: TestClient, tmp_path: Path) -> None:

@@ -20,6 +20,8 @@ final as (
         segments.tenant_id,
         segments.segment_start,
         segments.segment_end,
+        segments.plan_key,
+        segments.plan_version,
         charges.metric,
         metrics.aggregation,
         metrics.property,

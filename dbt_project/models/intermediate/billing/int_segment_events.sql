@@ -2,31 +2,34 @@
     segment, with the combination of the charge's group_by values it carries (dimensions,
     '{}' without group_by, and how a line prints it). The segment's quantities
     (int_segment_usage_aggregated) and percentage fees (int_segment_percentage_fees) are
-    made of these rows. -#}
+    made of these rows. In the upcoming invoice (macros/preview.sql) a row may be a partial
+    aggregate of a whole day's stored events (int_usage_partials), merged by the same rule
+    (aggregate_usage); a charge priced by a percentage, a day the segment starts or ends
+    in, and the events the partials do not hold yet are read event by event. -#}
 {{ config(materialized='view') }}
 
-{%- set group_by = ['segment_charges.group_by_1', 'segment_charges.group_by_2',
-                    'segment_charges.group_by_3'] -%}
+{%- set group_by = ['rows.group_by_1', 'rows.group_by_2', 'rows.group_by_3'] -%}
 
 with segment_charges as (
     select * from {{ ref('int_segment_charges') }}
 ),
 
 counted as (
-    select tenant_id, metric, amount, event_ts, event_seq, metadata
+    select tenant_id, metric, amount, event_ts, event_seq, metadata, arrival_batch
     from {{ ref('int_events_deduplicated') }}
     {%- if is_preview() %}
 
     union all
 
     -- the preview prices the events received since, as the run that stores them would
-    select tenant_id, metric, amount, event_ts, event_seq, metadata
+    select tenant_id, metric, amount, event_ts, event_seq, metadata, null as arrival_batch
     from {{ ref('int_events_pending') }}
     where is_first
     {%- endif %}
 ),
 
-events as (
+-- read by several branches, each with its own conditions (the preview's, by index)
+events as {{ not_materialized() }} (
     select * from counted
     -- the run's months and the finalized months it may re-rate; segments pick their own
     where event_ts >= {{ dbt.dateadd('month', -var('adjustment_lookback_months'),
@@ -34,26 +37,150 @@ events as (
       and event_ts < {{ run_month_end() }}
       and {{ preview_tenant('tenant_id') }}
 ),
+{%- if is_preview() %}
 
-final as (
+partials as {{ not_materialized() }} (
+    select * from {{ ref('int_usage_partials') }}
+),
+
+partials_through as (
+    select coalesce(max(arrival_batch), 0) as arrival_batch from partials
+),
+
+charge_days as (
+    -- each UTC day a segment charge touches, and whether its partials stand for it: a
+    -- whole day of the segment, the charge not priced per event, every partial of the
+    -- day aggregated by the metric's definition now
     select
-        segment_charges.segment_id,
-        segment_charges.metric,
-        segment_charges.aggregation,
-        {{ dimension_key('events.metadata', group_by) }} as dimensions,
-        {{ dimension_label('events.metadata', group_by) }} as dimension_label,
-        events.amount,
-        events.event_ts,
-        events.event_seq,
+        charges.*,
+        days.usage_date,
+        days.day_start >= charges.segment_start
+            and days.day_start + interval '24 hours' <= charges.segment_end as whole_day,
+        not exists (
+            select 1 from {{ ref('stg_app__plan_prices') }} as prices
+            where prices.plan_key = charges.plan_key
+              and prices.plan_version = charges.plan_version
+              and prices.metric = charges.metric
+              and prices.pricing_model = 'percentage'
+        )
+        and not exists (
+            select 1 from partials
+            where partials.tenant_id = charges.tenant_id
+              and partials.metric = charges.metric
+              and partials.usage_date = days.usage_date
+              and partials.definition <> charges.definition
+        ) as mergeable
+    from (
+        select segment_charges.*, {{ metric_definition('metrics') }} as definition
+        from segment_charges
+        inner join {{ ref('stg_app__metrics') }} as metrics
+            on metrics.metric = segment_charges.metric
+    ) as charges
+    cross join lateral (
+        -- UTC days are 24 hours long, whatever the session's time zone
+        select day as day_start, cast(timezone('UTC', day) as date) as usage_date
+        from generate_series(
+            date_trunc('day', charges.segment_start, 'UTC'),
+            charges.segment_end - interval '1 microsecond',
+            interval '24 hours') as day
+    ) as days
+),
+
+covered_days as (
+    select * from charge_days where whole_day and mergeable
+),
+
+rows as (
+    -- whole days, from the partials of the batches they hold
+    select
+        covered_days.segment_id, covered_days.metric, covered_days.aggregation,
+        covered_days.group_by_1, covered_days.group_by_2, covered_days.group_by_3,
+        partials.dimensions as metadata, partials.property_value, partials.amount,
+        partials.event_count, partials.max_amount, partials.latest_amount,
+        partials.event_ts, partials.event_seq
+    from covered_days
+    inner join partials
+        on partials.tenant_id = covered_days.tenant_id
+       and partials.metric = covered_days.metric
+       and partials.usage_date = covered_days.usage_date
+
+    union all
+
+    -- the other days' stored events of those batches, one by one
+    select
+        charge_days.segment_id, charge_days.metric, charge_days.aggregation,
+        charge_days.group_by_1, charge_days.group_by_2, charge_days.group_by_3,
+        events.metadata,
+        case when charge_days.aggregation = 'unique_count'
+             then {{ json_text('events.metadata', 'charge_days.property') }} end,
+        events.amount, {{ event_partial_columns('events.amount') }},
+        events.event_ts, events.event_seq
+    from charge_days
+    inner join events
+        on events.tenant_id = charge_days.tenant_id
+       and events.metric = charge_days.metric
+       and {{ utc_date('events.event_ts') }} = charge_days.usage_date
+       and events.event_ts >= charge_days.segment_start
+       and events.event_ts < charge_days.segment_end
+    where not (charge_days.whole_day and charge_days.mergeable)
+      and events.arrival_batch <= (select arrival_batch from partials_through)
+
+    union all
+
+    -- the events no partial holds yet: stored since, or received since
+    select
+        segment_charges.segment_id, segment_charges.metric, segment_charges.aggregation,
+        segment_charges.group_by_1, segment_charges.group_by_2, segment_charges.group_by_3,
+        events.metadata,
         case when segment_charges.aggregation = 'unique_count'
-             then {{ json_text('events.metadata', 'segment_charges.property') }}
-        end as property_value
+             then {{ json_text('events.metadata', 'segment_charges.property') }} end,
+        events.amount, {{ event_partial_columns('events.amount') }},
+        events.event_ts, events.event_seq
     from segment_charges
     inner join events
         on events.tenant_id = segment_charges.tenant_id
        and events.metric = segment_charges.metric
        and events.event_ts >= segment_charges.segment_start
        and events.event_ts < segment_charges.segment_end
+    where events.arrival_batch is null
+       or events.arrival_batch > (select arrival_batch from partials_through)
+),
+{%- else %}
+
+rows as (
+    select
+        segment_charges.segment_id, segment_charges.metric, segment_charges.aggregation,
+        segment_charges.group_by_1, segment_charges.group_by_2, segment_charges.group_by_3,
+        events.metadata,
+        case when segment_charges.aggregation = 'unique_count'
+             then {{ json_text('events.metadata', 'segment_charges.property') }}
+        end as property_value,
+        events.amount, {{ event_partial_columns('events.amount') }},
+        events.event_ts, events.event_seq
+    from segment_charges
+    inner join events
+        on events.tenant_id = segment_charges.tenant_id
+       and events.metric = segment_charges.metric
+       and events.event_ts >= segment_charges.segment_start
+       and events.event_ts < segment_charges.segment_end
+),
+{%- endif %}
+
+final as (
+    select
+        segment_id,
+        metric,
+        aggregation,
+        {{ dimension_key('rows.metadata', group_by) }} as dimensions,
+        {{ dimension_label('rows.metadata', group_by) }} as dimension_label,
+        amount,
+        event_count,
+        max_amount,
+        latest_amount,
+        event_ts,
+        event_seq,
+        property_value
+    from rows
 )
 
 select * from final

@@ -1,0 +1,129 @@
+"""The upcoming invoice: GET /v1/invoices/upcoming for one tenant whose current month holds
+``events`` events (stored by a daily run, and 1% more received since), one request at a
+time against `billing serve`, beside GET /healthz from the same server in the same run.
+
+    .venv/bin/python -m bench.upcoming_bench --events 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import psycopg
+
+from bench.common import api_server, billing, scratch_warehouse
+from bench.month_close_bench import catalog_yaml
+
+TENANT = "tenant_1"  # the `pro` plan: every aggregation and pricing model but percentage
+TARGET_MS = 250.0
+
+
+@dataclass
+class UpcomingResult:
+    events: int
+    pending: int
+    lines: int
+    requests: int
+    p50_ms: float
+    p99_ms: float
+    healthz_p50_ms: float
+    healthz_p99_ms: float
+
+
+def _events_sql(n: int, first: datetime, last: datetime, offset: int) -> str:
+    """``n`` events of TENANT between ``first`` and ``last``: the catalog's five metrics."""
+    seconds = max((last - first).total_seconds(), 1.0)
+    return f"""
+        insert into raw.events (tenant_id, metric, amount, event_ts, idempotency_key, metadata,
+                                received_at)
+        select '{TENANT}', metric,
+               case metric when 'storage_gb' then round((random() * 500)::numeric, 2)
+                           when 'seats' then floor(random() * 40)::numeric
+                           else floor(random() * 100)::numeric + 1 end,
+               ts, 'up-' || ({offset} + g),
+               case when metric = 'active_users'
+                    then jsonb_build_object('user_id', 'u' || floor(random() * 2000)::int) end,
+               least(ts + interval '2 seconds', now())
+        from (
+            select g,
+                   (array['api_calls','api_calls','active_users','storage_gb','builds','seats'])
+                       [1 + floor(random() * 6)::int] as metric,
+                   timestamptz '{first.isoformat()}' + random() * interval '{seconds} seconds'
+                       as ts
+            from generate_series(1, {n}) as g
+        ) as s
+        order by ts
+    """
+
+
+def _latencies(client: httpx.Client, path: str, n: int, **kwargs: object) -> list[float]:
+    found = []
+    for _ in range(n):
+        started = time.perf_counter()
+        response = client.get(path, **kwargs)  # type: ignore[arg-type]
+        found.append((time.perf_counter() - started) * 1000)
+        response.raise_for_status()
+    return found
+
+
+def _p99(values: list[float]) -> float:
+    return sorted(values)[max(0, round(len(values) * 0.99) - 1)]
+
+
+def run(events: int, requests: int, port: int, workdir: Path) -> UpcomingResult:
+    now = datetime.now(UTC).replace(microsecond=0)
+    month_start = now.replace(day=1, hour=0, minute=0, second=0)
+    pending = max(events // 100, 1)
+    with scratch_warehouse() as (url, env):
+        catalog = workdir / "upcoming_catalog.yaml"
+        catalog.write_text(catalog_yaml(4))
+        billing(env, "catalog", "apply", str(catalog))
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(_events_sql(events - pending, month_start, now - timedelta(hours=1), 0))
+        billing(env, "run", "daily", "--from", f"{month_start:%Y-%m-%d}", "--to", f"{now:%Y-%m-%d}")
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(_events_sql(pending, now - timedelta(minutes=50), now, events))
+            conn.execute("analyze")
+        key = billing(env, "apikey", "create", "--tenant", TENANT).strip().splitlines()[-1]
+        with (
+            api_server(env, port, workers=2) as base,
+            httpx.Client(
+                base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=600
+            ) as client,
+        ):
+            body = client.get("/v1/invoices/upcoming").json()  # warm: the worker's first read
+            _latencies(client, "/v1/invoices/upcoming", 1)
+            upcoming = _latencies(client, "/v1/invoices/upcoming", requests)
+            healthz = _latencies(client, "/healthz", max(requests, 100))
+    return UpcomingResult(
+        events,
+        pending,
+        sum(len(invoice["lines"]) for invoice in body["invoices"]),
+        requests,
+        round(statistics.median(upcoming), 1),
+        round(_p99(upcoming), 1),
+        round(statistics.median(healthz), 2),
+        round(_p99(healthz), 2),
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--requests", type=int, default=20)
+    parser.add_argument("--port", type=int, default=18_183)
+    args = parser.parse_args()
+    work = Path("/tmp")
+    for n in args.events:
+        print(json.dumps(asdict(run(n, args.requests, args.port, work))))
+
+
+if __name__ == "__main__":
+    main()
