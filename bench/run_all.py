@@ -16,12 +16,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import ingest_bench, month_close_bench, peer_bench, quota_bench, spark_bench
+from bench import (
+    ingest_bench,
+    month_close_bench,
+    peer_bench,
+    quota_bench,
+    spark_bench,
+    upcoming_bench,
+)
 from bench.common import REPO, Breakdown
 
 DEFAULT_SIZES = (1_000_000, 10_000_000, 30_000_000)
 DEFAULT_TENANT_COUNTS = (100, 1_000, 10_000)
 DEFAULT_SPARK_SIZES = (100_000, 1_000_000)
+DEFAULT_UPCOMING_SIZES = (100_000, 1_000_000)
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> str:
@@ -65,6 +73,23 @@ def _plot(closes: list[month_close_bench.MonthCloseResult], path: Path) -> None:
     plt.close(figure)
 
 
+def upcoming_section(results: list[upcoming_bench.UpcomingResult]) -> str:
+    table = _table(
+        ["events this month", "of them pending", "requests", "p50 ms", "p99 ms",
+         "healthz p50 ms", "healthz p99 ms", "p99 / 250 ms goal"],
+        [
+            [r.events, r.pending, r.requests, r.p50_ms, r.p99_ms, r.healthz_p50_ms,
+             r.healthz_p99_ms, round(r.p99_ms / upcoming_bench.TARGET_MS, 2)]
+            for r in results
+        ],
+    )  # fmt: skip
+    return (
+        f"{table}\n\nOne tenant (`pro`: every aggregation) with that many events this month, "
+        "stored by a daily run but 1% received since; `GET /v1/invoices/upcoming` with its "
+        "key, one request at a time, `billing serve --workers 2`, after two warm-up reads."
+    )
+
+
 def _say(message: str) -> None:
     print(f"[{datetime.now(UTC):%H:%M:%S}] {message}", file=sys.stderr, flush=True)
 
@@ -80,12 +105,16 @@ def run(
     out: Path,
     spark_sizes: tuple[int, ...] = DEFAULT_SPARK_SIZES,
     spark_tenants: int = 1_000,
+    upcoming_sizes: tuple[int, ...] = DEFAULT_UPCOMING_SIZES,
 ) -> str:
     started = time.perf_counter()
     _say(f"ingest: {ingest_events:,} events")
     ingest = ingest_bench.run(ingest_events, ingest_bench.BATCHES, 2, 4, 18_180)
     _say(f"quota checks: {quota_seconds:g} s a run")
     quota = quota_bench.run(quota_seconds, 16, 2, 100, 18_181, 2_000)
+    _say(f"the upcoming invoice: {', '.join(f'{n:,}' for n in upcoming_sizes)} events")
+    with tempfile.TemporaryDirectory() as work:
+        upcoming = [upcoming_bench.run(n, 20, 18_183, Path(work)) for n in upcoming_sizes]
     _say(f"side by side with svc-infra: {peer_events:,} events")
     peer = peer_bench.run(peer_events, peer_tenants, 18_182)
     closes = []
@@ -156,6 +185,10 @@ def run(
         ),
         "",
         f"Ratio of checks to healthz: {quota.ratio:.2f}.",
+        "",
+        "## The upcoming invoice against GET /healthz",
+        "",
+        upcoming_section(upcoming),
         "",
         "## Month close against the bare SQL floor, and one incremental day",
         "",
@@ -263,6 +296,9 @@ def main() -> None:
     parser.add_argument("--peer-tenants", type=int, default=50)
     parser.add_argument("--spark-sizes", type=int, nargs="*", default=list(DEFAULT_SPARK_SIZES))
     parser.add_argument("--spark-tenants", type=int, default=1_000)
+    parser.add_argument(
+        "--upcoming-sizes", type=int, nargs="*", default=list(DEFAULT_UPCOMING_SIZES)
+    )
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "RESULTS.md")
     args = parser.parse_args()
     print(
@@ -277,6 +313,7 @@ def main() -> None:
             args.out,
             tuple(args.spark_sizes),
             args.spark_tenants,
+            tuple(args.upcoming_sizes),
         )
     )
 

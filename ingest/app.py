@@ -74,6 +74,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.keys = KeyResolver(pool, admin)
         app.state.metrics = MetricCatalog(pool)
         app.state.alerts = AlertWatcher(pool)
+        # the quota.exceeded events this worker recorded (ingest.quotas)
+        app.state.quota_exceeded = set()
         # everything loaded so far lives as long as the worker: keep it out of the
         # garbage collector's full passes, which otherwise pause every request
         gc.collect()

@@ -84,18 +84,20 @@ def _seed(pool: ConnectionPool, tenant: str, metric: str, start: datetime, end: 
         )
 
 
-# (warehouse, tenant, metric, period) whose quota.exceeded this process has recorded: the hot
-# path asks the database once per period, not at every check past the limit
-_EXCEEDED: set[tuple[str, str, str, datetime]] = set()
-
-
 async def _exceeded(
-    pool: ConnectionPool, tenant: str, metric: str, start: datetime, decision: QuotaDecision
+    pool: ConnectionPool,
+    recorded: set[tuple[str, str, datetime]],
+    tenant: str,
+    metric: str,
+    start: datetime,
+    decision: QuotaDecision,
 ) -> None:
     """Record `quota.exceeded` (warehouse.outbox), once per tenant, metric and month: the
-    first check refused by a hard limit or past a soft one."""
-    seen = (str(pool.conninfo), tenant, metric, start)
-    if seen in _EXCEEDED:
+    first check refused by a hard limit or past a soft one. ``recorded`` is what this API
+    process recorded already (or found recorded): the hot path asks the database once per
+    period, not at every check past the limit."""
+    seen = (tenant, metric, start)
+    if seen in recorded:
         return
 
     def record() -> None:
@@ -110,12 +112,13 @@ async def _exceeded(
             )
 
     await run_in_threadpool(record)
-    _EXCEEDED.add(seen)
+    recorded.add(seen)
 
 
 async def check_quota(
     pool: AsyncConnectionPool,
     seed_pool: ConnectionPool,
+    exceeded: set[tuple[str, str, datetime]],
     tenant: str,
     metric: str,
     aggregation: str,
@@ -155,6 +158,6 @@ async def check_quota(
             bool(allowed), used, limit, policy, period_end, replayed=status == "replayed"
         )
         if not decision.allowed or decision.overage:
-            await _exceeded(seed_pool, tenant, metric, period_start, decision)
+            await _exceeded(seed_pool, exceeded, tenant, metric, period_start, decision)
         return decision
     raise RuntimeError("the quota counter could not be created")  # pragma: no cover

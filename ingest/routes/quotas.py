@@ -77,6 +77,7 @@ async def answer(
         decision = await check_quota(
             state.async_pool,
             state.pool,
+            state.quota_exceeded,
             check.tenant_id,
             check.metric,
             metric.aggregation,
