@@ -84,8 +84,9 @@ def upcoming_section(results: list[upcoming_bench.UpcomingResult]) -> str:
         ],
     )  # fmt: skip
     return (
-        f"{table}\n\nOne tenant (`pro`: every aggregation) with that many events this month, "
-        "stored by a daily run but 1% received since; `GET /v1/invoices/upcoming` with its "
+        f"{table}\n\nOne tenant (`pro`: sum, unique_count, max and latest metrics) with that "
+        "many events this month, stored by a daily run but 1% received since; "
+        "`GET /v1/invoices/upcoming` with its "
         "key, one request at a time, `billing serve --workers 2`, after two warm-up reads."
     )
 
