@@ -45,6 +45,29 @@
     where recency = 1
 {%- endmacro %}
 
+{#- The rows of int_segment_events for the events of `events` (tenant_id, metric, amount,
+    event_ts, event_seq, metadata) whose timestamp falls in a segment of `charges` (a
+    segment charge a row: segment, tenant, metric, aggregation, property, group_by), where
+    `condition` holds too: each an event, a partial aggregate of one. -#}
+{% macro segment_event_rows(charges, events, condition='true') -%}
+    select
+        {{ charges }}.segment_id, {{ charges }}.metric, {{ charges }}.aggregation,
+        {{ charges }}.group_by_1, {{ charges }}.group_by_2, {{ charges }}.group_by_3,
+        {{ events }}.metadata,
+        case when {{ charges }}.aggregation = 'unique_count'
+             then {{ json_text(events ~ '.metadata', charges ~ '.property') }}
+        end as property_value,
+        {{ events }}.amount, {{ event_partial_columns(events ~ '.amount') }},
+        {{ events }}.event_ts, {{ events }}.event_seq
+    from {{ charges }}
+    inner join {{ events }}
+        on {{ events }}.tenant_id = {{ charges }}.tenant_id
+       and {{ events }}.metric = {{ charges }}.metric
+       and {{ events }}.event_ts >= {{ charges }}.segment_start
+       and {{ events }}.event_ts < {{ charges }}.segment_end
+    where {{ condition }}
+{%- endmacro %}
+
 {#- The columns that make an event (with `amount`) a partial aggregate of one event. -#}
 {% macro event_partial_columns(amount) -%}
     cast(1 as {{ dbt.type_bigint() }}) as event_count,

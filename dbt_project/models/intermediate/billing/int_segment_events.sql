@@ -107,62 +107,22 @@ rows as (
     union all
 
     -- the other days' stored events of those batches, one by one
-    select
-        charge_days.segment_id, charge_days.metric, charge_days.aggregation,
-        charge_days.group_by_1, charge_days.group_by_2, charge_days.group_by_3,
-        events.metadata,
-        case when charge_days.aggregation = 'unique_count'
-             then {{ json_text('events.metadata', 'charge_days.property') }} end,
-        events.amount, {{ event_partial_columns('events.amount') }},
-        events.event_ts, events.event_seq
-    from charge_days
-    inner join events
-        on events.tenant_id = charge_days.tenant_id
-       and events.metric = charge_days.metric
-       and {{ utc_date('events.event_ts') }} = charge_days.usage_date
-       and events.event_ts >= charge_days.segment_start
-       and events.event_ts < charge_days.segment_end
-    where not (charge_days.whole_day and charge_days.mergeable)
-      and events.arrival_batch <= (select arrival_batch from partials_through)
+    {{ segment_event_rows('charge_days', 'events',
+        "not (charge_days.whole_day and charge_days.mergeable)
+         and " ~ utc_date('events.event_ts') ~ " = charge_days.usage_date
+         and events.arrival_batch <= (select arrival_batch from partials_through)") }}
 
     union all
 
     -- the events no partial holds yet: stored since, or received since
-    select
-        segment_charges.segment_id, segment_charges.metric, segment_charges.aggregation,
-        segment_charges.group_by_1, segment_charges.group_by_2, segment_charges.group_by_3,
-        events.metadata,
-        case when segment_charges.aggregation = 'unique_count'
-             then {{ json_text('events.metadata', 'segment_charges.property') }} end,
-        events.amount, {{ event_partial_columns('events.amount') }},
-        events.event_ts, events.event_seq
-    from segment_charges
-    inner join events
-        on events.tenant_id = segment_charges.tenant_id
-       and events.metric = segment_charges.metric
-       and events.event_ts >= segment_charges.segment_start
-       and events.event_ts < segment_charges.segment_end
-    where events.arrival_batch is null
-       or events.arrival_batch > (select arrival_batch from partials_through)
+    {{ segment_event_rows('segment_charges', 'events',
+        "(events.arrival_batch is null
+          or events.arrival_batch > (select arrival_batch from partials_through))") }}
 ),
 {%- else %}
 
 rows as (
-    select
-        segment_charges.segment_id, segment_charges.metric, segment_charges.aggregation,
-        segment_charges.group_by_1, segment_charges.group_by_2, segment_charges.group_by_3,
-        events.metadata,
-        case when segment_charges.aggregation = 'unique_count'
-             then {{ json_text('events.metadata', 'segment_charges.property') }}
-        end as property_value,
-        events.amount, {{ event_partial_columns('events.amount') }},
-        events.event_ts, events.event_seq
-    from segment_charges
-    inner join events
-        on events.tenant_id = segment_charges.tenant_id
-       and events.metric = segment_charges.metric
-       and events.event_ts >= segment_charges.segment_start
-       and events.event_ts < segment_charges.segment_end
+    {{ segment_event_rows('segment_charges', 'events') }}
 ),
 {%- endif %}
 
