@@ -123,17 +123,21 @@ def evaluate(
     return recorded
 
 
-def evaluate_all(conn: psycopg.Connection[Any], source: Source = "run") -> list[Crossing]:
-    """evaluate for every tenant with an active alert (after a run)."""
-    tenants = [
+def alerted_tenants(conn: psycopg.Connection[Any]) -> list[str]:
+    """The tenants with an active alert."""
+    return [
         row[0]
         for row in conn.execute(
             "select distinct tenant_id from app.usage_alerts where disabled_at is null "
             "order by tenant_id"
         )
     ]
+
+
+def evaluate_all(conn: psycopg.Connection[Any], source: Source = "run") -> list[Crossing]:
+    """evaluate for every tenant with an active alert (after a run)."""
     crossings = []
-    for tenant in tenants:
+    for tenant in alerted_tenants(conn):
         crossings += evaluate(conn, tenant, source)
     return crossings
 
@@ -179,13 +183,7 @@ class AlertWatcher:
             self._read_at = time.monotonic()
             try:
                 with self._pool.connection() as conn:
-                    self._alerted = frozenset(
-                        row[0]
-                        for row in conn.execute(
-                            "select distinct tenant_id from app.usage_alerts "
-                            "where disabled_at is null"
-                        )
-                    )
+                    self._alerted = frozenset(alerted_tenants(conn))
             except psycopg.Error:  # an older warehouse without the table: no alert
                 log.exception("reading the tenants with usage alerts")
         return self._alerted

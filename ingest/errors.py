@@ -27,6 +27,13 @@ class ApiError(Exception):
         self.headers = headers
 
 
+def invalid_field(field: str, message: str) -> ApiError:
+    """A 422 about one field of the request, named in the message and the details."""
+    return ApiError(
+        422, "invalid_request", f"{field}: {message}", [{"field": field, "message": message}]
+    )
+
+
 def error_response(
     status: int,
     code: str,

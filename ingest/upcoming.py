@@ -17,7 +17,7 @@ import psycopg
 
 from ingest.errors import ApiError
 from ingest.routes.reads import invoices_with_lines
-from orchestration.pipeline import PREVIEW, PREVIEW_INVOICES
+from orchestration.pipeline import PREVIEW
 
 
 def current_month(now: datetime | None = None) -> date:
@@ -41,9 +41,6 @@ def upcoming_invoices(
 ) -> list[dict[str, Any]]:
     """The tenant's invoices of ``month`` as the monthly run would price them now (one per
     currency it is billed in; none without a subscription that month), lines nested."""
-    row = conn.execute("select to_regclass(%s) is not null", (PREVIEW_INVOICES,)).fetchone()
-    if not (row and row[0]):
-        raise PreviewMissing()
     with conn.transaction():
         # the views read both settings when they run, so one plan serves every tenant and
         # month: planned once per connection (planning the chain of views costs more than
@@ -54,4 +51,7 @@ def upcoming_invoices(
                       set_config('plan_cache_mode', 'force_generic_plan', true)""",
             (month.isoformat(), tenant),
         )
-        return invoices_with_lines(conn, tenant, month, PREVIEW, prepare=True)
+        invoices = invoices_with_lines(conn, tenant, month, PREVIEW, prepare=True)
+    if invoices is None:
+        raise PreviewMissing()
+    return invoices

@@ -17,7 +17,7 @@ from ingest.alerts import fired_this_month
 from ingest.auth import Principal
 from ingest.bodies import json_body, read_model
 from ingest.deps import authenticate
-from ingest.errors import ApiError
+from ingest.errors import ApiError, invalid_field
 from ingest.routes.reads import tenant_of
 from ingest.schemas import amount_schema, parse_amount
 from ingest.upcoming import current_month
@@ -46,12 +46,6 @@ class AlertIn(BaseModel):
     id: str | None = Field(default=None, pattern=ID_PATTERN, description="Default: generated.")
 
 
-def _invalid(field: str, message: str) -> ApiError:
-    return ApiError(
-        422, "invalid_request", f"{field}: {message}", [{"field": field, "message": message}]
-    )
-
-
 def _alert_json(row: tuple[Any, ...]) -> dict[str, Any]:
     alert_id, tenant_id, metric, kind, threshold, created_at, disabled_at = row
     return {
@@ -78,9 +72,9 @@ async def create_alert(
     try:
         threshold = parse_amount(body.threshold)
     except ValueError as exc:
-        raise _invalid("threshold", str(exc)) from None
+        raise invalid_field("threshold", str(exc)) from None
     if threshold <= 0:
-        raise _invalid("threshold", "must be above 0")
+        raise invalid_field("threshold", "must be above 0")
     alert_id = body.id or f"alert_{secrets.token_hex(8)}"
 
     def work() -> dict[str, Any]:
@@ -89,17 +83,17 @@ async def create_alert(
                 "select currency from app.tenants where tenant_id = %s", (tenant,)
             ).fetchone()
             if row is None:
-                raise _invalid("tenant_id", f"unknown tenant {tenant!r}")
+                raise invalid_field("tenant_id", f"unknown tenant {tenant!r}")
             if body.kind == "amount":
                 for problem in check_amount("threshold", threshold, row[0]):
-                    raise _invalid(problem.path, problem.message)
+                    raise invalid_field(problem.path, problem.message)
             elif threshold >= MAX_QUANTITY:
-                raise _invalid("threshold", f"{threshold} is not below {MAX_QUANTITY:,}")
+                raise invalid_field("threshold", f"{threshold} is not below {MAX_QUANTITY:,}")
             known = conn.execute(
                 "select 1 from app.metrics where metric_key = %s", (body.metric,)
             ).fetchone()
             if known is None:
-                raise _invalid("metric", f"unknown metric {body.metric!r}")
+                raise invalid_field("metric", f"unknown metric {body.metric!r}")
             inserted = conn.execute(
                 f"""insert into app.usage_alerts (alert_id, tenant_id, metric, kind, threshold)
                     values (%s, %s, %s, %s, %s)

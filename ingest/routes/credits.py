@@ -17,7 +17,7 @@ from ingest.auth import Principal
 from ingest.bodies import json_body, read_model, validation_details
 from ingest.credits import CREDIT_BALANCES, balances, credit_grants
 from ingest.deps import authenticate, require_admin
-from ingest.errors import ApiError
+from ingest.errors import ApiError, invalid_field
 from ingest.routes.reads import tenant_of
 from ingest.schemas import Rfc3339, amount_schema, parse_amount
 from warehouse.catalog import (
@@ -58,12 +58,6 @@ class VoidIn(BaseModel):
     reason: str = Field(default="", max_length=200, pattern=TEXT_PATTERN)
 
 
-def _invalid(field: str, message: str) -> ApiError:
-    return ApiError(
-        422, "invalid_request", f"{field}: {message}", [{"field": field, "message": message}]
-    )
-
-
 @router.get("/v1/credits", summary="Prepaid credit grants and the balance left")
 async def get_credits(
     request: Request,
@@ -94,7 +88,7 @@ async def create_credit_grant(
     try:
         amount = parse_amount(body.amount)
     except ValueError as exc:
-        raise _invalid("amount", str(exc)) from None
+        raise invalid_field("amount", str(exc)) from None
     try:
         grant = CreditGrant(
             id=body.id or f"grant_{secrets.token_hex(8)}",
@@ -108,7 +102,8 @@ async def create_credit_grant(
         )
     except ValidationError as exc:
         detail = validation_details(exc)[0]
-        raise _invalid(detail["field"], detail["message"].removeprefix("Value error, ")) from None
+        message = detail["message"].removeprefix("Value error, ")
+        raise invalid_field(detail["field"], message) from None
 
     def work() -> dict[str, Any]:
         nonlocal grant
@@ -124,9 +119,9 @@ async def create_credit_grant(
                 "select currency from app.tenants where tenant_id = %s", (grant.tenant_id,)
             ).fetchone()
             if row is None:
-                raise _invalid("tenant_id", f"unknown tenant {grant.tenant_id!r}")
+                raise invalid_field("tenant_id", f"unknown tenant {grant.tenant_id!r}")
             for problem in check_grant(grant, row[0]):
-                raise _invalid(problem.path, problem.message)
+                raise invalid_field(problem.path, problem.message)
             try:
                 record_grant(conn, grant, row[0], source="api")
             except RecordConflict as exc:

@@ -212,21 +212,21 @@ async def get_invoices(
 
     def read() -> dict[str, Any]:
         with request.app.state.pool.connection() as conn:
-            return {"invoices": invoices_with_lines(conn, tenant, first)}
+            return {"invoices": invoices_with_lines(conn, tenant, first) or []}
 
     return await run_in_threadpool(read)
 
 
 def invoices_with_lines(
     conn: Any, tenant: str | None, month: date | None, schema: str = "marts", prepare: bool = False
-) -> list[dict[str, Any]]:
-    """Invoices from the marts (none before the first monthly run), lines nested; from the
-    schema `preview`, the upcoming invoice (ingest.upcoming), ``prepare``d: planned once
-    per connection."""
+) -> list[dict[str, Any]] | None:
+    """Invoices from the marts, lines nested, or None when the schema has none built (the
+    marts before the first monthly run); from the schema `preview`, the upcoming invoice
+    (ingest.upcoming), ``prepare``d: planned once per connection."""
     invoices_relation = f"{schema}.fct_invoices"
     built = conn.execute("select to_regclass(%s) is not null", (invoices_relation,)).fetchone()
     if not built or not built[0]:
-        return []
+        return None
     params = {"tenant": tenant, "month": month}
     where = """(%(tenant)s::text is null or tenant_id = %(tenant)s::text)
                and (%(month)s::date is null or period_start = %(month)s::date::timestamptz)"""
