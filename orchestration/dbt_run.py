@@ -12,7 +12,9 @@ Two ways in, one mechanism (`WarmDbt`):
   `billing run monthly` (a catch-up daily build, the monthly build, the refresh after the
   freeze) pays them once, and a process that runs dbt again pays neither.
 - `billing-dbt`, a process per command, for Dagster's dbt assets (dagster-dbt runs an
-  executable) and the `spark` target (a Spark session is fixed to its process):
+  executable) and the `spark` target (a Spark session is fixed to its process). On
+  PostgreSQL it hands the command to a long-lived worker (`orchestration.dbt_worker`) that
+  keeps dbt imported and the project parsed across commands:
 
     billing-dbt build --select ... --vars '{...}' --project-dir DIR --profiles-dir DIR
 
@@ -29,7 +31,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -184,13 +186,32 @@ class WarmDbt:
 WARM = WarmDbt()
 
 
+def installed_versions() -> str:
+    """`dbt --version`'s answer without importing dbt (and without asking PyPI for the
+    latest): dagster-dbt asks it before every command."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    lines = ["Core:", f"  - installed: {version('dbt-core')}", "", "Plugins:"]
+    for plugin in ("postgres", "spark"):
+        with suppress(PackageNotFoundError):
+            lines.append(f"  - {plugin}: {version(f'dbt-{plugin}')}")
+    return "\n".join(lines)
+
+
 def cli() -> None:
     args = sys.argv[1:]
+    if args == ["--version"]:
+        print(installed_versions())
+        return
     if "--vars" not in args:
         from dbt.cli.main import cli as dbt_cli
 
         dbt_cli()
         return
+    from orchestration import dbt_worker
+
+    if dbt_worker.wanted() and (code := dbt_worker.run(args)) is not None:
+        sys.exit(code)
     outcome = WARM.invoke(args)
     if outcome.detail:
         print(outcome.detail, file=sys.stderr)

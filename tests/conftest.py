@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from orchestration.dbt_run import PARSE_TARGET_ENV
+from orchestration.dbt_worker import IDLE_ENV
 from orchestration.pipeline import DBT_PROJECT_DIR
 from tests.helpers import with_dbname
 from warehouse import embedded
@@ -31,6 +32,8 @@ def pytest_configure(config: pytest.Config) -> None:
     target = DBT_PROJECT_DIR / "target" / f"tests-{WORKER}"
     os.environ["DBT_TARGET_PATH"] = str(target)  # not the controller's, which workers inherit
     os.environ[PARSE_TARGET_ENV] = str(target)
+    # the dbt workers Dagster's runs start (orchestration/dbt_worker.py) end soon after
+    os.environ.setdefault(IDLE_ENV, "120")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -1,0 +1,259 @@
+"""A long-lived dbt worker: `billing-dbt` hands its command to a warm process and streams its
+output back, so that a process per command (Dagster's dbt assets) does not pay for
+importing dbt and parsing the project each time.
+
+The worker is one process per project state (its files' sizes and times), Python and parse
+target: a socket in ``$XDG_RUNTIME_DIR`` (else the temporary directory), in a directory of
+this user's alone. The first `billing-dbt` that finds none starts it; it runs one command at
+a time, each in the caller's environment and directory, with `orchestration.dbt_run`'s
+`WarmDbt` (dbt imported once, the project parsed once per warehouse); it ends after
+``BILLING_DBT_WORKER_IDLE`` seconds without a command (default 300). Editing the project
+starts a new worker at the next command; the old one ends when idle.
+
+``BILLING_DBT_WORKER=false`` runs each command in its own process, as before. The `spark`
+target always does: a local Spark session holds its metastore for as long as its process
+lives, and the copy of the sources into Spark opens a session of its own.
+
+A command whose `billing-dbt` is killed runs to its end in the worker: dbt's builds can be
+run again, and a half-run command would leave no less to redo.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import select
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from pathlib import Path
+
+from orchestration.dbt_run import PARSE_TARGET_ENV
+
+WORKER_ENV = "BILLING_DBT_WORKER"
+IDLE_ENV = "BILLING_DBT_WORKER_IDLE"
+DEFAULT_IDLE_SECONDS = 300.0
+START_SECONDS = 60.0
+# what in a project directory is not the project: dbt's outputs
+NOT_PROJECT = {"target", "logs", "dbt_packages", "__pycache__"}
+# frames from the worker: output bytes, or the command's exit code (the last frame)
+OUTPUT, EXIT = b"o", b"x"
+HEADER = struct.Struct("!cI")
+
+
+def wanted() -> bool:
+    """Whether this command goes to a worker: on, unless turned off or on the spark target."""
+    return (
+        os.environ.get(WORKER_ENV, "true").lower() not in ("false", "0", "no")
+        and os.environ.get("BILLING_DBT_TARGET", "postgres") != "spark"
+    )
+
+
+def _directory() -> Path | None:
+    """The sockets' directory, this user's alone; None when it cannot be (another owns it)."""
+    base = Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir())
+    found = base / f"billing-dbt-{os.getuid()}"
+    found.mkdir(mode=0o700, exist_ok=True)
+    status = found.stat()
+    if status.st_uid != os.getuid() or status.st_mode & 0o077:
+        return None
+    return found
+
+
+def _project_dir(args: Sequence[str]) -> Path:
+    for i, arg in enumerate(args[:-1]):
+        if arg == "--project-dir":
+            return Path(args[i + 1]).resolve()
+    return Path(os.environ.get("DBT_PROJECT_DIR") or os.getcwd()).resolve()
+
+
+def fingerprint(project: Path) -> str:
+    """What the worker's parse depends on: the project's files (each one's path, size and
+    time), this Python, the parse target and the worker's own code."""
+    digest = hashlib.sha256()
+    own = Path(__file__).resolve().parent
+    for part in (sys.executable, str(project), os.environ.get(PARSE_TARGET_ENV, "")):
+        digest.update(part.encode() + b"\0")
+    for root, dirs, files in os.walk(project):
+        dirs[:] = sorted(d for d in dirs if d not in NOT_PROJECT and not d.startswith("."))
+        for name in sorted(files):
+            path = Path(root, name)
+            status = path.stat()
+            digest.update(f"{path}\0{status.st_size}\0{status.st_mtime_ns}\0".encode())
+    for path in sorted(own.glob("*.py")):
+        digest.update(f"{path}\0{path.stat().st_mtime_ns}\0".encode())
+    return digest.hexdigest()[:20]
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """The worker's lock: held to start it, and by the worker to end (no caller is left
+    connecting to a worker on its way out)."""
+    with open(path.with_suffix(".lock"), "a") as file:
+        fcntl.flock(file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(file, fcntl.LOCK_UN)
+
+
+def _connect(path: Path) -> socket.socket | None:
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        conn.connect(str(path))
+    except OSError:
+        conn.close()
+        return None
+    return conn
+
+
+def _start(path: Path) -> socket.socket:
+    """Start the worker of ``path`` and connect to it (the caller holds its lock)."""
+    log = open(path.with_suffix(".log"), "ab")  # noqa: SIM115 (the worker's, kept open)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "orchestration.dbt_worker", str(path)],
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,  # outlives this command
+    )
+    log.close()
+    deadline = time.monotonic() + START_SECONDS
+    while time.monotonic() < deadline:
+        conn = _connect(path)
+        if conn is not None:
+            return conn
+        if process.poll() is not None:
+            break
+        time.sleep(0.02)
+    process.kill()
+    raise OSError(f"the dbt worker did not start (its log: {path.with_suffix('.log')})")
+
+
+def _read_exactly(conn: socket.socket, n: int) -> bytes | None:
+    data = b""
+    while len(data) < n:
+        chunk = conn.recv(n - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return data
+
+
+def run(args: Sequence[str]) -> int | None:
+    """Run ``args`` in this project's worker, its output streamed to this process's stdout;
+    its exit code, or None when no worker can be had (run it here then)."""
+    directory = _directory()
+    if directory is None:
+        return None
+    path = directory / f"{fingerprint(_project_dir(args))}.sock"
+    try:
+        with _locked(path):
+            conn = _connect(path) or _start(path)
+    except OSError as exc:
+        print(f"billing-dbt: {exc}; running here", file=sys.stderr)
+        return None
+    request = {"args": list(args), "env": dict(os.environ), "cwd": os.getcwd()}
+    out = sys.stdout.buffer
+    with conn:
+        conn.sendall(json.dumps(request).encode() + b"\n")
+        while (header := _read_exactly(conn, HEADER.size)) is not None:
+            kind, size = HEADER.unpack(header)
+            if kind == EXIT:
+                return size
+            data = _read_exactly(conn, size) or b""
+            out.write(data)
+            out.flush()
+    print("billing-dbt: the dbt worker ended in the middle of the command", file=sys.stderr)
+    return 2
+
+
+class _Frames:
+    """A text stream whose writes go to the caller as output frames; a caller gone, the rest
+    of the command's output is dropped."""
+
+    def __init__(self, conn: socket.socket) -> None:
+        self.conn = conn
+        self.open = True
+
+    def write(self, text: str) -> int:
+        self.send(OUTPUT, text.encode())
+        return len(text)
+
+    def send(self, kind: bytes, data: bytes = b"", code: int = 0) -> None:
+        if not self.open:
+            return
+        try:
+            self.conn.sendall(HEADER.pack(kind, code if kind == EXIT else len(data)) + data)
+        except OSError:
+            self.open = False
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+
+def _serve_one(conn: socket.socket) -> None:
+    from orchestration.dbt_run import WARM
+
+    line = b""
+    while not line.endswith(b"\n"):
+        chunk = conn.recv(65536)
+        if not chunk:
+            return
+        line += chunk
+    request = json.loads(line)
+    frames = _Frames(conn)
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    os.environ.clear()
+    os.environ.update(request["env"])
+    code = 2
+    try:
+        os.chdir(request["cwd"])
+        with redirect_stdout(frames), redirect_stderr(frames):
+            try:
+                outcome = WARM.invoke(request["args"])
+                if outcome.detail:
+                    print(outcome.detail, file=sys.stderr)
+                code = outcome.exit_code
+            except Exception:
+                traceback.print_exc()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved_env)
+        os.chdir(saved_cwd)
+    frames.send(EXIT, code=code)
+
+
+def serve(path: Path, idle: float) -> None:
+    """Answer commands on ``path`` one at a time until ``idle`` seconds pass without one."""
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    path.unlink(missing_ok=True)  # a worker that died left it; its starter holds the lock
+    server.bind(str(path))
+    server.listen(64)
+    print(f"dbt worker {os.getpid()} serving {path}", flush=True)
+    while True:
+        if not select.select([server], [], [], idle)[0]:
+            with _locked(path):
+                if not select.select([server], [], [], 0)[0]:
+                    path.unlink(missing_ok=True)
+                    server.close()
+                    print(f"dbt worker {os.getpid()} idle for {idle:g} s: ended", flush=True)
+                    return
+        conn, _ = server.accept()
+        with conn:
+            _serve_one(conn)
+
+
+if __name__ == "__main__":
+    serve(Path(sys.argv[1]), float(os.environ.get(IDLE_ENV, DEFAULT_IDLE_SECONDS)))

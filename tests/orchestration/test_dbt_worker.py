@@ -1,0 +1,107 @@
+"""`billing-dbt`, the command Dagster's assets run, hands dbt's commands to a warm worker:
+one process for many commands, each with its own output, exit code and environment, ended
+when idle."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from orchestration.pipeline import DBT_PROJECT_DIR, dbt_env, dbt_executable
+from warehouse.migrate import apply_migrations
+
+pytestmark = pytest.mark.slow
+SELECT = ["--select", "+fct_usage_daily", "--exclude-resource-type", "unit_test"]
+
+
+@pytest.fixture
+def sockets() -> Iterator[Path]:
+    """A directory of the worker's own (a socket's path must be short: not under tmp_path)."""
+    base = Path(tempfile.mkdtemp(prefix="w", dir="/tmp"))
+    yield base
+    for log in base.glob("billing-dbt-*/*.log"):
+        for line in log.read_text().splitlines():
+            if line.startswith("dbt worker ") and "serving" in line:
+                _stop(int(line.split()[2]))
+    shutil.rmtree(base)
+
+
+def _stop(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, 15)
+
+
+def billing_dbt(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """As dagster-dbt runs it: a process, dbt's JSON log lines on stdout."""
+    return subprocess.run(
+        [dbt_executable(), *args],
+        env=env,
+        cwd=DBT_PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_commands_share_one_warm_worker_with_their_own_output_and_exit(
+    warehouse: str, sockets: Path
+) -> None:
+    with psycopg.connect(warehouse) as conn:
+        apply_migrations(conn)
+    env = {
+        **os.environ,
+        **dbt_env(),
+        "XDG_RUNTIME_DIR": str(sockets),
+        "BILLING_DBT_WORKER_IDLE": "3",
+        "DBT_LOG_FORMAT": "json",
+    }
+    good = billing_dbt(["build", *SELECT, "--vars", json.dumps({"min_date": "2026-10-01"})], env)
+    assert good.returncode == 0, good.stdout + good.stderr
+    events = [json.loads(line) for line in good.stdout.splitlines()]
+    assert any(e["info"]["name"] == "LogModelResult" for e in events)  # streamed, as JSON
+
+    started = time.perf_counter()
+    bad = billing_dbt(["build", *SELECT, "--vars", json.dumps({"min_date": "not-a-day"})], env)
+    warm = time.perf_counter() - started
+    assert bad.returncode == 1
+    assert "not-a-day" in bad.stdout + bad.stderr  # PostgreSQL's error about the var's cast
+
+    # each command in its caller's environment: this one's log as text
+    missing = billing_dbt(
+        ["run-operation", "no_such_macro", "--vars", "{}"], {**env, "DBT_LOG_FORMAT": "text"}
+    )
+    assert missing.returncode == 2  # dbt could not run it
+    assert "no_such_macro" in missing.stdout and not missing.stdout.startswith("{")
+
+    (log,) = sockets.glob("billing-dbt-*/*.log")
+    starts = [line for line in log.read_text().splitlines() if "serving" in line]
+    assert len(starts) == 1, starts  # one worker served all three
+    assert warm < 30, warm  # sanity only: speed is measured in bench/
+
+    # idle, it ends and takes its socket along; the next command starts another
+    deadline = time.monotonic() + 30
+    while list(sockets.glob("billing-dbt-*/*.sock")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not list(sockets.glob("billing-dbt-*/*.sock"))
+    assert "ended" in log.read_text()
+    again = billing_dbt(["ls", "--select", "fct_usage_daily", "--vars", "{}"], env)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert len([x for x in log.read_text().splitlines() if "serving" in x]) == 2
+
+
+def test_version_is_answered_without_starting_dbt() -> None:
+    result = subprocess.run(
+        [dbt_executable(), "--version"], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.startswith("Core:\n  - installed: 1.11.")
