@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import (
+    dagster_bench,
     ingest_bench,
     month_close_bench,
     peer_bench,
@@ -107,6 +108,7 @@ def run(
     spark_sizes: tuple[int, ...] = DEFAULT_SPARK_SIZES,
     spark_tenants: int = 1_000,
     upcoming_sizes: tuple[int, ...] = DEFAULT_UPCOMING_SIZES,
+    dagster_days: int = 10,
 ) -> str:
     started = time.perf_counter()
     _say(f"ingest: {ingest_events:,} events")
@@ -116,6 +118,8 @@ def run(
     _say(f"the upcoming invoice: {', '.join(f'{n:,}' for n in upcoming_sizes)} events")
     with tempfile.TemporaryDirectory() as work:
         upcoming = [upcoming_bench.run(n, 20, 18_183, Path(work)) for n in upcoming_sizes]
+    _say(f"days through Dagster: {dagster_days}")
+    dagster_days_result = dagster_bench.run(dagster_days)
     _say(f"side by side with svc-infra: {peer_events:,} events")
     peer = peer_bench.run(peer_events, peer_tenants, 18_182)
     closes = []
@@ -220,6 +224,25 @@ def run(
         "",
         f"![month close by events]({chart.name})",
         "",
+        "## A day through Dagster: the warm dbt worker against a dbt process per command",
+        "",
+        _table(
+            ["days run", "worker's first s", "warm s", "a process per command s", "ratio"],
+            [
+                [
+                    dagster_days_result.days,
+                    round(dagster_days_result.first_warm_s, 2),
+                    round(dagster_days_result.warm_s, 2),
+                    round(dagster_days_result.process_s, 2),
+                    round(dagster_days_result.ratio, 2),
+                ]
+            ],
+        ),
+        "",
+        "The daily schedule's job for one day of the demo's October after another, the two "
+        "ways taking turns (`BILLING_DBT_WORKER`); medians, the worker's first run (it starts "
+        "then) apart.",
+        "",
         "## The month close on Spark and on PostgreSQL",
         "",
         _table(
@@ -300,6 +323,7 @@ def main() -> None:
     parser.add_argument(
         "--upcoming-sizes", type=int, nargs="*", default=list(DEFAULT_UPCOMING_SIZES)
     )
+    parser.add_argument("--dagster-days", type=int, default=10)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "RESULTS.md")
     args = parser.parse_args()
     print(
@@ -315,6 +339,7 @@ def main() -> None:
             tuple(args.spark_sizes),
             args.spark_tenants,
             tuple(args.upcoming_sizes),
+            args.dagster_days,
         )
     )
 

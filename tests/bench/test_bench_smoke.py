@@ -43,9 +43,17 @@ def test_make_bench_smoke_writes_results_with_the_peer(tmp_path: Path) -> None:
         out=out,
         spark_sizes=(3_000,),
         spark_tenants=20,
+        dagster_days=2,
     )
     assert out.read_text() == text
-    for heading in ("Ingest through HTTP", "Quota checks", "Month close", "on Spark", "svc-infra"):
+    for heading in (
+        "Ingest through HTTP",
+        "Quota checks",
+        "Month close",
+        "on Spark",
+        "svc-infra",
+        "through Dagster",
+    ):
         assert heading in text
     spark_row = next(line for line in text.splitlines() if line.startswith("| 3,000 | 20 |"))
     assert spark_row.endswith("| yes |")  # Spark's invoices have PostgreSQL's totals
