@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -109,19 +110,29 @@ def warehouse(
 def _database(
     server_url: str, api_server_url: str, monkeypatch: pytest.MonkeyPatch, template: str | None
 ) -> Iterator[str]:
-    # One name per test process, the database made anew for each test: dbt's warm runner
-    # parses the project once per warehouse connection (orchestration/dbt_run.py), so every
-    # test of the process reuses the first one's parse, as `billing run` would.
+    with database_copy(server_url, template) as url:
+        monkeypatch.setenv("BILLING_DATABASE_URL", url)
+        name = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
+        monkeypatch.setenv("BILLING_API_DATABASE_URL", with_dbname(api_server_url, str(name)))
+        get_settings.cache_clear()
+        yield url
+        get_settings.cache_clear()
+
+
+@contextmanager
+def database_copy(server_url: str, template: str | None) -> Iterator[str]:
+    """The URL of a database made anew (a copy of ``template``, else empty), dropped after.
+
+    One name per test process: dbt's warm runner parses the project once per warehouse
+    connection (orchestration/dbt_run.py), so every test of the process reuses the first
+    one's parse, as `billing run` would."""
     name = f"t_{WORKER}"
     copy = f' template "{template}"' if template else ""
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(f'drop database if exists "{name}" with (force)')
         conn.execute(f'create database "{name}"{copy}')
-    url = with_dbname(server_url, name)
-    monkeypatch.setenv("BILLING_DATABASE_URL", url)
-    monkeypatch.setenv("BILLING_API_DATABASE_URL", with_dbname(api_server_url, name))
-    get_settings.cache_clear()
-    yield url
-    get_settings.cache_clear()
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'drop database if exists "{name}" with (force)')
+    try:
+        yield with_dbname(server_url, name)
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(f'drop database if exists "{name}" with (force)')

@@ -26,7 +26,8 @@ def test_quota_benchmark_smoke() -> None:
     assert result.healthz.requests > 0 and result.quota_at_rate.requests > 0
 
 
-@pytest.mark.minutes(4)
+@pytest.mark.minutes(6)
+@pytest.mark.timeout(1800)  # Spark included: see tests/spark
 def test_make_bench_smoke_writes_results_with_the_peer(tmp_path: Path) -> None:
     """`make bench` end to end at a tiny size, the svc-infra peer and Spark included."""
     from bench.run_all import run as run_all

@@ -5,9 +5,6 @@ rater to the minor unit."""
 from __future__ import annotations
 
 import os
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -20,8 +17,8 @@ from hypothesis import strategies as st
 
 from ingest.writer import Event, copy_events
 from orchestration.pipeline import run_monthly
+from tests.conftest import database_copy
 from tests.engine_helpers import assert_matches, load_raw, warehouse_invoices
-from tests.helpers import with_dbname
 from tests.reference_rater import rate_month
 from warehouse.catalog import apply_catalog, parse_catalog
 from warehouse.currencies import MINOR_UNITS
@@ -246,18 +243,6 @@ def scenarios(draw: st.DrawFn) -> dict[str, Any]:
     return {"catalog": catalog, "changes": changes, "events": events}
 
 
-@contextmanager
-def fresh_database(server_url: str) -> Iterator[str]:
-    name = f"h_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'create database "{name}"')
-    try:
-        yield with_dbname(server_url, name)
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as conn:
-            conn.execute(f'drop database if exists "{name}" with (force)')
-
-
 @settings(
     max_examples=int(os.environ.get("RATER_EXAMPLES", "6")),
     deadline=None,
@@ -270,9 +255,9 @@ def fresh_database(server_url: str) -> Iterator[str]:
 @pytest.mark.minutes(1)
 @given(scenario=scenarios())
 def test_dbt_invoices_match_the_reference_rater(
-    scenario: dict[str, Any], server_url: str, monkeypatch: pytest.MonkeyPatch
+    scenario: dict[str, Any], server_url: str, set_up_database: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with fresh_database(server_url) as url:
+    with database_copy(server_url, set_up_database) as url:
         monkeypatch.setenv("BILLING_DATABASE_URL", url)
         get_settings.cache_clear()
         catalog = parse_catalog(yaml.safe_dump(scenario["catalog"]), "random.yaml")
