@@ -154,6 +154,7 @@ class AlertWatcher:
         self._alerted: frozenset[str] = frozenset()
         self._read_at = float("-inf")
         self._waiting: set[str] = set()
+        self._evaluating = False
         self._wake = threading.Condition()
         self._stopped = False
         self._thread = threading.Thread(target=self._run, name="alert-watcher", daemon=True)
@@ -166,16 +167,23 @@ class AlertWatcher:
         if wanted:
             with self._wake:
                 self._waiting |= wanted
-                self._wake.notify()
+                self._wake.notify_all()
 
     def changed(self) -> None:
         """An alert was created: read the tenants with alerts again at the next ingest."""
         self._read_at = float("-inf")
 
+    def idle(self, timeout: float = 30.0) -> bool:
+        """Wait until no tenant waits for an evaluation and none is under way."""
+        with self._wake:
+            return self._wake.wait_for(
+                lambda: not self._waiting and not self._evaluating, timeout=timeout
+            )
+
     def stop(self) -> None:
         with self._wake:
             self._stopped = True
-            self._wake.notify()
+            self._wake.notify_all()
         self._thread.join(timeout=10)
 
     def _alerted_tenants(self) -> frozenset[str]:
@@ -197,7 +205,13 @@ class AlertWatcher:
                     return
                 tenant = min(self._waiting)
                 self._waiting.discard(tenant)
-            self._evaluate(tenant)
+                self._evaluating = True
+            try:
+                self._evaluate(tenant)
+            finally:
+                with self._wake:
+                    self._evaluating = False
+                    self._wake.notify_all()
 
     def _evaluate(self, tenant: str) -> None:
         try:
