@@ -219,9 +219,9 @@ def _serve_one(conn: socket.socket) -> None:
     os.environ.update(request["env"])
     code = 2
     try:
-        os.chdir(request["cwd"])
         with redirect_stdout(frames), redirect_stderr(frames):
             try:
+                os.chdir(request["cwd"])  # a directory gone is this command's error only
                 outcome = WARM.invoke(request["args"])
                 if outcome.detail:
                     print(outcome.detail, file=sys.stderr)
