@@ -63,8 +63,10 @@ LIVE_VIEWS = "live_views"
 PREVIEW = "preview"
 PREVIEW_INVOICES = "preview.fct_invoices"
 PREVIEW_LINES = "preview.fct_invoice_lines"
-# what the preview reads of the stored events (a daily run appends to it)
+# what the preview reads of the stored events (a daily run appends to the one, merges the
+# other)
 USAGE_PARTIALS = "intermediate.int_usage_partials"
+USAGE_MONTH_VALUES = "intermediate.int_usage_month_values"
 # one run at a time, whoever starts it (the CLI, a Dagster schedule, a backfill, the live
 # views' build of `billing db up`): two dbt builds of the same models at once would collide
 RUN_LOCK = 7_204_222
@@ -501,9 +503,10 @@ def _live_found(settings: Settings) -> tuple[bool, bool]:
     with connect(settings, autocommit=True) as conn:
         row = conn.execute(
             "select to_regclass(%s) is not null and to_regclass(%s) is not null "
-            "and to_regclass(%s) is not null and to_regclass(%s) is not null, "
+            "and to_regclass(%s) is not null and to_regclass(%s) is not null "
+            "and to_regclass(%s) is not null, "
             "to_regclass('intermediate.int_events_arrivals') is not null",
-            (LIVE_USAGE, UNSTORED, CREDIT_BALANCES, USAGE_PARTIALS),
+            (LIVE_USAGE, UNSTORED, CREDIT_BALANCES, USAGE_PARTIALS, USAGE_MONTH_VALUES),
         ).fetchone()
     assert row is not None
     return bool(row[0]), bool(row[1])

@@ -1,6 +1,6 @@
 {#- The period semantics of CONTRACT.md in one place: over the rows of `events` grouped by
     `keys`, sum and count add up, max is the largest, unique_count counts distinct property
-    values (apart: a distinct count sorts its rows), latest is the last value by timestamp.
+    values (each value once, then the values counted), latest is the last value by timestamp.
     A row of `events` is one event or a partial aggregate of some (int_usage_partials, the
     upcoming invoice's): its `amount` is their sum, `event_count` how many, `max_amount`
     the largest, `latest_amount` the last one's at `event_ts` and `event_seq`, and a
@@ -22,10 +22,16 @@
 
     union all
 
-    select {{ k }}, cast(count(distinct property_value) as {{ decimal_type() }}) as quantity,
+    -- each value once, then the values counted: two groupings a hash can do, where a
+    -- distinct count would sort every row (a value's partials of each day of a month)
+    select {{ k }}, cast(count(property_value) as {{ decimal_type() }}) as quantity,
            cast(sum(event_count) as {{ dbt.type_bigint() }}) as event_count
-    from {{ events }}
-    where aggregation = 'unique_count'
+    from (
+        select {{ k }}, property_value, sum(event_count) as event_count
+        from {{ events }}
+        where aggregation = 'unique_count'
+        group by {{ k }}, property_value
+    ) as unique_values
     group by {{ k }}
 
     union all

@@ -135,6 +135,16 @@
 {%- endmacro %}
 {% macro postgres__not_materialized() -%}not materialized{%- endmacro %}
 
+{#- The other way round, for a CTE read once that PostgreSQL would compute again for every
+    row of what it is joined to (a nested loop over rows it misestimates): computed once,
+    its rows stored. Spark has no such hint. -#}
+{% macro materialized() -%}
+    {{ return(adapter.dispatch('materialized', 'billing')()) }}
+{%- endmacro %}
+{% macro default__materialized() -%}
+{%- endmacro %}
+{% macro postgres__materialized() -%}materialized{%- endmacro %}
+
 {#- A finalized invoice's arrivals watermark (the newest arrival batch its run priced). The
     batches are PostgreSQL's: Spark stores its own arrivals, numbered apart, so there it is
     null and the close falls back to the rule before watermarks (received after the invoice

@@ -10,6 +10,16 @@
     {{ return(env_var('BILLING_DBT_PREVIEW', 'false') == 'true') }}
 {%- endmacro %}
 
+{#- How a monthly model of the chain is materialized: as ``materialized`` in a run, `ephemeral`
+    in the preview (a CTE of the two views the API reads, preview.fct_invoice_lines and
+    preview.fct_invoices), so that a read computes each model once, whatever reads it twice
+    (int_segment_events, int_invoice_lines_rated): as views, PostgreSQL would run each
+    again for every view that reads it. dbt_project.yml says the same for the models
+    without a config of their own. -#}
+{% macro monthly_view(materialized='view') -%}
+    {{ return('ephemeral' if is_preview() else materialized) }}
+{%- endmacro %}
+
 {#- The first month a monthly run prices ([run_month_start, run_month_end)). -#}
 {% macro run_month_start() -%}
     {%- if is_preview() -%}

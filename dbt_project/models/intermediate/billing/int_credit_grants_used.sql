@@ -2,7 +2,7 @@
     it (their credit lines), in minor units, and when it was voided. The drafts' credits
     (int_invoice_lines_draft) and the balances (fct_credit_balances) read them from here.
     A view: a close or a void shows at once. -#}
-{{ config(materialized='view') }}
+{{ config(materialized=monthly_view()) }}
 with grants as (
     select * from {{ ref('stg_app__credit_grants') }}
 ),

@@ -7,7 +7,7 @@
     Incremental by month, as the drafts: a held draft stays held after later months run. -#}
 {{
     config(
-        materialized='view' if is_preview() else 'incremental',
+        materialized=monthly_view('incremental'),
         pre_hook=empty_run_months(),
         **replace_by('period_start')
     )

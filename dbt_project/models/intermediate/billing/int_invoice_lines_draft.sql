@@ -9,7 +9,7 @@
     so no stale draft is left. -#}
 {{
     config(
-        materialized='view' if is_preview() else 'incremental',
+        materialized=monthly_view('incremental'),
         on_schema_change='append_new_columns',
         pre_hook=empty_run_months(),
         **replace_by('period_start')

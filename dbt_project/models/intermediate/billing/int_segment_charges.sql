@@ -1,6 +1,6 @@
 {#- One row per segment and charge of the plan version it is on: the charged metric, its
     aggregation (and a unique_count's property), and the charge's group_by. -#}
-{{ config(materialized='view') }}
+{{ config(materialized=monthly_view()) }}
 
 with segments as (
     select * from {{ ref('int_subscription_segments') }}

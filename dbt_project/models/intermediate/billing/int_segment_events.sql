@@ -3,10 +3,11 @@
     '{}' without group_by, and how a line prints it). The segment's quantities
     (int_segment_usage_aggregated) and percentage fees (int_segment_percentage_fees) are
     made of these rows. In the upcoming invoice (macros/preview.sql) a row may be a partial
-    aggregate of a whole day's stored events (int_usage_partials), merged by the same rule
+    aggregate of a whole day's stored events (int_usage_partials), or of a whole month's
+    for a distinct count (int_usage_month_values), merged by the same rule
     (aggregate_usage); a charge priced by a percentage, a day the segment starts or ends
     in, and the events the partials do not hold yet are read event by event. -#}
-{{ config(materialized='view') }}
+{{ config(materialized=monthly_view()) }}
 
 {%- set group_by = ['rows.group_by_1', 'rows.group_by_2', 'rows.group_by_3'] -%}
 
@@ -47,22 +48,65 @@ partials_through as (
     select coalesce(max(arrival_batch), 0) as arrival_batch from partials
 ),
 
+month_values as {{ not_materialized() }} (
+    select * from {{ ref('int_usage_month_values') }}
+),
+
+charges as (
+    -- each segment charge with its metric's definition now, the UTC month of a segment
+    -- that is one whole calendar month, and whether it is priced per event (a percentage)
+    select
+        segment_charges.*,
+        {{ metric_definition('metrics') }} as definition,
+        case when timezone('UTC', segment_charges.segment_start)
+                      = date_trunc('month', timezone('UTC', segment_charges.segment_start))
+                  and timezone('UTC', segment_charges.segment_end)
+                      = date_trunc('month', timezone('UTC', segment_charges.segment_start))
+                        + interval '1 month'
+             then cast(timezone('UTC', segment_charges.segment_start) as date)
+        end as whole_month,
+        exists (
+            select 1 from {{ ref('stg_app__plan_prices') }} as prices
+            where prices.plan_key = segment_charges.plan_key
+              and prices.plan_version = segment_charges.plan_version
+              and prices.metric = segment_charges.metric
+              and prices.pricing_model = 'percentage'
+        ) as per_event
+    from segment_charges
+    inner join {{ ref('stg_app__metrics') }} as metrics
+        on metrics.metric = segment_charges.metric
+),
+
+month_charges as (
+    -- the unique_count charges of a whole month whose stored values the month's rows hold
+    -- (int_usage_month_values): merged as far as the partials, every row of the month
+    -- aggregated by the metric's definition now
+    select charges.*
+    from charges
+    where charges.aggregation = 'unique_count'
+      and charges.whole_month is not null
+      and not charges.per_event
+      and (select coalesce(max(arrival_batch), 0) from month_values)
+          >= (select arrival_batch from partials_through)
+      and not exists (
+          select 1 from month_values
+          where month_values.tenant_id = charges.tenant_id
+            and month_values.metric = charges.metric
+            and month_values.usage_month = charges.whole_month
+            and month_values.definition <> charges.definition
+      )
+),
+
 charge_days as (
-    -- each UTC day a segment charge touches, and whether its partials stand for it: a
-    -- whole day of the segment, the charge not priced per event, every partial of the
-    -- day aggregated by the metric's definition now
+    -- each UTC day the other segment charges touch, and whether its partials stand for
+    -- it: a whole day of the segment, the charge not priced per event, every partial of
+    -- the day aggregated by the metric's definition now
     select
         charges.*,
         days.usage_date,
         days.day_start >= charges.segment_start
             and days.day_start + interval '24 hours' <= charges.segment_end as whole_day,
-        not exists (
-            select 1 from {{ ref('stg_app__plan_prices') }} as prices
-            where prices.plan_key = charges.plan_key
-              and prices.plan_version = charges.plan_version
-              and prices.metric = charges.metric
-              and prices.pricing_model = 'percentage'
-        )
+        not charges.per_event
         and not exists (
             select 1 from partials
             where partials.tenant_id = charges.tenant_id
@@ -70,12 +114,7 @@ charge_days as (
               and partials.usage_date = days.usage_date
               and partials.definition <> charges.definition
         ) as mergeable
-    from (
-        select segment_charges.*, {{ metric_definition('metrics') }} as definition
-        from segment_charges
-        inner join {{ ref('stg_app__metrics') }} as metrics
-            on metrics.metric = segment_charges.metric
-    ) as charges
+    from charges
     cross join lateral (
         -- UTC days are 24 hours long, whatever the session's time zone
         select day as day_start, cast(timezone('UTC', day) as date) as usage_date
@@ -84,6 +123,11 @@ charge_days as (
             charges.segment_end - interval '1 microsecond',
             interval '24 hours') as day
     ) as days
+    where not exists (
+        select 1 from month_charges
+        where month_charges.segment_id = charges.segment_id
+          and month_charges.metric = charges.metric
+    )
 ),
 
 covered_days as (
@@ -91,6 +135,24 @@ covered_days as (
 ),
 
 rows as (
+    -- whole months of distinct values, from the values of the batches they hold
+    select
+        month_charges.segment_id, month_charges.metric, month_charges.aggregation,
+        month_charges.group_by_1, month_charges.group_by_2, month_charges.group_by_3,
+        month_values.dimensions as metadata, month_values.property_value,
+        cast(null as {{ decimal_type() }}) as amount, month_values.event_count,
+        cast(null as {{ decimal_type() }}) as max_amount,
+        cast(null as {{ decimal_type() }}) as latest_amount,
+        cast(null as {{ timestamp_type() }}) as event_ts,
+        cast(null as {{ dbt.type_bigint() }}) as event_seq
+    from month_charges
+    inner join month_values
+        on month_values.tenant_id = month_charges.tenant_id
+       and month_values.metric = month_charges.metric
+       and month_values.usage_month = month_charges.whole_month
+
+    union all
+
     -- whole days, from the partials of the batches they hold
     select
         covered_days.segment_id, covered_days.metric, covered_days.aggregation,

@@ -12,7 +12,8 @@ segment_events as (
     select * from {{ ref('int_segment_events') }}
 ),
 
-quantities as (
+-- joined to the charges below: computed once, not for each charge
+quantities as {{ materialized() }} (
     {{ aggregate_usage('segment_events',
                        ['segment_id', 'metric', 'dimensions', 'dimension_label']) }}
 ),
