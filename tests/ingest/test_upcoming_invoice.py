@@ -116,21 +116,25 @@ def test_upcoming_invoice_equals_the_monthly_run_line_for_line(
                where tenant_id = 'acme' and metric = 'api_calls'"""
         ).fetchall()
     assert partials == [(Decimal(12_000), 1)]  # what the daily run stored, aggregated
-    # a second batch: a new user on a day stored already, merged into the month's values
-    # the upcoming invoice reads a whole month's distinct users from
+    # a second batch: a new user and one seen before, on days stored already: the month's
+    # values (which the upcoming invoice reads a whole month's distinct users from) gain
+    # the new user, the other's event is counted without its value
     send(
         acme,
-        [_event("acme", "u4", "active_users", 1, month_start + timedelta(hours=4), user_id="z")],
+        [
+            _event("acme", "u4", "active_users", 1, month_start + timedelta(hours=4), user_id="z"),
+            _event("acme", "u5", "active_users", 1, month_start + timedelta(hours=5), user_id="x"),
+        ],
     )
     run_daily(month, now.date(), quiet=True)
     with psycopg.connect(catalog_loaded) as conn:
         values = conn.execute(
             """select property_value, event_count from intermediate.int_usage_month_values
                where tenant_id = 'acme' and metric = 'active_users' and usage_month = %s
-               order by property_value""",
+               order by arrival_batch, property_value""",
             (month,),
         ).fetchall()
-    assert values == [("x", 1), ("z", 1)]
+    assert values == [("x", 1), ("z", 1), (None, 1)]
     # received since (pending), on days the partials hold too: a retry of a stored event (not
     # counted twice), a user seen before (counted once), a later and a smaller value
     send(

@@ -1,20 +1,22 @@
-{#- The stored first arrivals per tenant, metric, calendar month (UTC), definition the
-    metric was aggregated by, combination of its dimension values and (unique_count)
-    property value, with how many events: the partials of the month's days
-    (int_usage_partials) merged, one row per user of a month where the partials have one
-    per user and day. The upcoming invoice (macros/preview.sql) reads the distinct values
-    of a unique_count segment that is a whole month from here, as many rows as values,
-    when every row of its month has the metric's definition now. A daily run merges the
-    batches appended to the partials since its newest (`arrival_batch`) into the months
-    they reach of each tenant and metric. PostgreSQL only, as the partials. -#}
+{#- The stored first arrivals per arrival batch, tenant, metric, calendar month (UTC),
+    definition the metric was aggregated by and combination of its dimension values, with
+    a row of its own for each (unique_count) property value the month had not seen before
+    the batch; the events of the values seen before, and of no value, are one row without
+    a value. So a month's rows hold each value once and every event, as many rows as values
+    (a user of a month is one row where the partials have one per user and day). The
+    upcoming invoice (macros/preview.sql) reads the distinct values of a unique_count
+    segment that is a whole month from here, when every row of its month has the metric's
+    definition now. Made of the partials (int_usage_partials): a daily run appends those of
+    the batches the partials gained, each value looked up in the unique index. PostgreSQL
+    only, as the partials. -#}
+{%- set value_key = 'tenant_id, metric, usage_month, definition, dimensions, property_value' -%}
 {{
     config(
         materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key=['tenant_id', 'metric', 'usage_month'],
+        incremental_strategy='append',
         enabled=(target.type == 'postgres'),
         post_hook=postgres_only(create_index_hooks([
-            ('int_usage_month_values_month', '', '(tenant_id, metric, usage_month)'),
+            ('int_usage_month_values_value', 'unique', '(' ~ value_key ~ ')'),
             ('int_usage_month_values_batch', '', '(arrival_batch)'),
         ])),
     )
@@ -22,52 +24,57 @@
 
 with partials as (
     select
+        arrival_batch,
         tenant_id,
         metric,
         cast(date_trunc('month', usage_date) as date) as usage_month,
         definition,
         dimensions,
         property_value,
-        event_count,
-        arrival_batch
+        usage_date,
+        event_count
     from {{ ref('int_usage_partials') }}
     {%- if is_incremental() %}
     where arrival_batch > (select coalesce(max(arrival_batch), 0) from {{ this }})
     {%- endif %}
 ),
 
-merged as (
-    select * from partials
-    {%- if is_incremental() %}
-
-    union all
-
-    -- what the months the new batches reach hold already
-    select this.tenant_id, this.metric, this.usage_month, this.definition, this.dimensions,
-           this.property_value, this.event_count, this.arrival_batch
-    from {{ this }} as this
-    where exists (
-        select 1 from partials
-        where partials.tenant_id = this.tenant_id
-          and partials.metric = this.metric
-          and partials.usage_month = this.usage_month
-    )
-    {%- endif %}
+marked as (
+    -- a value's first row of the month: the first of the new rows, and no batch before
+    select
+        partials.*,
+        partials.property_value is not null
+        and row_number() over (
+            partition by {{ value_key }} order by arrival_batch, usage_date
+        ) = 1
+        {%- if is_incremental() %}
+        and not exists (
+            select 1 from {{ this }} as seen
+            where seen.tenant_id = partials.tenant_id
+              and seen.metric = partials.metric
+              and seen.usage_month = partials.usage_month
+              and seen.definition = partials.definition
+              and seen.dimensions = partials.dimensions
+              and seen.property_value = partials.property_value
+        )
+        {%- endif %} as is_new
+    from partials
 ),
 
 final as (
     select
+        arrival_batch,
         tenant_id,
         metric,
         usage_month,
         definition,
         dimensions,
-        property_value,
-        cast(sum(event_count) as {{ dbt.type_bigint() }}) as event_count,
-        -- the newest batch merged into the row: the newest of all is how far the table is
-        max(arrival_batch) as arrival_batch
-    from merged
-    group by tenant_id, metric, usage_month, definition, dimensions, property_value
+        case when is_new then property_value end as property_value,
+        cast(sum(event_count) as {{ dbt.type_bigint() }}) as event_count
+    from marked
+    group by
+        arrival_batch, tenant_id, metric, usage_month, definition, dimensions,
+        case when is_new then property_value end
 )
 
 select * from final
