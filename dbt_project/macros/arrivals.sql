@@ -51,19 +51,9 @@ ranked as (
     from {{ unstored }} as unstored
 ),
 
-{%- if stored is not none %}
-kept_before as (
-    -- a key first seen in an earlier batch is never first again (lateral: index lookups)
-    select ranked.event_seq
-    from ranked
-    {{ join_one('inner', stored, 'kept',
-                'kept.is_first and kept.tenant_id = ranked.tenant_id
-                 and kept.idempotency_key = ranked.idempotency_key') }}
-    where ranked.arrival_rank = 1
-),
-{%- endif %}
-
 pending as (
+    -- `ranked` is read once: a reader's condition on the tenant (the upcoming invoice's,
+    -- the live reads') reaches the events before they are ranked, ranked per tenant
     select
         ranked.event_seq,
         ranked.tenant_id,
@@ -74,13 +64,16 @@ pending as (
         ranked.metadata,
         ranked.received_at,
         ranked.arrival_rank = 1
-        {%- if stored is not none %}
-            and not exists (
-                select 1 from kept_before where kept_before.event_seq = ranked.event_seq
-            )
-        {%- endif %}
-            as is_first
+        {%- if stored is not none %} and kept.found is null{% endif %} as is_first
     from ranked
+    {%- if stored is not none %}
+    -- a key first seen in an earlier batch is never first again (lateral: index lookups,
+    -- for the first of each key only)
+    {{ join_one('left', stored, 'kept',
+                'ranked.arrival_rank = 1 and kept.is_first
+                 and kept.tenant_id = ranked.tenant_id
+                 and kept.idempotency_key = ranked.idempotency_key') }}
+    {%- endif %}
 )
 
 select * from pending
