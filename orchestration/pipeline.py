@@ -58,11 +58,10 @@ FINALIZED_REFRESH = "finalized_refresh"
 # stored arrivals, its views alone on one with them
 LIVE = "live"
 LIVE_VIEWS = "live_views"
-# the upcoming invoice's views (GET /v1/invoices/upcoming): the monthly models, as views in
-# the schema `preview` (dbt_project/macros/preview.sql)
+# the upcoming invoice's view (GET /v1/invoices/upcoming): the monthly models inlined in a
+# view of the schema `preview` (dbt_project/macros/preview.sql)
 PREVIEW = "preview"
-PREVIEW_INVOICES = "preview.fct_invoices"
-PREVIEW_LINES = "preview.fct_invoice_lines"
+PREVIEW_INVOICES = "preview.fct_upcoming_invoices"
 # what the preview reads of the stored events (a daily run appends to the one, merges the
 # other)
 USAGE_PARTIALS = "intermediate.int_usage_partials"
@@ -439,7 +438,7 @@ def _build_live(settings: Settings, *, quiet: bool) -> bool:
 
 
 def build_preview(settings: Settings | None = None, *, quiet: bool = True) -> bool:
-    """Build the upcoming invoice's views (selector `preview`) if the warehouse lacks them,
+    """Build the upcoming invoice's view (selector `preview`) if the warehouse lacks it,
     after the live views they read; return whether it built."""
     settings = settings or get_settings()
     if _preview_found(settings):
@@ -489,8 +488,8 @@ def look_for_alert_crossings(settings: Settings | None = None) -> int:
 def _preview_found(settings: Settings) -> bool:
     with connect(settings, autocommit=True) as conn:
         row = conn.execute(
-            "select to_regclass(%s) is not null and to_regclass(%s) is not null",
-            (PREVIEW_INVOICES, PREVIEW_LINES),
+            "select to_regclass(%s) is not null",
+            (PREVIEW_INVOICES,),
         ).fetchone()
     return bool(row and row[0])
 

@@ -1,6 +1,7 @@
 {#- The upcoming invoice (GET /v1/invoices/upcoming) is the monthly run's own models built a
-    second time, as views in the schema `preview` (environment BILLING_DBT_PREVIEW=true,
-    selector `preview`, orchestration.pipeline.build_preview): the same SQL, with the run's month and one tenant
+    second time, inlined in one view of the schema `preview`, fct_upcoming_invoices
+    (environment BILLING_DBT_PREVIEW=true, selector `preview`,
+    orchestration.pipeline.build_preview): the same SQL, with the run's month and one tenant
     read from the session (settings billing.preview_month and billing.preview_tenant, which
     the API sets per read) instead of the run's vars. One set of rating rules, two ways to
     run it (DECISIONLOG.md, "The upcoming invoice"). -#}
@@ -11,11 +12,11 @@
 {%- endmacro %}
 
 {#- How a monthly model of the chain is materialized: as ``materialized`` in a run, `ephemeral`
-    in the preview (a CTE of the two views the API reads, preview.fct_invoice_lines and
-    preview.fct_invoices), so that a read computes each model once, whatever reads it twice
-    (int_segment_events, int_invoice_lines_rated): as views, PostgreSQL would run each
-    again for every view that reads it. dbt_project.yml says the same for the models
-    without a config of their own. -#}
+    in the preview (a CTE of the one view the API reads, preview.fct_upcoming_invoices),
+    so that a read computes each model once, whatever reads it twice (int_segment_events,
+    int_invoice_lines_rated, fct_invoice_lines): as views, PostgreSQL would run each again
+    for every view that reads it. dbt_project.yml says the same for the models without a
+    config of their own. -#}
 {% macro monthly_view(materialized='view') -%}
     {{ return('ephemeral' if is_preview() else materialized) }}
 {%- endmacro %}

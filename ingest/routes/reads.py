@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
@@ -217,44 +218,51 @@ async def get_invoices(
     return await run_in_threadpool(read)
 
 
+# What GET /v1/invoices answers of an invoice and of each of its lines (the upcoming
+# invoice's view, ingest.upcoming, has both side by side)
+INVOICE_COLUMNS = (
+    "invoice_id", "tenant_id", "currency", "period_start", "period_end", "status",
+    "subtotal_minor", "tax_minor", "total_minor", "credits_minor", "amount_due_minor",
+    "provider_invoice_id", "finalized_at",
+)  # fmt: skip
+LINE_COLUMNS = (
+    "line_id", "line_type", "metric", "plan", "quantity", "billable_quantity", "amount_minor",
+    "description", "service_start", "service_end", "discount_id", "grant_id",
+)  # fmt: skip
+
+
+def invoice_line(values: Sequence[Any]) -> dict[str, Any]:
+    """A line as the API answers it, from the values of LINE_COLUMNS (quantities as text:
+    exact decimals)."""
+    line = dict(zip(LINE_COLUMNS, values, strict=True))
+    for name in ("quantity", "billable_quantity"):
+        line[name] = None if line[name] is None else str(line[name])
+    return line
+
+
 def invoices_with_lines(
-    conn: Any, tenant: str | None, month: date | None, schema: str = "marts", prepare: bool = False
+    conn: Any, tenant: str | None, month: date | None
 ) -> list[dict[str, Any]] | None:
-    """Invoices from the marts, lines nested, or None when the schema has none built (the
-    marts before the first monthly run); from the schema `preview`, the upcoming invoice
-    (ingest.upcoming), ``prepare``d: planned once per connection."""
-    invoices_relation = f"{schema}.fct_invoices"
-    built = conn.execute("select to_regclass(%s) is not null", (invoices_relation,)).fetchone()
+    """Invoices from the marts, lines nested, or None when they are not built (before the
+    first monthly run)."""
+    built = conn.execute("select to_regclass('marts.fct_invoices') is not null").fetchone()
     if not built or not built[0]:
         return None
     params = {"tenant": tenant, "month": month}
     where = """(%(tenant)s::text is null or tenant_id = %(tenant)s::text)
                and (%(month)s::date is null or period_start = %(month)s::date::timestamptz)"""
     cur = conn.execute(
-        f"""select invoice_id, tenant_id, currency, period_start, period_end, status,
-                   subtotal_minor, tax_minor, total_minor, credits_minor, amount_due_minor,
-                   provider_invoice_id, finalized_at
-            from {invoices_relation} where {where}
+        f"""select {", ".join(INVOICE_COLUMNS)} from marts.fct_invoices where {where}
             order by period_start, tenant_id, currency""",
         params,
-        prepare=prepare or None,
     )
-    columns = [c.name for c in cur.description]
-    invoices = {row[0]: dict(zip(columns, row, strict=True)) | {"lines": []} for row in cur}
+    invoices = {row[0]: dict(zip(INVOICE_COLUMNS, row, strict=True)) | {"lines": []} for row in cur}
     cur = conn.execute(
-        f"""select invoice_id, line_id, line_type, metric, plan, quantity, billable_quantity,
-                   amount_minor, description, service_start, service_end, discount_id,
-                   grant_id
-            from {schema}.fct_invoice_lines where {where}
-            order by invoice_id, line_type, line_id""",
+        f"""select invoice_id, {", ".join(LINE_COLUMNS)} from marts.fct_invoice_lines
+            where {where} order by invoice_id, line_type, line_id""",
         params,
-        prepare=prepare or None,
     )
-    columns = [c.name for c in cur.description]
-    for row in cur:
-        line = dict(zip(columns, row, strict=True))
-        for name in ("quantity", "billable_quantity"):
-            line[name] = None if line[name] is None else str(line[name])
-        if line["invoice_id"] in invoices:
-            invoices[line.pop("invoice_id")]["lines"].append(line)
+    for invoice_id, *values in cur:
+        if invoice_id in invoices:
+            invoices[invoice_id]["lines"].append(invoice_line(values))
     return list(invoices.values())

@@ -5,7 +5,7 @@
     draft is summed from its lines, and is `held` (with its reason) when the tenant's data
     would bill it wrongly: the close leaves it out (int_invoice_holds). A view, so that a payment status a Stripe webhook
     stored is read at once, without a dbt run. -#}
-{{ config(materialized='view') }}
+{{ config(materialized=monthly_view()) }}
 with lines as (
     select * from {{ ref('fct_invoice_lines') }}
 ),
