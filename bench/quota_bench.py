@@ -191,6 +191,9 @@ def run(
             healthz = _load(port, connections, seconds, _healthz_requests(port))
             quota = _load(port, connections, seconds, _quota_requests(tenants, port))
             at_rate = _load(port, connections, seconds, _quota_requests(tenants, port), rate)
+    for name, load in (("checks", quota), ("healthz", healthz), ("checks at a rate", at_rate)):
+        if load.errors:  # a figure of failed requests measures nothing
+            raise RuntimeError(f"{name}: {load.errors} of {load.requests} answers were not 200")
     return QuotaResult(tenants, connections, workers, seconds, rate, quota, healthz, at_rate)
 
 

@@ -148,14 +148,15 @@ def plan_daily(window: Window | None, settings: Settings | None = None) -> Daily
     live views first where they are missing (build_live): the plan reads one of them.
 
     On the `spark` target the arrivals live in Spark, so late days are not looked for:
-    rebuild them with a window that covers them (README.md, Spark)."""
+    rebuild them with a window that covers them (README.md, Spark). Events are pending
+    there unless the sources hold what the last daily build on Spark read."""
     settings = settings or get_settings()
     if settings.dbt_target == "postgres":
         _build_live(settings, quiet=True)
     with connect(settings) as conn:
         started_at = conn.execute("select now()").fetchone()[0]  # type: ignore[index]
         if settings.dbt_target != "postgres":
-            return DailyPlan(window, (), started_at, pending=True)
+            return DailyPlan(window, (), started_at, pending=not _spark_built(settings))
         # whether events arrived that the arrivals do not hold yet (dbt's unstored_arrivals),
         # and the days among theirs that a daily run has built (none before the first run:
         # then the events are not even read)
@@ -262,6 +263,7 @@ def _daily(
         return plan
     prepare_target()
     yield from build(plan.invocation())
+    target_built()
     record_run("daily", plan.window, plan.started_at, plan.extra_days)
     restore_api_views()
     look_for_alert_crossings()
@@ -403,17 +405,39 @@ def run_dbt(args: Sequence[str], settings: Settings | None = None, *, quiet: boo
         raise PipelineError(f"dbt {' '.join(args[:1])} failed (exit {exit_code})\n{detail}")
 
 
-def prepare_target(settings: Settings | None = None) -> None:
-    """Before a run on Spark: copy the sources there from PostgreSQL, where they land (unless
+def _copies_sources(settings: Settings) -> bool:
+    """Whether runs copy the sources into the target (Spark, unless
     BILLING_SPARK_COPY_SOURCES=false says they are Spark tables already)."""
+    return settings.dbt_target == "spark" and settings.spark_copy_sources
+
+
+def prepare_target(settings: Settings | None = None) -> None:
+    """Before a daily run on Spark: copy the sources there from PostgreSQL, where they land,
+    unless they hold what the last copy copied (warehouse.spark)."""
     settings = settings or get_settings()
-    if settings.dbt_target == "spark" and settings.spark_copy_sources:
+    if _copies_sources(settings):
         from warehouse.spark import SparkLoadError, copy_sources
 
         try:
             copy_sources(settings)
         except SparkLoadError as exc:
             raise PipelineError(str(exc)) from exc
+
+
+def target_built(settings: Settings | None = None) -> None:
+    """After a daily build on Spark: record that it read the sources' last copy."""
+    settings = settings or get_settings()
+    if _copies_sources(settings):
+        from warehouse.spark import record_built
+
+        record_built(settings)
+
+
+def _spark_built(settings: Settings) -> bool:
+    """Whether the last daily build on Spark read what the sources hold now."""
+    from warehouse.spark import sources_unchanged_since
+
+    return _copies_sources(settings) and sources_unchanged_since("built", settings)
 
 
 def build_live(settings: Settings | None = None, *, quiet: bool = True) -> bool:

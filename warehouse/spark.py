@@ -8,11 +8,17 @@ text, and the infinite timestamps 9000-01-01 and 0001-01-01 (Spark has no infini
 Amounts and prices have far fewer decimals (ingest allows 12); only the fractions of a month
 that finalized prorated lines show as quantities have more, and those are rounded half up to
 20 decimals (their amounts are integers in minor units).
+
+A copy is made only when the sources changed: `sources.json` beside the Spark warehouse
+holds the stamp (`sources_stamp`) of what the last copy copied and of what the last daily
+build on Spark read, so a run on unchanged sources neither copies nor (the monthly run's
+catch-up) builds the days again.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import tempfile
@@ -24,6 +30,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import yaml
 
 from warehouse.db import connect
@@ -38,6 +45,8 @@ SOURCES_FILE = (
     / "_raw__sources.yml"
 )
 LOG_CONFIG = Path(__file__).resolve().parent / "spark_log4j2.properties"
+# the stamps of the sources last copied and last built from, in the Spark directory
+STATE_FILE = "sources.json"
 DECIMAL_SCALE = 20
 INFINITY = "9000-01-01 00:00:00"  # spark__ts_infinity in dbt_project/macros/portable.sql
 MINUS_INFINITY = "0001-01-01 00:00:00"
@@ -191,9 +200,70 @@ def _run_apart(args: list[str], settings: Settings, failed: str) -> str:
     return result.stdout
 
 
-def copy_sources(settings: Settings | None = None) -> None:
-    """`load_sources`, in a process of its own (`_run_apart`)."""
-    _run_apart([], settings or get_settings(), "copying the sources into Spark failed")
+def copy_sources(settings: Settings | None = None) -> bool:
+    """`load_sources`, in a process of its own (`_run_apart`), unless the sources hold what
+    the last copy copied; whether it copied."""
+    settings = settings or get_settings()
+    if sources_unchanged_since("copied", settings):
+        return False
+    _run_apart([], settings, "copying the sources into Spark failed")
+    return True
+
+
+def sources_stamp(conn: Any) -> str:
+    """What the dbt sources hold in the connection's snapshot, as one digest: each table's
+    rows counted and their 64-bit hashes summed (in no order). Another digest whenever a row
+    is added, changed or removed (short of a hash collision); a session's settings that
+    print values otherwise (its time zone) give another digest too, which costs a copy and
+    never skips one."""
+    tables = source_tables()
+    found = conn.execute(
+        " union all ".join(
+            f"select {i}, count(*), coalesce(sum(hashtextextended(t::text, 0)), 0) "
+            f"from {table.qualified} as t"
+            for i, table in enumerate(tables)
+        )
+    ).fetchall()
+    digest = hashlib.sha256()
+    for i, count, total in sorted(found):
+        digest.update(f"{tables[i].qualified} {count} {total}\n".encode())
+    return digest.hexdigest()
+
+
+def _state(settings: Settings) -> dict[str, str]:
+    path = settings.spark_dir / STATE_FILE
+    try:
+        found = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def _record(settings: Settings, **stamps: str) -> None:
+    """Record stamps in the state file (written whole, then renamed over the old one)."""
+    path = settings.private_dir("spark") / STATE_FILE
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(_state(settings) | stamps))
+    temporary.replace(path)
+
+
+def sources_unchanged_since(what: str, settings: Settings | None = None) -> bool:
+    """Whether the sources hold now what they held at the last copy (``copied``) or when
+    the last daily build on Spark read its copy (``built``)."""
+    settings = settings or get_settings()
+    recorded = _state(settings).get(what)
+    if not recorded:
+        return False
+    with connect(settings) as conn:
+        return sources_stamp(conn) == recorded
+
+
+def record_built(settings: Settings | None = None) -> None:
+    """After a daily build on Spark: it read the last copy, whose stamp it now holds."""
+    settings = settings or get_settings()
+    copied = _state(settings).get("copied")
+    if copied:
+        _record(settings, built=copied)
 
 
 # how the copy writes a null, apart from an empty text (Spark's CSV reader takes an empty
@@ -205,12 +275,14 @@ def load_sources(
     settings: Settings | None = None,
     progress: Callable[[SourceTable, int], None] | None = None,
 ) -> dict[str, int]:
-    """Copy every dbt source table from PostgreSQL into Spark (Parquet tables, replaced whole);
-    return the rows copied per table."""
+    """Copy every dbt source table from PostgreSQL into Spark (Parquet tables, replaced whole),
+    all from one snapshot, and record its stamp; return the rows copied per table."""
     settings = settings or get_settings()
     tables = source_tables()
     copied: dict[str, int] = {}
     with tempfile.TemporaryDirectory(prefix="billing-spark-") as tmp, connect(settings) as conn:
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        stamp = sources_stamp(conn)
         exports: list[tuple[SourceTable, list[Column], Path]] = []
         for table in tables:
             columns = _columns(conn, table)
@@ -227,6 +299,8 @@ def load_sources(
                         out.write(chunk)
                 copied[table.qualified] = cursor.rowcount
             exports.append((table, columns, path))
+        # a copy cut short leaves some tables replaced: no stamp holds until it ends
+        _record(settings, copied="", built="")
         with spark_session(settings) as spark:
             for schema in sorted({table.schema for table in tables}):
                 spark.sql(f"create database if not exists {schema}")
@@ -246,6 +320,7 @@ def load_sources(
                 typed.write.format("parquet").saveAsTable(table.qualified)
                 if progress:
                     progress(table, copied[table.qualified])
+    _record(settings, copied=stamp)
     return copied
 
 
@@ -273,19 +348,31 @@ def _decode(found: dict[str, Any]) -> Any:
 def query(sql: str, settings: Settings | None = None) -> list[dict[str, Any]]:
     """The rows of a query on the Spark target, exact types kept, from a process of its own
     (`_run_apart`)."""
-    out = _run_apart(["--query", sql], settings or get_settings(), "the Spark query failed")
-    rows: list[dict[str, Any]] = json.loads(out.strip().splitlines()[-1], object_hook=_decode)
-    return rows
+    return queries([sql], settings)[0]
+
+
+def queries(statements: list[str], settings: Settings | None = None) -> list[list[dict[str, Any]]]:
+    """The rows of each query, from one process (one Spark session) for them all."""
+    args = [part for sql in statements for part in ("--query", sql)]
+    out = _run_apart(args, settings or get_settings(), "the Spark query failed")
+    found: list[list[dict[str, Any]]] = json.loads(
+        out.strip().splitlines()[-1], object_hook=_decode
+    )
+    return found
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Copy the dbt sources into Spark, or query it.")
-    parser.add_argument("--query", help="Print this query's rows as one line of JSON instead.")
+    parser.add_argument(
+        "--query",
+        action="append",
+        help="Print the rows of each query given (a list per query) as one line of JSON instead.",
+    )
     args = parser.parse_args(argv)
     if args.query:
         with spark_session() as spark:
-            rows = [row.asDict() for row in spark.sql(args.query).collect()]
-        print(json.dumps(rows, default=_encode))
+            found = [[row.asDict() for row in spark.sql(sql).collect()] for sql in args.query]
+        print(json.dumps(found, default=_encode))
         return
     for name, rows_copied in load_sources().items():
         print(f"{name}: {rows_copied} rows")

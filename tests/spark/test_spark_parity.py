@@ -1,7 +1,8 @@
 """The same dbt models on Spark (dbt-spark, a local session from the pyspark wheel) give the
 same invoices as on PostgreSQL: one realistic month and its successor (every pricing model,
 proration, a yearly plan's credit, a three-decimal currency, a finalized month and the late
-usage billed on the next invoice as adjustments), compared row for row."""
+usage billed on the next invoice as adjustments), compared row for row, built on Spark by
+the CLI's runs and Dagster's assets both."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import pytest
 from orchestration.pipeline import PipelineError, run_daily, run_dbt, run_monthly
 from tests.e2e.test_billing_engine import NOV, OCT, history, october_story, store, usage, utc
 from warehouse.settings import get_settings
-from warehouse.spark import query
+from warehouse.spark import queries
 
 # a local Spark starts a JVM per dbt command: minutes each test, more beside another on two
 # cores (the suite's 15-minute cap is for the rest)
@@ -50,15 +51,26 @@ def postgres_rows(url: str, table: str, key: str) -> list[dict[str, Any]]:
         return [{n: normalized(v) for n, v in zip(names, row, strict=True)} for row in cur]
 
 
-def spark_rows(table: str, key: str) -> list[dict[str, Any]]:
-    rows = query(f"select * from marts.{table} order by {key}")
-    return [{n: normalized(v) for n, v in row.items()} for row in rows]
+def spark_rows(statements: dict[str, str]) -> dict[str, list[dict[str, Any]]]:
+    """Each query's rows, normalized, by name: one Spark session for them all."""
+    found = queries(list(statements.values()))
+    return {
+        name: [{n: normalized(v) for n, v in row.items()} for row in rows]
+        for name, rows in zip(statements, found, strict=True)
+    }
 
 
 @pytest.mark.minutes(9)
-def test_spark_builds_the_same_invoices(
+def test_spark_builds_the_same_invoices_through_the_cli_and_dagster(
     warehouse: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """On PostgreSQL: October closed, late usage and a late cancellation, November's draft.
+    On Spark: the days by Dagster's daily asset (one run), October by Dagster's monthly
+    asset, November by `billing run monthly`; both marts equal PostgreSQL's row for row."""
+    from dagster import DagsterInstance, materialize
+
+    from orchestration.definitions import daily_usage_models, dbt_resource, monthly_invoice_models
+
     monkeypatch.setenv("BILLING_HOME", str(tmp_path / "home"))
     get_settings.cache_clear()
     october_story(warehouse, tmp_path)
@@ -75,12 +87,34 @@ def test_spark_builds_the_same_invoices(
     get_settings.cache_clear()
     with pytest.raises(PipelineError, match="finalize on the postgres target"):
         run_monthly(OCT, finalize=True, quiet=True)
-    run_daily(OCT, NOV, quiet=True)
-    run_monthly(OCT, quiet=True)
-    run_monthly(NOV, quiet=True)
+    instance = DagsterInstance.ephemeral()
 
-    built = {table: spark_rows(table, key) for table, key in MARTS.items()}
-    assert query("select count(*) as n from raw.events") == [{"n": 3000 + 2 + 200 + 400 + 2}]
+    def materialized(assets: list[Any], **kwargs: Any) -> None:
+        result = materialize(assets, resources={"dbt": dbt_resource}, instance=instance, **kwargs)
+        assert result.success
+
+    materialized(  # copies the sources into Spark first
+        [daily_usage_models],
+        tags={
+            "dagster/asset_partition_range_start": "2026-10-01",
+            "dagster/asset_partition_range_end": "2026-11-01",
+        },
+    )
+    # nothing arrived since the daily run: the monthly runs neither copy the sources nor
+    # build the days again (warehouse/spark.py, the sources' stamp)
+    daily_runs = "select count(*) from app.pipeline_runs where kind = 'daily'"
+    with psycopg.connect(warehouse) as conn:
+        before = conn.execute(daily_runs).fetchone()
+    materialized([monthly_invoice_models], partition_key="2026-10-01")
+    with psycopg.connect(warehouse) as conn:
+        assert conn.execute(daily_runs).fetchone() == before
+    assert not run_monthly(NOV, quiet=True).catch_up.needed
+
+    built = spark_rows(
+        {table: f"select * from marts.{table} order by {key}" for table, key in MARTS.items()}
+        | {"events": "select count(*) as n from raw.events"}
+    )
+    assert built["events"] == [{"n": 3000 + 2 + 200 + 400 + 2}]
     for table, key in MARTS.items():
         assert differences(built[table], expected[table], key) == [], table
 
@@ -90,6 +124,8 @@ def test_spark_builds_the_same_invoices(
         ["test", "--select", *(f"test_type:unit,{model}" for model in PRICING_MODELS)],
         quiet=True,
     )
+    # its warehouse holds copies of the raw events: this user's alone
+    assert (tmp_path / "home" / "spark").stat().st_mode & 0o777 == 0o700
 
 
 def differences(
@@ -107,52 +143,3 @@ def differences(
             continue
         found += [(row[key], c, v, other.get(c)) for c, v in row.items() if v != other.get(c)]
     return found
-
-
-@pytest.mark.minutes(5)
-def test_dagster_builds_on_the_spark_target(
-    warehouse: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Dagster's assets, materialized with the target set to Spark (October's days in one
-    run, then October), give the invoices `billing run monthly` gives on PostgreSQL."""
-    from dagster import DagsterInstance, materialize
-
-    from orchestration.definitions import (
-        daily_usage_models,
-        dbt_resource,
-        monthly_invoice_models,
-    )
-    from tests.orchestration.test_dagster_runs import load_demo
-
-    monkeypatch.setenv("BILLING_HOME", str(tmp_path / "home"))
-    get_settings.cache_clear()
-    load_demo(warehouse)
-    run_monthly(OCT, quiet=True)
-    with psycopg.connect(warehouse) as conn:
-        expected: dict[str, int] = dict(
-            conn.execute("select invoice_id, total_minor from marts.fct_invoices")
-        )
-    assert len(expected) == 5
-
-    monkeypatch.setenv("BILLING_DBT_TARGET", "spark")
-    get_settings.cache_clear()
-    instance = DagsterInstance.ephemeral()
-
-    def run(assets: list[Any], **kwargs: Any) -> None:
-        result = materialize(assets, resources={"dbt": dbt_resource}, instance=instance, **kwargs)
-        assert result.success
-
-    run(  # copies the sources into Spark first
-        [daily_usage_models],
-        tags={
-            "dagster/asset_partition_range_start": "2026-10-01",
-            "dagster/asset_partition_range_end": "2026-10-31",
-        },
-    )
-    monkeypatch.setenv("BILLING_SPARK_COPY_SOURCES", "false")  # they are there now
-    get_settings.cache_clear()
-    run([monthly_invoice_models], partition_key="2026-10-01")
-    built = query("select invoice_id, total_minor from marts.fct_invoices")
-    assert {row["invoice_id"]: row["total_minor"] for row in built} == expected
-    # its warehouse holds copies of the raw events: this user's alone
-    assert (tmp_path / "home" / "spark").stat().st_mode & 0o777 == 0o700
