@@ -14,6 +14,7 @@ from rich.console import Console
 
 if TYPE_CHECKING:  # the commands import what they need when they run
     from billing.finance import Report
+    from orchestration.pipeline import DailyPlan
 
 # Piped output (CI logs, files) gets a wide console so invoice tables are not squeezed.
 console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
@@ -265,9 +266,10 @@ def run_daily_cmd(day: str | None, first: str | None, last: str | None) -> None:
         fail(f"--to {last_day} is before --from {first_day}", 2)
     started = time.perf_counter()
     try:
-        run_daily(first_day, last_day)
+        plan = run_daily(first_day, last_day)
     except PipelineError as exc:
         fail(str(exc))
+    _say_copied(plan)
     console.print(f"daily usage built for {first_day} .. {last_day} {_took(started)}")
 
 
@@ -278,6 +280,7 @@ def run_monthly_cmd(month: str, finalize: bool) -> None:
     """Compute a calendar month's invoices (drafts until finalized)."""
     from orchestration.dbt_vars import parse_month
     from orchestration.pipeline import PipelineError, run_monthly
+    from warehouse.settings import get_settings
 
     try:
         first = parse_month(month)
@@ -285,11 +288,25 @@ def run_monthly_cmd(month: str, finalize: bool) -> None:
         fail(f"--month: {exc}", 2)
     started = time.perf_counter()
     try:
-        run_monthly(first, finalize=finalize)
+        outcome = run_monthly(first, finalize=finalize)
     except PipelineError as exc:
         fail(str(exc))
+    if outcome.catch_up.needed:
+        _say_copied(outcome.catch_up)
+    elif get_settings().dbt_target != "postgres":
+        console.print("nothing new since the last daily run: its days were not built again")
     done = "built and finalized" if finalize else "built"
     console.print(f"invoices {done} for {month} {_took(started)}")
+
+
+def _say_copied(plan: DailyPlan) -> None:
+    """On Spark: whether the run copied the sources from PostgreSQL."""
+    if plan.copied is not None:
+        console.print(
+            "sources copied into Spark"
+            if plan.copied
+            else "sources as the last copy left them: not copied again"
+        )
 
 
 def _took(started: float) -> str:

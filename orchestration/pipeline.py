@@ -12,7 +12,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -128,6 +128,9 @@ class DailyPlan:
     started_at: datetime
     # whether events have arrived that the deduplication has not seen
     pending: bool = True
+    # on Spark with copies: whether the run copied the sources (False: they were as the
+    # last copy left them); None where nothing is copied
+    copied: bool | None = None
 
     @property
     def needed(self) -> bool:
@@ -261,7 +264,7 @@ def _daily(
     plan = plan_daily(window)
     if when_needed and not plan.needed:
         return plan
-    prepare_target()
+    plan = replace(plan, copied=prepare_target())
     yield from build(plan.invocation())
     target_built()
     record_run("daily", plan.window, plan.started_at, plan.extra_days)
@@ -411,17 +414,19 @@ def _copies_sources(settings: Settings) -> bool:
     return settings.dbt_target == "spark" and settings.spark_copy_sources
 
 
-def prepare_target(settings: Settings | None = None) -> None:
+def prepare_target(settings: Settings | None = None) -> bool | None:
     """Before a daily run on Spark: copy the sources there from PostgreSQL, where they land,
-    unless they hold what the last copy copied (warehouse.spark)."""
+    unless they hold what the last copy copied (warehouse.spark); whether it copied, None
+    where runs copy nothing."""
     settings = settings or get_settings()
-    if _copies_sources(settings):
-        from warehouse.spark import SparkLoadError, copy_sources
+    if not _copies_sources(settings):
+        return None
+    from warehouse.spark import SparkLoadError, copy_sources
 
-        try:
-            copy_sources(settings)
-        except SparkLoadError as exc:
-            raise PipelineError(str(exc)) from exc
+    try:
+        return copy_sources(settings)
+    except SparkLoadError as exc:
+        raise PipelineError(str(exc)) from exc
 
 
 def target_built(settings: Settings | None = None) -> None:

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from ingest.writer import Event
-from orchestration.pipeline import plan_daily, target_built
+from orchestration.pipeline import plan_daily, prepare_target, target_built
 from tests.e2e.test_billing_engine import store, utc
 from warehouse.settings import get_settings
 from warehouse.spark import _record, sources_stamp, sources_unchanged_since
@@ -53,6 +53,7 @@ def test_the_stamp_changes_with_any_row_of_any_source_and_only_then(
     assert plan_daily(None).pending
     _record(get_settings(), copied=with_currency)
     assert sources_unchanged_since("copied")
+    assert prepare_target() is False  # as the last copy left them: no copy (no Spark here)
     assert plan_daily(None).pending  # copied, not built yet
     target_built()
     assert not plan_daily(None).pending
@@ -64,3 +65,4 @@ def test_the_stamp_changes_with_any_row_of_any_source_and_only_then(
     monkeypatch.setenv("BILLING_SPARK_COPY_SOURCES", "false")
     get_settings.cache_clear()
     assert plan_daily(None).pending
+    assert prepare_target() is None  # nothing is copied
