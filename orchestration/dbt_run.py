@@ -158,6 +158,7 @@ class WarmDbt:
                 while len(self._manifests) > KEPT_MANIFESTS:  # the oldest goes
                     del self._manifests[next(iter(self._manifests))]
             started = time.perf_counter()
+            _uncompiled(manifest)
             result = dbtRunner(manifest=manifest).invoke(list(args))
             self.spent.commands += time.perf_counter() - started
             self.spent.executing += float(getattr(result.result, "elapsed_time", 0.0) or 0.0)
@@ -181,6 +182,23 @@ class WarmDbt:
             return DbtOutcome(2, f"dbt parse failed: {failure_detail(parsed)}")
         assert isinstance(parsed.result, Manifest)
         return parsed.result
+
+
+def _uncompiled(manifest: Manifest) -> None:
+    """Put the manifest's nodes back as the parse left them. A command compiles its nodes in
+    the manifest it is handed: their SQL, and for a node reading ephemeral models the CTEs
+    injected into it, marked done. The next command renders the SQL again but finds the CTEs
+    marked injected and adds none, so a model reading an ephemeral one (the preview's view)
+    failed the second time a process built it ("relation __dbt__cte__... does not exist")."""
+    from dbt.contracts.graph.nodes import CompiledNode
+
+    for node in manifest.nodes.values():
+        if isinstance(node, CompiledNode) and (node.compiled or node.extra_ctes_injected):
+            node.compiled = False
+            node.compiled_code = None
+            node.extra_ctes = []
+            node.extra_ctes_injected = False
+            node._pre_injected_sql = None
 
 
 WARM = WarmDbt()

@@ -13,7 +13,14 @@ import pytest
 from click.testing import CliRunner
 
 from billing.cli import main
-from orchestration.pipeline import PipelineError, one_run_at_a_time, run_daily, run_dbt
+from orchestration.pipeline import (
+    PREVIEW_INVOICES,
+    PipelineError,
+    one_run_at_a_time,
+    restore_api_views,
+    run_daily,
+    run_dbt,
+)
 from tests.helpers import REPO
 from warehouse.migrate import apply_migrations
 
@@ -33,6 +40,25 @@ def test_a_runs_vars_reach_its_sql_and_a_failure_shows_dbts_error(warehouse: str
     message = str(failed.value)
     assert message.startswith("dbt build failed (exit 1)")
     assert "not-a-day" in message  # PostgreSQL's error about the cast of the run's var
+
+
+def test_a_process_builds_the_preview_again_each_time_a_run_dropped_it(warehouse: str) -> None:
+    """A process that outlives one run (a Dagster run's process, `billing run monthly`) puts
+    the upcoming invoice's view back each time a run dropped it (dbt drops a view with
+    what it reads when it replaces it). The view reads ephemeral models, which the warm dbt
+    compiles into it as CTEs: the second build of one process once found them marked
+    injected by the first and failed ("relation __dbt__cte__fct_invoices does not exist")."""
+    result = CliRunner().invoke(main, ["catalog", "apply", str(DEMO_CATALOG)])
+    assert result.exit_code == 0, result.output
+    for _ in range(3):
+        with psycopg.connect(warehouse, autocommit=True) as conn:
+            conn.execute(f"drop view if exists {PREVIEW_INVOICES}")
+        restore_api_views()
+        with psycopg.connect(warehouse, autocommit=True) as conn:
+            conn.execute("select set_config('billing.preview_month', '2026-10-01', false)")
+            conn.execute("select set_config('billing.preview_tenant', 'acme', false)")
+            rows = conn.execute(f"select tenant_id from {PREVIEW_INVOICES}").fetchall()
+        assert rows and {tenant for (tenant,) in rows} == {"acme"}
 
 
 def test_one_run_at_a_time_a_second_run_waits_for_the_first(warehouse: str) -> None:
