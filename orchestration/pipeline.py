@@ -128,8 +128,10 @@ class DailyPlan:
     started_at: datetime
     # whether events have arrived that the deduplication has not seen
     pending: bool = True
-    # on Spark with copies: whether the run copied the sources (False: they were as the
-    # last copy left them); None where nothing is copied
+    # on Spark with copies: the sources' stamp when the run planned (warehouse.spark), and
+    # whether the run copied them (False: they were as the last copy left them); None
+    # where nothing is copied
+    sources: str | None = None
     copied: bool | None = None
 
     @property
@@ -159,7 +161,10 @@ def plan_daily(window: Window | None, settings: Settings | None = None) -> Daily
     with connect(settings) as conn:
         started_at = conn.execute("select now()").fetchone()[0]  # type: ignore[index]
         if settings.dbt_target != "postgres":
-            return DailyPlan(window, (), started_at, pending=not _spark_built(settings))
+            sources = _sources_stamp(conn, settings)
+            return DailyPlan(
+                window, (), started_at, pending=not _spark_built(sources, settings), sources=sources
+            )
         # whether events arrived that the arrivals do not hold yet (dbt's unstored_arrivals),
         # and the days among theirs that a daily run has built (none before the first run:
         # then the events are not even read)
@@ -264,7 +269,7 @@ def _daily(
     plan = plan_daily(window)
     if when_needed and not plan.needed:
         return plan
-    plan = replace(plan, copied=prepare_target())
+    plan = replace(plan, copied=prepare_target(stamp=plan.sources))
     yield from build(plan.invocation())
     target_built()
     record_run("daily", plan.window, plan.started_at, plan.extra_days)
@@ -414,17 +419,17 @@ def _copies_sources(settings: Settings) -> bool:
     return settings.dbt_target == "spark" and settings.spark_copy_sources
 
 
-def prepare_target(settings: Settings | None = None) -> bool | None:
+def prepare_target(settings: Settings | None = None, *, stamp: str | None = None) -> bool | None:
     """Before a daily run on Spark: copy the sources there from PostgreSQL, where they land,
-    unless they hold what the last copy copied (warehouse.spark); whether it copied, None
-    where runs copy nothing."""
+    unless they hold what the last copy copied (warehouse.spark; ``stamp``: theirs when the
+    run planned); whether it copied, None where runs copy nothing."""
     settings = settings or get_settings()
     if not _copies_sources(settings):
         return None
     from warehouse.spark import SparkLoadError, copy_sources
 
     try:
-        return copy_sources(settings)
+        return copy_sources(settings, stamp)
     except SparkLoadError as exc:
         raise PipelineError(str(exc)) from exc
 
@@ -438,11 +443,21 @@ def target_built(settings: Settings | None = None) -> None:
         record_built(settings)
 
 
-def _spark_built(settings: Settings) -> bool:
-    """Whether the last daily build on Spark read what the sources hold now."""
+def _sources_stamp(conn: psycopg.Connection[Any], settings: Settings) -> str | None:
+    """The sources' stamp in the connection's snapshot where runs copy them, else None."""
+    if not _copies_sources(settings):
+        return None
+    from warehouse.spark import sources_stamp
+
+    return sources_stamp(conn)
+
+
+def _spark_built(sources: str | None, settings: Settings) -> bool:
+    """Whether the last daily build on Spark read what the sources hold now (``sources``,
+    their stamp; None: nothing is known of them)."""
     from warehouse.spark import sources_unchanged_since
 
-    return _copies_sources(settings) and sources_unchanged_since("built", settings)
+    return sources is not None and sources_unchanged_since("built", settings, sources)
 
 
 def build_live(settings: Settings | None = None, *, quiet: bool = True) -> bool:

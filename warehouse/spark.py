@@ -200,11 +200,12 @@ def _run_apart(args: list[str], settings: Settings, failed: str) -> str:
     return result.stdout
 
 
-def copy_sources(settings: Settings | None = None) -> bool:
+def copy_sources(settings: Settings | None = None, stamp: str | None = None) -> bool:
     """`load_sources`, in a process of its own (`_run_apart`), unless the sources hold what
-    the last copy copied; whether it copied."""
+    the last copy copied (their stamp now, or ``stamp``: the caller's, taken a moment ago);
+    whether it copied."""
     settings = settings or get_settings()
-    if sources_unchanged_since("copied", settings):
+    if sources_unchanged_since("copied", settings, stamp):
         return False
     _run_apart([], settings, "copying the sources into Spark failed")
     return True
@@ -219,8 +220,8 @@ def sources_stamp(conn: Any) -> str:
     tables = source_tables()
     found = conn.execute(
         " union all ".join(
-            f"select {i}, count(*), coalesce(sum(hashtextextended(t::text, 0)), 0) "
-            f"from {table.qualified} as t"
+            f"select {i}, count(*), coalesce(sum(hashtextextended(source_row::text, 0)), 0) "
+            f"from {table.qualified} as source_row"
             for i, table in enumerate(tables)
         )
     ).fetchall()
@@ -247,15 +248,20 @@ def _record(settings: Settings, **stamps: str) -> None:
     temporary.replace(path)
 
 
-def sources_unchanged_since(what: str, settings: Settings | None = None) -> bool:
-    """Whether the sources hold now what they held at the last copy (``copied``) or when
-    the last daily build on Spark read its copy (``built``)."""
+def sources_unchanged_since(
+    what: str, settings: Settings | None = None, stamp: str | None = None
+) -> bool:
+    """Whether the sources hold now (their stamp, taken here unless given) what they held at
+    the last copy (``copied``) or when the last daily build on Spark read its copy
+    (``built``)."""
     settings = settings or get_settings()
     recorded = _state(settings).get(what)
     if not recorded:
         return False
-    with connect(settings) as conn:
-        return sources_stamp(conn) == recorded
+    if stamp is None:
+        with connect(settings) as conn:
+            stamp = sources_stamp(conn)
+    return stamp == recorded
 
 
 def record_built(settings: Settings | None = None) -> None:

@@ -56,7 +56,11 @@ def test_the_stamp_changes_with_any_row_of_any_source_and_only_then(
     assert prepare_target() is False  # as the last copy left them: no copy (no Spark here)
     assert plan_daily(None).pending  # copied, not built yet
     target_built()
-    assert not plan_daily(None).pending
+    plan = plan_daily(None)
+    assert not plan.pending
+    assert plan.sources == with_currency  # the stamp the run's copy compares
+    assert prepare_target(stamp=plan.sources) is False
+    assert not sources_unchanged_since("copied", stamp="another")
     store(warehouse, [Event("acme", "api_calls", Decimal(1), utc(2026, 10, 4), "k-2")])
     assert not sources_unchanged_since("copied")
     assert plan_daily(None).pending
@@ -64,5 +68,6 @@ def test_the_stamp_changes_with_any_row_of_any_source_and_only_then(
     _record(get_settings(), copied=stamp(warehouse), built=stamp(warehouse))
     monkeypatch.setenv("BILLING_SPARK_COPY_SOURCES", "false")
     get_settings.cache_clear()
-    assert plan_daily(None).pending
+    plan = plan_daily(None)
+    assert plan.pending and plan.sources is None
     assert prepare_target() is None  # nothing is copied
