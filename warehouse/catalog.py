@@ -750,6 +750,23 @@ def _plan_sha(plan: Plan) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+# The tables a catalog writes, analyzed as it is applied: a few rows each, which autovacuum
+# would analyze only after 50 changes, and the planner guesses without statistics (490 rows
+# for five metrics): at 10M events the partials then sorted every event by metric to merge
+# them with the metrics (57 s, against 39 s with them). One state for every warehouse.
+CATALOG_TABLES = (
+    "app.metrics",
+    "app.plan_versions",
+    "app.plan_charges",
+    "app.plan_prices",
+    "app.plan_tiers",
+    "app.tenants",
+    "app.discounts",
+    "app.credit_grants",
+    "raw.subscription_events",
+)
+
+
 def apply_catalog(conn: psycopg.Connection, catalog: Catalog, source: str) -> ApplyResult:
     """Load a validated catalog in one transaction, keeping every past plan version."""
     sha = hashlib.sha256(
@@ -837,6 +854,8 @@ def apply_catalog(conn: psycopg.Connection, catalog: Catalog, source: str) -> Ap
                 problems.append(Problem(f"credit_grants[{g}].{exc.field}", str(exc)))
         if problems:
             raise CatalogError(source, problems)
+        for table in CATALOG_TABLES:
+            conn.execute(sql.SQL("analyze {}").format(sql.Identifier(*table.split("."))))
     return ApplyResult(
         apply_id=apply_id,
         metrics=len(catalog.metrics),

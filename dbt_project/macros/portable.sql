@@ -130,14 +130,31 @@
     comes (a minute later), and the planner guesses: at 1M events, once app.metrics had
     statistics, the segments joined to the plans' charges were guessed one row, and
     int_segment_usage_aggregated joined 22,500 charges to 22,500 quantities in a nested loop
-    (54 s, where it takes 1.6 s). Incremental models keep theirs between runs. -#}
+    (54 s, where it takes 1.6 s). An incremental model's table is analyzed while it has no
+    statistics (empty, or filled since it was created without them): the run that first
+    fills it, a warehouse's first daily run, whose later models read millions of its rows;
+    later runs leave it to autovacuum. -#}
 {% macro analyze_built() -%}
     {{ return(adapter.dispatch('analyze_built', 'billing')()) }}
 {%- endmacro %}
 {% macro default__analyze_built() -%}
 {%- endmacro %}
 {% macro postgres__analyze_built() -%}
-    {%- if model.config.materialized == 'table' -%}analyze {{ this }}{%- endif -%}
+    {%- if model.config.materialized == 'table'
+           or model.config.materialized == 'incremental' and not has_statistics(this) -%}
+        analyze {{ this }}
+    {%- endif -%}
+{%- endmacro %}
+
+{#- Whether PostgreSQL holds statistics of a relation's columns (asked when dbt executes). -#}
+{% macro has_statistics(relation) -%}
+    {%- if not execute -%}
+        {{ return(true) }}
+    {%- endif -%}
+    {%- set found = run_query(
+        "select 1 from pg_stats where schemaname = '" ~ relation.schema
+        ~ "' and tablename = '" ~ relation.identifier ~ "' limit 1") -%}
+    {{ return(found.rows | length > 0) }}
 {%- endmacro %}
 
 {#- For a CTE read more than once: PostgreSQL computes such a CTE once and stores every row

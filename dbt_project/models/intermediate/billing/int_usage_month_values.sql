@@ -10,15 +10,18 @@
     the batches the partials gained, each value looked up in the unique index. PostgreSQL
     only, as the partials. -#}
 {%- set value_key = 'tenant_id, metric, usage_month, definition, dimensions, property_value' -%}
+{#- the first batch is a bulk load, as the arrivals' (drop_indexes_when_empty) -#}
+{%- set indexes = [
+    ('int_usage_month_values_value', 'unique', '(' ~ value_key ~ ')'),
+    ('int_usage_month_values_batch', '', '(arrival_batch)'),
+] -%}
 {{
     config(
         materialized='incremental',
         incremental_strategy='append',
         enabled=(target.type == 'postgres'),
-        post_hook=postgres_only(create_index_hooks([
-            ('int_usage_month_values_value', 'unique', '(' ~ value_key ~ ')'),
-            ('int_usage_month_values_batch', '', '(arrival_batch)'),
-        ])),
+        pre_hook=postgres_only([drop_indexes_when_empty(indexes)]),
+        post_hook=postgres_only(create_index_hooks(indexes)),
     )
 }}
 

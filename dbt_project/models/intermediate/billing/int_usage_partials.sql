@@ -6,15 +6,18 @@
     never change, so a daily run appends the partials of the batches it stored and nothing
     else. `definition` is the metric's as it was aggregated: a day whose partials hold
     another is read event by event. PostgreSQL only, as the preview. -#}
+{#- the first batch is a bulk load, as the arrivals' (drop_indexes_when_empty) -#}
+{%- set indexes = [
+    ('int_usage_partials_day', '', '(tenant_id, metric, usage_date)'),
+    ('int_usage_partials_batch', '', '(arrival_batch)'),
+] -%}
 {{
     config(
         materialized='incremental',
         incremental_strategy='append',
         enabled=(target.type == 'postgres'),
-        post_hook=postgres_only(create_index_hooks([
-            ('int_usage_partials_day', '', '(tenant_id, metric, usage_date)'),
-            ('int_usage_partials_batch', '', '(arrival_batch)'),
-        ])),
+        pre_hook=postgres_only([drop_indexes_when_empty(indexes)]),
+        post_hook=postgres_only(create_index_hooks(indexes)),
     )
 }}
 
@@ -36,7 +39,6 @@ keyed as (
         events.metric,
         metrics.aggregation,
         {{ utc_date('events.event_ts') }} as usage_date,
-        {{ metric_definition('metrics') }} as definition,
         {{ metric_dimensions('events.metadata', 'metrics') }} as dimensions,
         case when metrics.aggregation = 'unique_count'
              then {{ json_text('events.metadata', 'metrics.property') }} end as property_value,
@@ -47,26 +49,45 @@ keyed as (
     inner join metrics on metrics.metric = events.metric
 ),
 
-final as (
+grouped as (
     select
         arrival_batch,
         tenant_id,
         metric,
         usage_date,
-        definition,
         dimensions,
         property_value,
         sum(amount) as amount,
         count(*) as event_count,
         max(amount) as max_amount,
-        -- the last event's (a latest metric's quantity); the others need none
-        (array_agg(amount order by event_ts desc, event_seq desc)
-            filter (where aggregation = 'latest'))[1] as latest_amount,
         max(event_ts) as event_ts,
-        (array_agg(event_seq order by event_ts desc, event_seq desc)
-            filter (where aggregation = 'latest'))[1] as event_seq
+        -- the last event's amount and sequence (a latest metric's quantity; the others need
+        -- none): the largest (time, sequence, amount), a plain aggregate a hash can do where
+        -- an ordered one sorts every event (10M events: 39 s against 26 s)
+        max(array[extract(epoch from event_ts), event_seq, amount])
+            filter (where aggregation = 'latest') as latest
     from keyed
-    group by arrival_batch, tenant_id, metric, usage_date, definition, dimensions, property_value
+    group by arrival_batch, tenant_id, metric, usage_date, dimensions, property_value
+),
+
+final as (
+    -- the definition is the metric's: joined to the groups, not sorted with every event
+    select
+        grouped.arrival_batch,
+        grouped.tenant_id,
+        grouped.metric,
+        grouped.usage_date,
+        {{ metric_definition('metrics') }} as definition,
+        grouped.dimensions,
+        grouped.property_value,
+        grouped.amount,
+        grouped.event_count,
+        grouped.max_amount,
+        grouped.latest[3] as latest_amount,
+        grouped.event_ts,
+        cast(grouped.latest[2] as {{ dbt.type_bigint() }}) as event_seq
+    from grouped
+    inner join metrics on metrics.metric = grouped.metric
 )
 
 select * from final
