@@ -62,8 +62,9 @@ grouped as (
         max(amount) as max_amount,
         max(event_ts) as event_ts,
         -- the last event's amount and sequence (a latest metric's quantity; the others need
-        -- none): the largest (time, sequence, amount), a plain aggregate a hash can do where
-        -- an ordered one sorts every event (10M events: 39 s against 26 s)
+        -- none): the largest (time, sequence, amount), a plain aggregate, so the events are
+        -- sorted on the six keys of the group alone, where an ordered aggregate added its
+        -- own (10M events, the query alone: 26 s, against 39 s)
         max(array[extract(epoch from event_ts), event_seq, amount])
             filter (where aggregation = 'latest') as latest
     from keyed
