@@ -141,7 +141,7 @@
 {%- endmacro %}
 {% macro postgres__analyze_built() -%}
     {%- if model.config.materialized == 'table'
-           or model.config.materialized == 'incremental' and not has_statistics(this) -%}
+           or (model.config.materialized == 'incremental' and not has_statistics(this)) -%}
         analyze {{ this }}
     {%- endif -%}
 {%- endmacro %}

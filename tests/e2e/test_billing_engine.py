@@ -412,7 +412,7 @@ def test_the_tables_a_run_creates_have_statistics_before_what_reads_them(
     guesses their rows, and a guess of one row plans a nested loop (at 1M events, once the
     catalog had statistics, int_segment_usage_aggregated took 54 s instead of 1.6 s). Each
     table is analyzed as it is built (macros/portable.sql, analyze_built); an incremental
-    one when the run that first fills it ends (the warehouse's first daily run, here the
+    one as the run that first fills it builds it (the warehouse's first daily run, here the
     monthly run's catch-up); the catalog's when it is applied."""
     apply_catalog(CATALOG, tmp_path)
     store(warehouse, usage(5, utc(2026, 10, 1), utc(2026, 10, 8), "w", 300))
