@@ -35,6 +35,10 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ[PARSE_TARGET_ENV] = str(target)
     # the dbt workers Dagster's runs start (orchestration/dbt_worker.py) end soon after
     os.environ.setdefault(IDLE_ENV, "120")
+    # the tests' Spark runs are small: the quick JIT compiler alone, the same SQL and
+    # results for about 40% less of the two cores each JVM otherwise takes (the suite is
+    # bound by its CPU); the benchmarks' sizes keep the default (warehouse/settings.py)
+    os.environ.setdefault("BILLING_SPARK_JVM_OPTIONS", "-XX:TieredStopAtLevel=1")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -82,8 +82,9 @@ def spark_conf(settings: Settings | None = None) -> dict[str, str]:
         # Hive would leave a new `<session id>_resources` directory in /tmp per session.
         "spark.driver.extraJavaOptions": (
             f"-Dderby.system.home={home} -Dlog4j2.configurationFile=file:{LOG_CONFIG} "
-            f"-Dhive.downloaded.resources.dir={home / 'hive_resources'}"
-        ),
+            f"-Dhive.downloaded.resources.dir={home / 'hive_resources'} "
+            f"{settings.spark_jvm_options}"
+        ).strip(),
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.shuffle.partitions": str(settings.spark_shuffle_partitions),
         "spark.ui.enabled": "false",
