@@ -106,6 +106,11 @@ def _require_passwords(pgdata: Path, info: PostmasterInfo) -> None:
                     end if;
                 end $$"""
         )
+        # One round of SCRAM's key stretching, not PostgreSQL's 4096: stretching slows
+        # the guessing of a weak password from its verifier, and these are 192 random bits
+        # each, beyond any guessing; the 4096 rounds cost every connection about 5 ms of
+        # the client's CPU, and dbt opens one per node (bench/README.md, "Connections").
+        conn.execute("set scram_iterations = 1")
         for role, password in passwords.items():
             conn.execute(
                 sql.SQL("alter role {} password {}").format(
