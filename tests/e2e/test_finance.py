@@ -78,7 +78,11 @@ def webhook(
     assert response.status_code == 200, response.text
 
 
-def test_revenue_mrr_and_reconciliation(closed_months: dict[str, Any], tmp_path: Path) -> None:
+def test_revenue_mrr_reconciliation_and_the_reports(
+    closed_months: dict[str, Any], tmp_path: Path
+) -> None:
+    """One build of two closed months (about a minute) for the marts and for the reports,
+    which read them (the reports after the payments, as finance would run them)."""
     url, fake = closed_months["url"], closed_months["fake"]
     assert rows(url, "select * from marts.fct_billing_reconciliation") == []
     # what each invoice collects: its total less the prepaid credits it used
@@ -146,11 +150,10 @@ def test_revenue_mrr_and_reconciliation(closed_months: dict[str, Any], tmp_path:
     for (_, _), (mrr_minor, recurring, usage, discounts, _) in mrr.items():
         assert mrr_minor == recurring + usage + discounts
 
+    reports_render_the_marts_and_their_charts(url, tmp_path)
 
-def test_reports_render_the_marts_and_their_charts(
-    closed_months: dict[str, Any], tmp_path: Path
-) -> None:
-    url = closed_months["url"]
+
+def reports_render_the_marts_and_their_charts(url: str, tmp_path: Path) -> None:
     runner = CliRunner()
     as_json = runner.invoke(
         main, ["report", "revenue", "--from", "2026-09", "--to", "2026-10", "--format", "json"]
