@@ -64,14 +64,16 @@ WRITES_RESULTS = ("build", "run", "test", "seed", "snapshot")
 
 
 def flag_value(args: Sequence[str], name: str) -> str | None:
-    return next((args[i + 1] for i, arg in enumerate(args[:-1]) if arg == name), None)
+    """The value of flag ``name`` in ``args``: its last, as dbt's command line takes it."""
+    found = [args[i + 1] for i, arg in enumerate(args[:-1]) if arg == name]
+    return found[-1] if found else None
 
 
-def results_path(args: Sequence[str]) -> Path:
-    """Where dbt writes a command's run_results.json: in --target-path, else DBT_TARGET_PATH,
-    else dbt_project.yml's target-path, under --project-dir (relative, or absolute)."""
+def target_dir(args: Sequence[str]) -> Path:
+    """Where dbt writes a command's artifacts: --target-path, else DBT_TARGET_PATH, else
+    dbt_project.yml's target-path, under --project-dir (relative to it, or absolute)."""
     target = flag_value(args, "--target-path") or os.environ.get("DBT_TARGET_PATH") or "target"
-    return Path(flag_value(args, "--project-dir") or ".") / target / "run_results.json"
+    return Path(flag_value(args, "--project-dir") or ".") / target
 
 
 @dataclass(frozen=True)
@@ -183,7 +185,7 @@ class WarmDbt:
                 [*args, "--no-write-json"] if writes else list(args)
             )
             if writes and isinstance(result.result, RunExecutionResult):
-                path = results_path(args)
+                path = target_dir(args) / "run_results.json"
                 path.parent.mkdir(parents=True, exist_ok=True)
                 result.result.write(str(path))
             self.spent.commands += time.perf_counter() - started

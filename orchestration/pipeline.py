@@ -21,7 +21,13 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from orchestration.dbt_run import PARSE_TARGET_ENV, WARM, environment, parse_target
+from orchestration.dbt_run import (
+    PARSE_TARGET_ENV,
+    WARM,
+    environment,
+    parse_target,
+    target_dir,
+)
 from orchestration.dbt_vars import (
     Window,
     daily_vars,
@@ -46,7 +52,7 @@ MANIFEST_PATH = DBT_PROJECT_DIR / "target" / "manifest.json"
 def artifacts_dir() -> Path:
     """Where dbt writes a command's artifacts (run_results.json, the docs): the project's
     target, unless DBT_TARGET_PATH says otherwise (the tests give each process its own)."""
-    return DBT_PROJECT_DIR / os.environ.get("DBT_TARGET_PATH", "target")
+    return target_dir(["--project-dir", str(DBT_PROJECT_DIR)])
 
 
 # The named selectors of dbt_project/selectors.yml. Every model is in `daily` or `monthly`
