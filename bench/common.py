@@ -50,9 +50,29 @@ def billing(env: dict[str, str], *args: str) -> str:
 
 @contextmanager
 def api_server(env: dict[str, str], port: int, workers: int) -> Iterator[str]:
+    """`billing serve` on ``port``, as a user starts it, until the block ends."""
+    command = [BILLING, "serve", "--port", str(port), "--workers", str(workers)]
+    with _serving("billing serve", command, {**os.environ, **env}, port) as url:
+        yield url
+
+
+@contextmanager
+def noop_server(port: int, workers: int) -> Iterator[str]:
+    """A no-op ASGI app (bench.noop_asgi) under the uvicorn and workers `billing serve` uses."""
+    command = [
+        sys.executable, "-m", "uvicorn", "bench.noop_asgi:app", "--port", str(port),
+        "--workers", str(workers), "--log-level", "warning", "--no-access-log",
+    ]  # fmt: skip
+    with _serving("the no-op app", command, dict(os.environ), port) as url:
+        yield url
+
+
+@contextmanager
+def _serving(name: str, command: Sequence[str], env: dict[str, str], port: int) -> Iterator[str]:
+    """Run an HTTP server until the block ends, once its GET /healthz answers 200."""
     process = subprocess.Popen(
-        [BILLING, "serve", "--port", str(port), "--workers", str(workers)],
-        env={**os.environ, **env},
+        command,
+        env=env,
         cwd=REPO,
         start_new_session=True,
         stdout=subprocess.DEVNULL,
@@ -68,7 +88,7 @@ def api_server(env: dict[str, str], port: int, workers: int) -> Iterator[str]:
             except httpx.HTTPError:
                 time.sleep(0.1)
         else:
-            raise TimeoutError("billing serve did not start")
+            raise TimeoutError(f"{name} did not start")
         yield url
     finally:
         process.terminate()

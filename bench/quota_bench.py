@@ -7,7 +7,9 @@ send checks back to back for D seconds, each with its own idempotency key. The b
 the same load on GET /healthz, which does one `select 1` per request.
 
 A third run offers a fixed rate (default 2,000 checks/s, open loop) and reports the
-latency counted from when each request was due.
+latency counted from when each request was due. The same open-loop load against a no-op
+ASGI app (bench.noop_asgi) under the same uvicorn and workers is the floor of that latency:
+what the machine and the load generator add before the server does any work.
 
     python -m bench.quota_bench --seconds 10 --connections 16 --workers 2 --rate 2000
 """
@@ -23,7 +25,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bench.common import api_server, billing, scratch_warehouse
+from bench.common import api_server, billing, noop_server, scratch_warehouse
 
 ADMIN_KEY = "bench-admin-key"
 CATALOG = """
@@ -63,6 +65,7 @@ class QuotaResult:
     quota: LoadResult
     healthz: LoadResult
     quota_at_rate: LoadResult
+    floor_at_rate: LoadResult
 
     @property
     def ratio(self) -> float:
@@ -191,10 +194,17 @@ def run(
             healthz = _load(port, connections, seconds, _healthz_requests(port))
             quota = _load(port, connections, seconds, _quota_requests(tenants, port))
             at_rate = _load(port, connections, seconds, _quota_requests(tenants, port), rate)
-    for name, load in (("checks", quota), ("healthz", healthz), ("checks at a rate", at_rate)):
+    with noop_server(port, workers):
+        floor = _load(port, connections, seconds, _quota_requests(tenants, port), rate)
+    for name, load in (
+        ("checks", quota),
+        ("healthz", healthz),
+        ("checks at a rate", at_rate),
+        ("the no-op app at a rate", floor),
+    ):
         if load.errors:  # a figure of failed requests measures nothing
             raise RuntimeError(f"{name}: {load.errors} of {load.requests} answers were not 200")
-    return QuotaResult(tenants, connections, workers, seconds, rate, quota, healthz, at_rate)
+    return QuotaResult(tenants, connections, workers, seconds, rate, quota, healthz, at_rate, floor)
 
 
 def main() -> None:
@@ -214,6 +224,7 @@ def main() -> None:
         ("quota, max", result.quota),
         ("healthz, max", result.healthz),
         (f"quota at {args.rate:,.0f}/s", result.quota_at_rate),
+        (f"no-op at {args.rate:,.0f}/s", result.floor_at_rate),
     ):
         print(
             f"{name:>18}: {load.per_second:,.0f}/s  p50 {load.p50_ms:.2f} ms  "

@@ -186,10 +186,18 @@ def run(
                     round(quota.quota_at_rate.p50_ms, 2),
                     round(quota.quota_at_rate.p99_ms, 2),
                 ],
+                [
+                    f"a no-op ASGI app offered {quota.rate:,.0f}/s",
+                    round(quota.floor_at_rate.per_second),
+                    round(quota.floor_at_rate.p50_ms, 2),
+                    round(quota.floor_at_rate.p99_ms, 2),
+                ],
             ],
         ),
         "",
-        f"Ratio of checks to healthz: {quota.ratio:.2f}.",
+        f"Ratio of checks to healthz: {quota.ratio:.2f}. The last row is the same open-loop "
+        "load against an app that does nothing, under the same uvicorn and workers: the "
+        "latency the machine and the load generator add before any work.",
         "",
         "## The upcoming invoice against GET /healthz",
         "",

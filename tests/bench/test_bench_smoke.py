@@ -43,6 +43,7 @@ def test_make_bench_smoke_writes_results_with_the_peer(tmp_path: Path) -> None:
         "upcoming invoice",
     ):
         assert heading in text
+    assert "| a no-op ASGI app offered 2,000/s |" in text  # the quota checks' latency floor
     for batch in ingest_bench.BATCHES:  # ingest at each batch size, beside its bare COPY
         assert f"| 2,000 | {batch:,} |" in text
     spark_row = next(line for line in text.splitlines() if line.startswith("| 3,000 | 20 |"))
