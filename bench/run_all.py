@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import shlex
 import sys
 import tempfile
 import time
@@ -109,6 +110,7 @@ def run(
     spark_tenants: int = 1_000,
     upcoming_sizes: tuple[int, ...] = DEFAULT_UPCOMING_SIZES,
     dagster_days: int = 10,
+    command: str = "make bench",
 ) -> str:
     started = time.perf_counter()
     _say(f"ingest: {ingest_events:,} events")
@@ -143,7 +145,7 @@ def run(
     sections = [
         "# Benchmark results",
         "",
-        f"Written by `make bench` ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
+        f"Written by `{command}` ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
         f"{elapsed / 60:.0f} min) on "
         f"{platform.node()}: {platform.processor() or platform.machine()}, Python "
         f"{platform.python_version()}, the embedded PostgreSQL. Every figure has its baseline "
@@ -348,6 +350,8 @@ def main() -> None:
             args.spark_tenants,
             tuple(args.upcoming_sizes),
             args.dagster_days,
+            # `make bench` runs this with no arguments; other runs say which they were given
+            "python -m bench.run_all " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "make bench",
         )
     )
 
