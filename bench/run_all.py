@@ -170,30 +170,13 @@ def run(
         _table(
             ["run", "per second", "p50 ms", "p99 ms"],
             [
-                [
-                    "checks, back to back",
-                    round(quota.quota.per_second),
-                    round(quota.quota.p50_ms, 2),
-                    round(quota.quota.p99_ms, 2),
-                ],
-                [
-                    "healthz, back to back",
-                    round(quota.healthz.per_second),
-                    round(quota.healthz.p50_ms, 2),
-                    round(quota.healthz.p99_ms, 2),
-                ],
-                [
-                    f"checks offered at {quota.rate:,.0f}/s",
-                    round(quota.quota_at_rate.per_second),
-                    round(quota.quota_at_rate.p50_ms, 2),
-                    round(quota.quota_at_rate.p99_ms, 2),
-                ],
-                [
-                    f"a no-op ASGI app offered {quota.rate:,.0f}/s",
-                    round(quota.floor_at_rate.per_second),
-                    round(quota.floor_at_rate.p50_ms, 2),
-                    round(quota.floor_at_rate.p99_ms, 2),
-                ],
+                [name, round(load.per_second), round(load.p50_ms, 2), round(load.p99_ms, 2)]
+                for name, load in (
+                    ("checks, back to back", quota.quota),
+                    ("healthz, back to back", quota.healthz),
+                    (f"checks offered at {quota.rate:,.0f}/s", quota.quota_at_rate),
+                    (f"a no-op ASGI app offered {quota.rate:,.0f}/s", quota.floor_at_rate),
+                )
             ],
         ),
         "",
