@@ -315,7 +315,7 @@ def _took(started: float) -> str:
 
     spent = WARM.spent
     took = time.perf_counter() - started
-    if not spent.commands:  # dbt ran in processes of its own (the spark target)
+    if not spent.commands:  # dbt ran in the Spark worker (the spark target)
         return f"in {took:.1f} s"
     return (
         f"in {took:.1f} s (importing dbt {spent.importing:.1f} s, parsing "

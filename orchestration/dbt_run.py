@@ -12,13 +12,14 @@ Two ways in, one mechanism (`WarmDbt`):
   `billing run monthly` (a catch-up daily build, the monthly build, the refresh after the
   freeze) pays them once, and a process that runs dbt again pays neither.
 - `billing-dbt`, a process per command, for Dagster's dbt assets (dagster-dbt runs an
-  executable) and the `spark` target (a Spark session is fixed to its process). On
-  PostgreSQL it hands the command to a long-lived worker (`orchestration.dbt_worker`) that
-  keeps dbt imported and the project parsed across commands:
+  executable) and the `spark` target. It hands the command to a long-lived worker
+  (`orchestration.dbt_worker`) that keeps dbt imported and the project parsed across
+  commands, and on Spark keeps the one JVM the local metastore admits:
 
     billing-dbt build --select ... --vars '{...}' --project-dir DIR --profiles-dir DIR
 
-  A command without `--vars` is dbt's own, unchanged.
+  On PostgreSQL a command without `--vars` is dbt's own, unchanged; on Spark every command
+  goes to the worker (another JVM could not open the metastore while the worker's lives).
 
 A process that keeps running while the project's files change sees the manifest it parsed
 first: start a new one (every CLI command is one).
@@ -282,13 +283,13 @@ def cli() -> None:
     if args == ["--version"]:
         print(installed_versions())
         return
-    if "--vars" not in args:
+    from orchestration import dbt_worker
+
+    if "--vars" not in args and not dbt_worker.on_spark():
         from dbt.cli.main import cli as dbt_cli
 
         dbt_cli()
         return
-    from orchestration import dbt_worker
-
     if dbt_worker.wanted() and (code := dbt_worker.run(args)) is not None:
         sys.exit(code)
     outcome = WARM.invoke(args)

@@ -10,9 +10,16 @@ a time, each in the caller's environment and directory, with `orchestration.dbt_
 ``BILLING_DBT_WORKER_IDLE`` seconds without a command (default 300). Editing the project
 starts a new worker at the next command; the old one ends when idle.
 
-``BILLING_DBT_WORKER=false`` runs each command in its own process, as before. The `spark`
-target always does: a local Spark session holds its metastore for as long as its process
-lives, and the copy of the sources into Spark opens a session of its own.
+On the `spark` target the worker is also the one process that opens a Spark session: a
+local session's JVM holds the metastore for as long as its process lives, and the metastore
+admits one JVM. So there is a worker per project state and Spark session settings (the
+BILLING_SPARK_* variables profiles.yml reads), and it runs dbt's commands on Spark, all of
+them, and the copy of the sources and the queries (`python -m warehouse.spark`, entry
+``spark``) in one JVM, started once and kept warm: a JVM's start and warm-up cost each
+command half a minute or more on two cores.
+
+``BILLING_DBT_WORKER=false`` runs each command in its own process, as before (on Spark a
+JVM each).
 
 A command whose `billing-dbt` is killed runs to its end in the worker: dbt's builds can be
 run again, and a half-run command would leave no less to redo.
@@ -44,17 +51,22 @@ DEFAULT_IDLE_SECONDS = 300.0
 START_SECONDS = 60.0
 # what in a project directory is not the project: dbt's outputs
 NOT_PROJECT = {"target", "logs", "dbt_packages", "__pycache__"}
-# frames from the worker: output bytes, or the command's exit code (the last frame)
-OUTPUT, EXIT = b"o", b"x"
+# what a request runs: a dbt command, or `warehouse.spark`'s copy or queries
+DBT, SPARK = "dbt", "spark"
+# frames from the worker: output bytes (standard output or error), or the command's exit
+# code (the last frame)
+OUTPUT, ERROR, EXIT = b"o", b"e", b"x"
 HEADER = struct.Struct("!cI")
 
 
 def wanted() -> bool:
-    """Whether this command goes to a worker: on, unless turned off or on the spark target."""
-    return (
-        os.environ.get(WORKER_ENV, "true").lower() not in ("false", "0", "no")
-        and os.environ.get("BILLING_DBT_TARGET", "postgres") != "spark"
-    )
+    """Whether this command goes to a worker: on, unless turned off."""
+    return os.environ.get(WORKER_ENV, "true").lower() not in ("false", "0", "no")
+
+
+def on_spark() -> bool:
+    """Whether this command runs on the `spark` target."""
+    return os.environ.get("BILLING_DBT_TARGET", "postgres") == "spark"
 
 
 def _directory() -> Path | None:
@@ -77,10 +89,19 @@ def _project_dir(args: Sequence[str]) -> Path:
 
 def fingerprint(project: Path) -> str:
     """What the worker's parse depends on: the project's files (each one's path, size and
-    time), this Python, the parse target and the worker's own code."""
+    time), this Python environment, the parse target and the worker's own code; on the
+    `spark` target also the Spark session's settings, fixed to the worker's JVM."""
     digest = hashlib.sha256()
     own = Path(__file__).resolve().parent
-    for part in (sys.executable, str(project), os.environ.get(PARSE_TARGET_ENV, "")):
+    session: list[str] = []
+    if on_spark():
+        from warehouse import spark
+
+        session = [os.environ.get(name, "") for name in spark.SESSION_VARIABLES.values()]
+        own_files = [Path(spark.__file__)]
+    else:
+        own_files = []
+    for part in (sys.prefix, str(project), os.environ.get(PARSE_TARGET_ENV, ""), *session):
         digest.update(part.encode() + b"\0")
     for root, dirs, files in os.walk(project):
         dirs[:] = sorted(d for d in dirs if d not in NOT_PROJECT and not d.startswith("."))
@@ -88,7 +109,7 @@ def fingerprint(project: Path) -> str:
             path = Path(root, name)
             status = path.stat()
             digest.update(f"{path}\0{status.st_size}\0{status.st_mtime_ns}\0".encode())
-    for path in sorted(own.glob("*.py")):
+    for path in [*sorted(own.glob("*.py")), *own_files]:
         digest.update(f"{path}\0{path.stat().st_mtime_ns}\0".encode())
     return digest.hexdigest()[:20]
 
@@ -148,21 +169,23 @@ def _read_exactly(conn: socket.socket, n: int) -> bytes | None:
     return data
 
 
-def run(args: Sequence[str]) -> int | None:
-    """Run ``args`` in this project's worker, its output streamed to this process's stdout;
-    its exit code, or None when no worker can be had (run it here then)."""
+def run(args: Sequence[str], entry: str = DBT, project: Path | None = None) -> int | None:
+    """Run ``args`` (a dbt command, or `warehouse.spark`'s for ``entry`` SPARK) in the
+    worker of ``project`` (the command's --project-dir unless given), its output streamed to
+    this process's standard output and error; its exit code, or None when no worker can be
+    had (run it here then)."""
     directory = _directory()
     if directory is None:
         return None
-    path = directory / f"{fingerprint(_project_dir(args))}.sock"
+    path = directory / f"{fingerprint((project or _project_dir(args)).resolve())}.sock"
     try:
         with _locked(path):
             conn = _connect(path) or _start(path)
     except OSError as exc:
         print(f"billing-dbt: {exc}; running here", file=sys.stderr)
         return None
-    request = {"args": list(args), "env": dict(os.environ), "cwd": os.getcwd()}
-    out = sys.stdout.buffer
+    request = {"args": list(args), "entry": entry, "env": dict(os.environ), "cwd": os.getcwd()}
+    streams = {OUTPUT: sys.stdout.buffer, ERROR: sys.stderr.buffer}
     with conn:
         conn.sendall(json.dumps(request).encode() + b"\n")
         while (header := _read_exactly(conn, HEADER.size)) is not None:
@@ -170,23 +193,19 @@ def run(args: Sequence[str]) -> int | None:
             if kind == EXIT:
                 return size
             data = _read_exactly(conn, size) or b""
-            out.write(data)
-            out.flush()
+            streams[kind].write(data)
+            streams[kind].flush()
     print("billing-dbt: the dbt worker ended in the middle of the command", file=sys.stderr)
     return 2
 
 
-class _Frames:
-    """A text stream whose writes go to the caller as output frames; a caller gone, the rest
-    of the command's output is dropped."""
+class _Caller:
+    """The connection to the command's caller; a caller gone, the rest of the command's
+    output is dropped."""
 
     def __init__(self, conn: socket.socket) -> None:
         self.conn = conn
         self.open = True
-
-    def write(self, text: str) -> int:
-        self.send(OUTPUT, text.encode())
-        return len(text)
 
     def send(self, kind: bytes, data: bytes = b"", code: int = 0) -> None:
         if not self.open:
@@ -196,6 +215,18 @@ class _Frames:
         except OSError:
             self.open = False
 
+
+class _Frames:
+    """A text stream whose writes go to the caller as frames of one kind (OUTPUT, ERROR)."""
+
+    def __init__(self, caller: _Caller, kind: bytes) -> None:
+        self.caller = caller
+        self.kind = kind
+
+    def write(self, text: str) -> int:
+        self.caller.send(self.kind, text.encode())
+        return len(text)
+
     def flush(self) -> None:
         pass
 
@@ -203,9 +234,28 @@ class _Frames:
         return False
 
 
-def _serve_one(conn: socket.socket) -> None:
+def _execute(entry: str, args: list[str]) -> int:
+    """Run a request here, in this worker's environment of the moment; its exit code."""
+    from warehouse.settings import get_settings
+
+    get_settings.cache_clear()  # the caller's, read from its environment
+    if entry == SPARK:
+        from warehouse.spark import command
+
+        try:
+            command(args, keep_session=True)
+        except SystemExit as exc:  # argparse refused the arguments
+            return exc.code if isinstance(exc.code, int) else 2
+        return 0
     from orchestration.dbt_run import WARM
 
+    outcome = WARM.invoke(args)
+    if outcome.detail:
+        print(outcome.detail, file=sys.stderr)
+    return outcome.exit_code
+
+
+def _serve_one(conn: socket.socket) -> None:
     line = b""
     while not line.endswith(b"\n"):
         chunk = conn.recv(65536)
@@ -213,26 +263,23 @@ def _serve_one(conn: socket.socket) -> None:
             return
         line += chunk
     request = json.loads(line)
-    frames = _Frames(conn)
+    caller = _Caller(conn)
     saved_env, saved_cwd = dict(os.environ), os.getcwd()
     os.environ.clear()
     os.environ.update(request["env"])
     code = 2
     try:
-        with redirect_stdout(frames), redirect_stderr(frames):
+        with redirect_stdout(_Frames(caller, OUTPUT)), redirect_stderr(_Frames(caller, ERROR)):
             try:
                 os.chdir(request["cwd"])  # a directory gone is this command's error only
-                outcome = WARM.invoke(request["args"])
-                if outcome.detail:
-                    print(outcome.detail, file=sys.stderr)
-                code = outcome.exit_code
+                code = _execute(request.get("entry", DBT), request["args"])
             except Exception:
                 traceback.print_exc()
     finally:
         os.environ.clear()
         os.environ.update(saved_env)
         os.chdir(saved_cwd)
-    frames.send(EXIT, code=code)
+    caller.send(EXIT, code=code)
 
 
 def serve(path: Path, idle: float) -> None:

@@ -40,12 +40,11 @@ from orchestration.dbt_vars import (
 )
 from warehouse.db import connect, database_url
 from warehouse.outbox import record_event
-from warehouse.settings import Settings, get_settings
+from warehouse.settings import DBT_PROJECT_DIR, Settings, get_settings
 
 if TYPE_CHECKING:  # imported where used: a `billing run` imports neither FastAPI nor Stripe
     from sync.stripe_push import PushReport, PushResult
 
-DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
 MANIFEST_PATH = DBT_PROJECT_DIR / "target" / "manifest.json"
 
 
@@ -362,17 +361,9 @@ def profile_env(settings: Settings | None = None) -> dict[str, str]:
         "BILLING_DBT_TARGET": settings.dbt_target,
     }
     if settings.dbt_target == "spark":
-        from warehouse.spark import spark_conf
+        from warehouse.spark import session_env
 
-        conf = spark_conf(settings)
-        found |= {
-            "BILLING_SPARK_MASTER": conf["spark.master"],
-            "BILLING_SPARK_WAREHOUSE": conf["spark.sql.warehouse.dir"],
-            "BILLING_SPARK_METASTORE": conf["spark.hadoop.javax.jdo.option.ConnectionURL"],
-            "BILLING_SPARK_DRIVER_MEMORY": conf["spark.driver.memory"],
-            "BILLING_SPARK_JAVA_OPTIONS": conf["spark.driver.extraJavaOptions"],
-            "BILLING_SPARK_SHUFFLE_PARTITIONS": conf["spark.sql.shuffle.partitions"],
-        }
+        found |= session_env(settings)
     return found
 
 
@@ -396,8 +387,9 @@ def run_dbt(args: Sequence[str], settings: Settings | None = None, *, quiet: boo
     """Run one dbt command against the configured warehouse; raise PipelineError on failure.
 
     On PostgreSQL in this process, warm (orchestration.dbt_run: dbt imported and the project
-    parsed once per process); on Spark in a process of its own, whose Spark session ends
-    with it (the local metastore admits one session at a time, and copy_sources opens one).
+    parsed once per process); on Spark through `billing-dbt`, in the Spark worker that holds
+    the target's one JVM (the local metastore admits one, and the copy and the queries run
+    there too: warehouse/spark.py).
     """
     settings = settings or get_settings()
     located = [*args, "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]

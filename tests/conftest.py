@@ -3,7 +3,11 @@ copy of one that `billing db up` set up once for the session."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import signal
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,7 +19,7 @@ import pytest
 from orchestration.dbt_run import PARSE_TARGET_ENV
 from orchestration.dbt_worker import IDLE_ENV
 from orchestration.pipeline import DBT_PROJECT_DIR
-from tests.helpers import with_dbname
+from tests.helpers import with_dbname, worker_starts
 from warehouse import embedded
 from warehouse.settings import get_settings
 
@@ -51,6 +55,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         return float(marker.args[0]) if marker else 0.0
 
     items.sort(key=minutes, reverse=True)
+
+
+@pytest.fixture
+def sockets() -> Iterator[Path]:
+    """A directory for the dbt workers a test starts (their XDG_RUNTIME_DIR; a socket's path
+    must be short: not under tmp_path), each worker stopped after the test (on Spark its
+    JVM ends with it)."""
+    base = Path(tempfile.mkdtemp(prefix="w", dir="/tmp"))
+    yield base
+    for line in worker_starts(base):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(line.split()[2]), signal.SIGTERM)
+    shutil.rmtree(base)
 
 
 @pytest.fixture(scope="session")

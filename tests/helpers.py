@@ -101,3 +101,14 @@ class ApiServer:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+def worker_starts(sockets: Path) -> list[str]:
+    """The log lines of every dbt worker started with ``sockets`` as its XDG_RUNTIME_DIR
+    (orchestration/dbt_worker.py), one per start: "dbt worker PID serving PATH"."""
+    return [
+        line
+        for log in sorted(sockets.glob("billing-dbt-*/*.log"))
+        for line in log.read_text().splitlines()
+        if line.startswith("dbt worker ") and "serving" in line
+    ]

@@ -10,6 +10,8 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 STRIPE_DEFAULT_API_BASE = "https://api.stripe.com"
+# the dbt project: the models, profiles.yml (its connections) and its artifacts
+DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
 
 
 class Settings(BaseSettings):

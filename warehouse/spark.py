@@ -13,6 +13,12 @@ A copy is made only when the sources changed: `sources.json` beside the Spark wa
 holds the stamp (`sources_stamp`) of what the last copy copied and of what the last daily
 build on Spark read, so a run on unchanged sources neither copies nor (the monthly run's
 catch-up) builds the days again.
+
+The local metastore admits one JVM at a time, so everything that opens a Spark session (the
+copy, the queries, dbt's commands) runs in the Spark worker of these session settings
+(orchestration/dbt_worker.py): one JVM, started by the first of them and kept warm for the
+next, never one in the calling process. `python -m warehouse.spark` hands itself to that
+worker; with ``BILLING_DBT_WORKER=false`` it runs here, in a JVM of its own.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import argparse
 import hashlib
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -34,16 +41,9 @@ import psycopg
 import yaml
 
 from warehouse.db import connect
-from warehouse.settings import Settings, get_settings
+from warehouse.settings import DBT_PROJECT_DIR, Settings, get_settings
 
-SOURCES_FILE = (
-    Path(__file__).resolve().parent.parent
-    / "dbt_project"
-    / "models"
-    / "staging"
-    / "raw"
-    / "_raw__sources.yml"
-)
+SOURCES_FILE = DBT_PROJECT_DIR / "models" / "staging" / "raw" / "_raw__sources.yml"
 LOG_CONFIG = Path(__file__).resolve().parent / "spark_log4j2.properties"
 # the stamps of the sources last copied and last built from, in the Spark directory
 STATE_FILE = "sources.json"
@@ -67,9 +67,25 @@ class SparkLoadError(RuntimeError):
     """A source table cannot be copied into Spark exactly; the message names it."""
 
 
+# A JVM kept warm compiles more of Spark's code than one that runs a single command: with
+# `-XX:TieredStopAtLevel=1` its code cache is 48 MB unless reserved, and a warm JVM filled
+# it in a monthly build ("Out of space in CodeCache"). 240 MB is the JVM's own default with
+# both compilers; BILLING_SPARK_JVM_OPTIONS comes after, so it can say otherwise.
+CODE_CACHE = "-XX:ReservedCodeCacheSize=240m"
+# the variables profiles.yml reads the session's settings from, by the setting's name
+SESSION_VARIABLES = {
+    "spark.master": "BILLING_SPARK_MASTER",
+    "spark.sql.warehouse.dir": "BILLING_SPARK_WAREHOUSE",
+    "spark.hadoop.javax.jdo.option.ConnectionURL": "BILLING_SPARK_METASTORE",
+    "spark.driver.memory": "BILLING_SPARK_DRIVER_MEMORY",
+    "spark.driver.extraJavaOptions": "BILLING_SPARK_JAVA_OPTIONS",
+    "spark.sql.shuffle.partitions": "BILLING_SPARK_SHUFFLE_PARTITIONS",
+}
+
+
 def spark_conf(settings: Settings | None = None) -> dict[str, str]:
     """The Spark session settings of the `spark` target (profiles.yml reads the same values
-    from the BILLING_SPARK_* variables the pipeline sets from them)."""
+    from the BILLING_SPARK_* variables of `session_env`)."""
     settings = settings or get_settings()
     home = settings.spark_dir
     return {
@@ -82,7 +98,7 @@ def spark_conf(settings: Settings | None = None) -> dict[str, str]:
         # Hive would leave a new `<session id>_resources` directory in /tmp per session.
         "spark.driver.extraJavaOptions": (
             f"-Dderby.system.home={home} -Dlog4j2.configurationFile=file:{LOG_CONFIG} "
-            f"-Dhive.downloaded.resources.dir={home / 'hive_resources'} "
+            f"-Dhive.downloaded.resources.dir={home / 'hive_resources'} {CODE_CACHE} "
             f"{settings.spark_jvm_options}"
         ).strip(),
         "spark.sql.session.timeZone": "UTC",
@@ -92,10 +108,18 @@ def spark_conf(settings: Settings | None = None) -> dict[str, str]:
     }
 
 
+def session_env(settings: Settings | None = None) -> dict[str, str]:
+    """The session's settings as the variables profiles.yml reads: what fixes a Spark
+    worker's JVM (orchestration/dbt_worker.py), so every caller passes them."""
+    conf = spark_conf(settings)
+    return {name: conf[key] for key, name in SESSION_VARIABLES.items()}
+
+
 @contextmanager
-def spark_session(settings: Settings | None = None) -> Iterator[Any]:
-    """A Spark session with the target's settings, stopped afterwards (the local metastore
-    admits one session at a time: dbt's own cannot start while this one runs)."""
+def spark_session(settings: Settings | None = None, *, keep: bool = False) -> Iterator[Any]:
+    """A Spark session with the target's settings (dbt's, when dbt started one first in
+    this process), stopped afterwards unless ``keep`` (the Spark worker's JVM serves the
+    next command)."""
     from pyspark.sql import SparkSession
 
     settings = settings or get_settings()
@@ -107,7 +131,8 @@ def spark_session(settings: Settings | None = None) -> Iterator[Any]:
     try:
         yield session
     finally:
-        session.stop()
+        if not keep:
+            session.stop()
 
 
 def tables_exist(settings: Settings, *names: str) -> bool:
@@ -183,15 +208,14 @@ def _columns(conn: Any, table: SourceTable) -> list[Column]:
 
 
 def _run_apart(args: list[str], settings: Settings, failed: str) -> str:
-    """`python -m warehouse.spark ARGS` in a process of its own, with the target's
-    environment; its standard output. The local metastore admits one JVM at a time, and a JVM
-    lives as long as the process that started it, so this process never starts one."""
+    """`python -m warehouse.spark ARGS` with the target's environment (run by the Spark
+    worker); its standard output. A JVM lives as long as the process that started it, and
+    the local metastore admits one: this process never starts one."""
     import subprocess
-    import sys
 
     result = subprocess.run(
         [sys.executable, "-m", "warehouse.spark", *args],
-        env={**os.environ, **settings.as_env()},
+        env={**os.environ, **settings.as_env(), **session_env(settings)},
         capture_output=True,
         text=True,
         check=False,
@@ -281,6 +305,8 @@ CSV_NULL = "\\N"
 def load_sources(
     settings: Settings | None = None,
     progress: Callable[[SourceTable, int], None] | None = None,
+    *,
+    keep_session: bool = False,
 ) -> dict[str, int]:
     """Copy every dbt source table from PostgreSQL into Spark (Parquet tables, replaced whole),
     all from one snapshot, and record its stamp; return the rows copied per table."""
@@ -308,7 +334,7 @@ def load_sources(
             exports.append((table, columns, path))
         # a copy cut short leaves some tables replaced: no stamp holds until it ends
         _record(settings, copied="", built="")
-        with spark_session(settings) as spark:
+        with spark_session(settings, keep=keep_session) as spark:
             for schema in sorted({table.schema for table in tables}):
                 spark.sql(f"create database if not exists {schema}")
             for table, columns, path in exports:
@@ -368,7 +394,9 @@ def queries(statements: list[str], settings: Settings | None = None) -> list[lis
     return found
 
 
-def main(argv: list[str] | None = None) -> None:
+def command(argv: list[str], *, keep_session: bool = False) -> None:
+    """Copy the sources, or print the rows of the queries given, in this process (the Spark
+    worker's: ``keep_session``, its session serves the next command)."""
     parser = argparse.ArgumentParser(description="Copy the dbt sources into Spark, or query it.")
     parser.add_argument(
         "--query",
@@ -377,12 +405,24 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     if args.query:
-        with spark_session() as spark:
+        with spark_session(keep=keep_session) as spark:
             found = [[row.asDict() for row in spark.sql(sql).collect()] for sql in args.query]
         print(json.dumps(found, default=_encode))
         return
-    for name, rows_copied in load_sources().items():
+    for name, rows_copied in load_sources(keep_session=keep_session).items():
         print(f"{name}: {rows_copied} rows")
+
+
+def main() -> None:
+    """`python -m warehouse.spark`: in the Spark worker of these settings, else here."""
+    from orchestration import dbt_worker
+
+    argv = sys.argv[1:]
+    if dbt_worker.wanted():
+        code = dbt_worker.run(argv, dbt_worker.SPARK, DBT_PROJECT_DIR)
+        if code is not None:
+            sys.exit(code)
+    command(argv)
 
 
 if __name__ == "__main__":

@@ -4,41 +4,21 @@ when idle."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import shutil
 import subprocess
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from orchestration.pipeline import DBT_PROJECT_DIR, dbt_env, dbt_executable
+from tests.helpers import worker_starts
 from warehouse.migrate import apply_migrations
 
 pytestmark = pytest.mark.slow
 SELECT = ["--select", "+fct_usage_daily", "--exclude-resource-type", "unit_test"]
-
-
-@pytest.fixture
-def sockets() -> Iterator[Path]:
-    """A directory of the worker's own (a socket's path must be short: not under tmp_path)."""
-    base = Path(tempfile.mkdtemp(prefix="w", dir="/tmp"))
-    yield base
-    for log in base.glob("billing-dbt-*/*.log"):
-        for line in log.read_text().splitlines():
-            if line.startswith("dbt worker ") and "serving" in line:
-                _stop(int(line.split()[2]))
-    shutil.rmtree(base)
-
-
-def _stop(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, 15)
 
 
 def billing_dbt(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -84,9 +64,8 @@ def test_commands_share_one_warm_worker_with_their_own_output_and_exit(
     assert missing.returncode == 2  # dbt could not run it
     assert "no_such_macro" in missing.stdout and not missing.stdout.startswith("{")
 
+    assert len(worker_starts(sockets)) == 1  # one worker served all three
     (log,) = sockets.glob("billing-dbt-*/*.log")
-    starts = [line for line in log.read_text().splitlines() if "serving" in line]
-    assert len(starts) == 1, starts  # one worker served all three
     assert warm < 30, warm  # sanity only: speed is measured in bench/
 
     # idle, it ends and takes its socket along; the next command starts another

@@ -16,11 +16,12 @@ import pytest
 
 from orchestration.pipeline import PipelineError, run_daily, run_dbt, run_monthly
 from tests.e2e.test_billing_engine import NOV, OCT, history, october_story, store, usage, utc
+from tests.helpers import worker_starts
 from warehouse.settings import get_settings
 from warehouse.spark import queries
 
-# a local Spark starts a JVM per dbt command: minutes each test, more beside another on two
-# cores (the suite's 15-minute cap is for the rest)
+# a local Spark's JVM, started once by the test's Spark worker and warmed up there: minutes,
+# more beside another test on two cores (the suite's 15-minute cap is for the rest)
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 MARTS = {"fct_invoice_lines": "line_id", "fct_invoices": "invoice_id"}
 PRICING_MODELS = (
@@ -60,18 +61,21 @@ def spark_rows(statements: dict[str, str]) -> dict[str, list[dict[str, Any]]]:
     }
 
 
-@pytest.mark.minutes(9)
+@pytest.mark.minutes(4)
 def test_spark_builds_the_same_invoices_through_the_cli_and_dagster(
-    warehouse: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    warehouse: str, tmp_path: Path, sockets: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """On PostgreSQL: October closed, late usage and a late cancellation, November's draft.
     On Spark: the days by Dagster's daily asset (one run), October by Dagster's monthly
-    asset, November by `billing run monthly`; both marts equal PostgreSQL's row for row."""
+    asset, November by `billing run monthly`; both marts equal PostgreSQL's row for row.
+    Everything on Spark (the copy, dbt's commands, the queries) runs in one JVM, the Spark
+    worker's."""
     from dagster import DagsterInstance, materialize
 
     from orchestration.definitions import daily_usage_models, dbt_resource, monthly_invoice_models
 
     monkeypatch.setenv("BILLING_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(sockets))  # its workers, ended after the test
     get_settings.cache_clear()
     october_story(warehouse, tmp_path)
     run_monthly(OCT, finalize=True, quiet=True)
@@ -126,6 +130,9 @@ def test_spark_builds_the_same_invoices_through_the_cli_and_dagster(
     )
     # its warehouse holds copies of the raw events: this user's alone
     assert (tmp_path / "home" / "spark").stat().st_mode & 0o777 == 0o700
+    # one Spark worker (one JVM) served the copy, Dagster's and the CLI's dbt commands, the
+    # queries and the unit tests; the runs on PostgreSQL ran in this process
+    assert len(worker_starts(sockets)) == 1, worker_starts(sockets)
 
 
 def differences(
