@@ -16,7 +16,8 @@ admits one JVM. So there is a worker per project state and Spark session setting
 BILLING_SPARK_* variables profiles.yml reads), and it runs dbt's commands on Spark, all of
 them, and the copy of the sources and the queries (`python -m warehouse.spark`, entry
 ``spark``) in one JVM, started once and kept warm: a JVM's start and warm-up cost each
-command half a minute or more on two cores.
+command half a minute or more on two cores. A worker whose JVM died (killed, out of
+memory) ends after the command that found it so, which fails; the next starts another.
 
 ``BILLING_DBT_WORKER=false`` runs each command in its own process, as before (on Spark a
 JVM each).
@@ -94,13 +95,12 @@ def fingerprint(project: Path) -> str:
     digest = hashlib.sha256()
     own = Path(__file__).resolve().parent
     session: list[str] = []
+    code = sorted(own.glob("*.py"))
     if on_spark():
         from warehouse import spark
 
         session = [os.environ.get(name, "") for name in spark.SESSION_VARIABLES.values()]
-        own_files = [Path(spark.__file__)]
-    else:
-        own_files = []
+        code.append(Path(spark.__file__))
     for part in (sys.prefix, str(project), os.environ.get(PARSE_TARGET_ENV, ""), *session):
         digest.update(part.encode() + b"\0")
     for root, dirs, files in os.walk(project):
@@ -109,7 +109,7 @@ def fingerprint(project: Path) -> str:
             path = Path(root, name)
             status = path.stat()
             digest.update(f"{path}\0{status.st_size}\0{status.st_mtime_ns}\0".encode())
-    for path in [*sorted(own.glob("*.py")), *own_files]:
+    for path in code:
         digest.update(f"{path}\0{path.stat().st_mtime_ns}\0".encode())
     return digest.hexdigest()[:20]
 
@@ -300,6 +300,28 @@ def serve(path: Path, idle: float) -> None:
         conn, _ = server.accept()
         with conn:
             _serve_one(conn)
+        if not _spark_alive():  # the next command starts a worker with a JVM anew
+            with _locked(path):
+                path.unlink(missing_ok=True)
+                server.close()
+            print(f"dbt worker {os.getpid()} lost its Spark JVM: ended", flush=True)
+            return
+
+
+def _spark_alive() -> bool:
+    """Whether the Spark JVM this worker started, if it started one, still answers."""
+    if "pyspark" not in sys.modules:
+        return True
+    from pyspark import SparkContext
+
+    context = SparkContext._active_spark_context
+    if context is None:
+        return True
+    try:
+        context._jvm.java.lang.System.nanoTime()  # type: ignore[union-attr]
+    except Exception:
+        return False
+    return True
 
 
 if __name__ == "__main__":
