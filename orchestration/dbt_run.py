@@ -53,6 +53,12 @@ def parse_target() -> str:
 
 # the environment a parse depends on: the profile's connection and target (profiles.yml)
 PROFILE_PREFIXES = ("BILLING_DBT_", "BILLING_SPARK_")
+# Where the server listens, which no model reads; but dbt parses the whole project again
+# (4-9 s here) whenever any part of the connection differs from its last parse's (its state
+# check hashes them). The parse sees profiles.yml's defaults instead, as `make manifest`
+# does: a new embedded warehouse (a socket directory of its own) or another server parses
+# as the last one did. The database and user stay: a node's relation names its database.
+PARSE_UNSET = ("BILLING_DBT_HOST", "BILLING_DBT_PORT")
 # manifests kept by one process, the latest (a process usually runs against one warehouse)
 KEPT_MANIFESTS = 4
 # a node's outcome that fails the command (dbt's RunStatus and TestStatus)
@@ -207,7 +213,11 @@ class WarmDbt:
         # command writes its artifacts elsewhere (Dagster gives each run a new
         # DBT_TARGET_PATH): a new directory holds no state, and dbt would re-parse each time.
         parse = ["parse", "--quiet", "--no-write-json", "--target-path", parse_target()]
-        parsed = dbtRunner().invoke([*parse, *location_args(args)])
+        saved = {name: os.environ.pop(name) for name in PARSE_UNSET if name in os.environ}
+        try:
+            parsed = dbtRunner().invoke([*parse, *location_args(args)])
+        finally:
+            os.environ.update(saved)
         if not parsed.success:
             return DbtOutcome(2, f"dbt parse failed: {failure_detail(parsed)}")
         assert isinstance(parsed.result, Manifest)

@@ -7,15 +7,19 @@ import json
 import threading
 import time
 from datetime import date
+from pathlib import Path
 
 import psycopg
 import pytest
 from click.testing import CliRunner
 
 from billing.cli import main
+from orchestration.dbt_run import WarmDbt, parse_target
 from orchestration.pipeline import (
+    DBT_PROJECT_DIR,
     PREVIEW_INVOICES,
     PipelineError,
+    dbt_env,
     one_run_at_a_time,
     restore_api_views,
     run_daily,
@@ -40,6 +44,22 @@ def test_a_runs_vars_reach_its_sql_and_a_failure_shows_dbts_error(warehouse: str
     message = str(failed.value)
     assert message.startswith("dbt build failed (exit 1)")
     assert "not-a-day" in message  # PostgreSQL's error about the cast of the run's var
+
+
+def test_a_warehouse_on_another_server_is_not_parsed_again(warehouse: str, tmp_path: Path) -> None:
+    """A new embedded warehouse (a socket directory of its own) or another server parses as
+    the last one did: no model reads where the server listens, and dbt's full parse costs
+    seconds (orchestration/dbt_run.py, PARSE_UNSET). dbt writes its parse state only when it
+    parses something."""
+    located = ["--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
+    state = DBT_PROJECT_DIR / parse_target() / "partial_parse.msgpack"
+    written = []
+    for host, port in ((dbt_env()["BILLING_DBT_HOST"], "5432"), (str(tmp_path), "6543")):
+        env = dbt_env() | {"BILLING_DBT_HOST": host, "BILLING_DBT_PORT": port}
+        outcome = WarmDbt().invoke(["ls", "--select", "fct_usage_daily", "--quiet", *located], env)
+        assert outcome.success, outcome.detail
+        written.append(state.stat().st_mtime_ns)
+    assert written[1] == written[0]
 
 
 def test_a_process_builds_the_preview_again_each_time_a_run_dropped_it(warehouse: str) -> None:
