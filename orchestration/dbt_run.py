@@ -295,6 +295,8 @@ def cli() -> None:
         return
     from orchestration import dbt_worker
 
+    if not dbt_worker.wanted():
+        dbt_worker.refuse_beside_spark_worker(args)
     if "--vars" not in args and not dbt_worker.on_spark():
         from dbt.cli.main import cli as dbt_cli
 

@@ -169,15 +169,39 @@ def _read_exactly(conn: socket.socket, n: int) -> bytes | None:
     return data
 
 
+def _socket(args: Sequence[str], project: Path | None) -> Path | None:
+    directory = _directory()
+    if directory is None:
+        return None
+    return directory / f"{fingerprint((project or _project_dir(args)).resolve())}.sock"
+
+
+def refuse_beside_spark_worker(args: Sequence[str], project: Path | None = None) -> None:
+    """On Spark with the worker turned off: exit with a clear message when a Spark worker of
+    these settings is alive, whose JVM holds the local metastore (another JVM would fail
+    deep in Hive's start)."""
+    path = _socket(args, project) if on_spark() else None
+    conn = _connect(path) if path is not None else None
+    if conn is None:
+        return
+    conn.close()
+    print(
+        f"billing-dbt: a Spark worker ({path}) holds the local Spark metastore, which admits "
+        f"one JVM: run with {WORKER_ENV} on, or once it has ended ({IDLE_ENV} seconds "
+        "without a command)",
+        file=sys.stderr,
+    )
+    sys.exit(2)
+
+
 def run(args: Sequence[str], entry: str = DBT, project: Path | None = None) -> int | None:
     """Run ``args`` (a dbt command, or `warehouse.spark`'s for ``entry`` SPARK) in the
     worker of ``project`` (the command's --project-dir unless given), its output streamed to
     this process's standard output and error; its exit code, or None when no worker can be
     had (run it here then)."""
-    directory = _directory()
-    if directory is None:
+    path = _socket(args, project)
+    if path is None:
         return None
-    path = directory / f"{fingerprint((project or _project_dir(args)).resolve())}.sock"
     try:
         with _locked(path):
             conn = _connect(path) or _start(path)

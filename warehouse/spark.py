@@ -422,6 +422,8 @@ def main() -> None:
         code = dbt_worker.run(argv, dbt_worker.SPARK, DBT_PROJECT_DIR)
         if code is not None:
             sys.exit(code)
+    else:
+        dbt_worker.refuse_beside_spark_worker(argv, DBT_PROJECT_DIR)
     command(argv)
 
 

@@ -6,16 +6,20 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import psycopg
 import pytest
 
+from orchestration.dbt_worker import WORKER_ENV, fingerprint
 from orchestration.pipeline import DBT_PROJECT_DIR, dbt_env, dbt_executable
 from tests.helpers import worker_starts
 from warehouse.migrate import apply_migrations
+from warehouse.settings import get_settings
 
 pytestmark = pytest.mark.slow
 SELECT = ["--select", "+fct_usage_daily", "--exclude-resource-type", "unit_test"]
@@ -84,3 +88,30 @@ def test_version_is_answered_without_starting_dbt() -> None:
         [dbt_executable(), "--version"], capture_output=True, text=True, check=True
     )
     assert result.stdout.startswith("Core:\n  - installed: 1.11.")
+
+
+def test_without_the_worker_spark_refuses_clearly_while_a_spark_worker_lives(
+    sockets: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Spark worker's JVM holds the local metastore: a command with the worker turned off
+    says so, instead of failing deep in Hive's start in a JVM of its own."""
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(sockets))
+    monkeypatch.setenv("BILLING_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("BILLING_DBT_TARGET", "spark")
+    get_settings.cache_clear()
+    for name, value in {**dbt_env(), WORKER_ENV: "false"}.items():
+        monkeypatch.setenv(name, value)
+    path = sockets / f"billing-dbt-{os.getuid()}" / f"{fingerprint(DBT_PROJECT_DIR)}.sock"
+    path.parent.mkdir(mode=0o700)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as alive:  # the worker, listening
+        alive.bind(str(path))
+        alive.listen()
+        for command in (
+            [dbt_executable(), "build", "--project-dir", str(DBT_PROJECT_DIR)],
+            [sys.executable, "-m", "warehouse.spark", "--query", "select 1"],
+        ):
+            refused = subprocess.run(
+                command, capture_output=True, text=True, timeout=120, check=False
+            )
+            assert refused.returncode == 2, refused.stdout + refused.stderr
+            assert "holds the local Spark metastore" in refused.stderr
