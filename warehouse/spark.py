@@ -418,6 +418,8 @@ def main() -> None:
     from orchestration import dbt_worker
 
     argv = sys.argv[1:]
+    # by hand too, the worker `billing run`'s commands use: it is keyed by these settings
+    os.environ.update({"BILLING_DBT_TARGET": "spark", **session_env()})
     if dbt_worker.wanted():
         code = dbt_worker.run(argv, dbt_worker.SPARK, DBT_PROJECT_DIR)
         if code is not None:
