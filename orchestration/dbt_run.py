@@ -295,14 +295,14 @@ def cli() -> None:
         return
     from orchestration import dbt_worker
 
-    if not dbt_worker.wanted():
-        dbt_worker.refuse_beside_spark_worker(args)
     if "--vars" not in args and not dbt_worker.on_spark():
         from dbt.cli.main import cli as dbt_cli
 
         dbt_cli()
         return
-    if dbt_worker.wanted() and (code := dbt_worker.run(args)) is not None:
+    if not dbt_worker.wanted():
+        dbt_worker.refuse_beside_spark_worker(args)
+    elif (code := dbt_worker.run(args)) is not None:
         sys.exit(code)
     outcome = WARM.invoke(args)
     if outcome.detail:

@@ -215,7 +215,7 @@ def _run_apart(args: list[str], settings: Settings, failed: str) -> str:
 
     result = subprocess.run(
         [sys.executable, "-m", "warehouse.spark", *args],
-        env={**os.environ, **settings.as_env(), **session_env(settings)},
+        env={**os.environ, **settings.as_env()},
         capture_output=True,
         text=True,
         check=False,
