@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -213,3 +214,57 @@ def test_a_tenant_key_checks_only_its_own_tenant(client: Any, quota_catalog: str
     assert (
         client.post("/v1/quotas/check", json=body, headers={"Authorization": ""}).status_code == 401
     )
+
+
+def test_a_check_follows_subscription_and_catalog_changes(client: Any, tmp_path: Path) -> None:
+    """A counter keeps the plan it looked up (app.quota_check): the tenant's own change,
+    one it scheduled for a moment later, and a new version of the plan each apply to the
+    next check."""
+    tight = QUOTA_CATALOG.replace(
+        "tenants:",
+        """  - key: tight
+    name: Tight
+    interval: month
+    currency: usd
+    base_price: "5.00"
+    charges:
+      - metric: api_calls
+        model: per_unit
+        unit_price: "0.01"
+        quota: {limit: 20, policy: hard}
+tenants:""",
+    )
+
+    def apply(text: str) -> None:
+        path = tmp_path / "catalog.yaml"
+        path.write_text(text)
+        result = CliRunner().invoke(main, ["catalog", "apply", str(path)])
+        assert result.exit_code == 0, result.output
+
+    def answer(amount: int) -> tuple[int, str, str]:
+        response = client.post(
+            "/v1/quotas/check",
+            json={"tenant_id": "acme", "metric": "api_calls", "amount": amount},
+            headers=acme,
+        )
+        return response.status_code, response.json()["used"], response.json()["limit"]
+
+    def change_plan(plan: str, at: datetime | None = None) -> None:
+        body = {"plan": plan} | ({"at": at.isoformat()} if at else {})
+        changed = client.post("/v1/subscriptions/sub_acme/change-plan", json=body, headers=acme)
+        assert changed.status_code == 200, changed.text
+
+    apply(tight)
+    key = CliRunner().invoke(main, ["apikey", "create", "--tenant", "acme"])
+    acme = {"Authorization": f"Bearer {key.stdout.strip().splitlines()[-1]}"}
+    assert answer(10) == (200, "10", "1000")
+    change_plan("tight")
+    assert answer(15) == (429, "10", "20")
+    assert answer(10) == (200, "20", "20")
+    back_at = datetime.now(UTC) + timedelta(seconds=2)
+    change_plan("capped", back_at)
+    assert answer(1) == (429, "20", "20")  # not yet
+    time.sleep(max(0.0, (back_at - datetime.now(UTC)).total_seconds()) + 0.1)
+    assert answer(1) == (200, "21", "1000")
+    apply(tight.replace("limit: 1000", "limit: 21"))  # a new version of capped
+    assert answer(1) == (429, "21", "21")

@@ -97,6 +97,8 @@ def test_without_the_worker_spark_refuses_clearly_while_a_spark_worker_lives(
     says so, instead of failing deep in Hive's start in a JVM of its own."""
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(sockets))
     monkeypatch.setenv("BILLING_HOME", str(tmp_path / "home"))
+    # refused before any connection: no warehouse (an embedded one would outlive the test)
+    monkeypatch.setenv("BILLING_DATABASE_URL", "postgresql://billing@127.0.0.1:9/unused")
     monkeypatch.setenv("BILLING_DBT_TARGET", "spark")
     get_settings.cache_clear()
     for name, value in {**dbt_env(), WORKER_ENV: "false"}.items():
