@@ -16,6 +16,7 @@ from ingest.auth import KeyResolver
 from ingest.bodies import body_schemas
 from ingest.errors import error_responses, install_error_handlers
 from ingest.metrics import MetricCatalog
+from ingest.quotas import QuotaLane
 from ingest.routes import (
     alerts,
     credits,
@@ -68,18 +69,19 @@ def create_app(settings: Settings | None = None) -> BillingAPI:
                 f"the warehouse lacks migrations {', '.join(missing)}: run `billing db up`"
             )
         # the quota checks' hot path: async, so a check never waits for a worker thread;
-        # commits do not wait for the disk (DECISIONLOG.md, "Quotas"): an fsync stall
-        # would otherwise land in every check's latency
+        # one statement at a time (ingest.quotas.QuotaLane); commits do not wait for the
+        # disk (DECISIONLOG.md, "Quotas"): an fsync stall would otherwise land in every
+        # check's latency
         async_pool = AsyncConnectionPool(
             database_url(current, api=True),
             min_size=1,
-            max_size=8,
+            max_size=1,
             open=False,
             name="billing-api-async",
             kwargs={"autocommit": True, "options": "-c synchronous_commit=off"},
         )
         await async_pool.open()
-        app.state.async_pool = async_pool
+        app.state.quota_lane = QuotaLane(async_pool)
         admin = current.admin_key.get_secret_value() if current.admin_key else None
         app.state.settings = current
         app.state.pool = pool

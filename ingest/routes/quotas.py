@@ -75,7 +75,7 @@ async def answer(
         raise ApiError(422, "invalid_request", message, [{"field": "metric", "message": message}])
     try:
         decision = await check_quota(
-            state.async_pool,
+            state.quota_lane,
             state.pool,
             state.quota_exceeded,
             check.tenant_id,

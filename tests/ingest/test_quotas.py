@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -268,3 +270,47 @@ tenants:""",
     assert answer(1) == (200, "21", "1000")
     apply(tight.replace("limit: 1000", "limit: 21"))  # a new version of capped
     assert answer(1) == (429, "21", "21")
+
+
+def test_checks_arriving_together_share_a_statement(quota_catalog: str) -> None:
+    """Checks that arrive while a worker's statement is out go together in the next one
+    (ingest.quotas.QuotaLane), with the answers they would get one at a time; a key sent
+    for two metrics at once is still one check, the other a replay."""
+
+    def body(metric: str, amount: int, key: str | None = None) -> dict[str, Any]:
+        return {"tenant_id": "acme", "metric": metric, "amount": amount, "idempotency_key": key}
+
+    async def send_all() -> list[httpx.Response]:
+        app = create_app()
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://api", headers=ADMIN
+            ) as api,
+        ):
+            for metric, amount in (("api_calls", 10), ("exports", 1), ("emails", 1)):
+                # the month's counters exist: the checks below are all in their first round
+                assert (await api.post("/v1/quotas/check", json=body(metric, amount))).is_success
+            bodies = [body("api_calls", 30, str(k)) for k in range(40)]
+            bodies += [body(metric, 1, "twice") for metric in ("exports", "emails")]
+            return await asyncio.gather(
+                *(api.post("/v1/quotas/check", json=body) for body in bodies)
+            )
+
+    answers = asyncio.run(send_all())
+    calls, twice = answers[:40], answers[40:]
+    assert Counter(a.status_code for a in calls) == {200: 33, 429: 7}  # 10 + 33 x 30 = 1000
+    assert max(Decimal(a.json()["used"]) for a in calls) == 1000
+    assert [a.status_code for a in twice] == [200, 200], twice[0].text
+    assert sorted(a.json()["replayed"] for a in twice) == [False, True]
+    with psycopg.connect(quota_catalog) as conn:
+        checks, statements = conn.execute(
+            "select count(*), count(distinct xmin::text) from app.quota_checks"
+        ).fetchone() or (0, 0)
+        used = dict(
+            conn.execute(
+                "select metric, used from app.quota_counters where tenant_id = 'acme'"
+            ).fetchall()
+        )
+    assert checks == 41 and statements < checks  # the transactions that wrote them
+    assert used["api_calls"] == 1000 and used["exports"] + used["emails"] == 3
