@@ -79,3 +79,28 @@ def test_the_api_role_appends_usage_and_changes_nothing_else(warehouse: str) -> 
                 conn.execute(statement)  # type: ignore[arg-type]
         with conn.transaction():  # the subscription history's writers' lock
             conn.execute("lock table raw.subscription_events in share row exclusive mode")
+
+
+def test_the_quota_plans_stamp_never_makes_catalog_and_subscriptions_wait_in_a_cycle(
+    warehouse: str,
+) -> None:
+    """A catalog apply changes plans, then takes the subscription history's lock; a
+    subscription change holds that lock when its events move the quota plans' stamp
+    (migration 0019). Each moves a stamp row of its own, so the change goes through while
+    the apply waits for it, instead of the two waiting for each other."""
+    with psycopg.connect(warehouse, autocommit=True) as setup:
+        apply_migrations(setup)
+    with psycopg.connect(warehouse) as catalog, psycopg.connect(warehouse) as change:
+        # a statement's trigger fires with no row changed
+        catalog.execute("update app.plan_charges set quota_limit = quota_limit where false")
+        change.execute("set lock_timeout = '5s'")
+        change.execute("lock table raw.subscription_events in share row exclusive mode")
+        change.execute(
+            "insert into raw.subscription_events overriding system value"
+            " select * from raw.subscription_events where false"
+        )
+        change.commit()  # not waiting for the catalog's transaction
+        catalog.execute("lock table raw.subscription_events in share row exclusive mode")
+        catalog.commit()
+        stamps = dict(catalog.execute("select source, stamp from app.quota_plans_stamp").fetchall())
+    assert stamps == {"subscriptions": 1, "catalog": 1}

@@ -4,19 +4,24 @@
 -- the catalog's plans do, or when a change recorded for later takes effect. Both are
 -- covered:
 --   * app.quota_plans_stamp counts the changes: a statement adding subscription events
---     (raw.subscription_events is append-only) or changing app.plan_versions or
---     app.plan_charges moves it, in its own transaction, so a check sees the new stamp
---     exactly when it sees the change. A counter keeps the stamp it looked the plan up
---     under; another stamp is a new look-up. The checks only read the stamp: a catalog
---     apply or a subscription change holding it never makes a check wait.
+--     (raw.subscription_events is append-only) moves its `subscriptions` row, one changing
+--     app.plan_versions or app.plan_charges its `catalog` row, in that statement's
+--     transaction, so a check sees the new stamp (the sum of the rows) exactly when it sees
+--     the change. A counter keeps the stamp it looked the plan up under; another stamp is a
+--     new look-up. The checks only read the stamp: a catalog apply or a subscription change
+--     holding it never makes a check wait. Two rows, because a catalog apply changes plans
+--     before it takes the subscription history's lock (warehouse.subscriptions) and a
+--     subscription change holds that lock before its events move a stamp: one row would
+--     have them wait for each other.
 --   * a look-up for the moment `plan_checked_at` holds until `plan_valid_until`: the
 --     first of the tenant's subscription events effective later, the plan's next version,
 --     the end of the counter's month. (A cancel at period end takes effect at the next
 --     month, never before its `effective_at`: the horizon is on the safe side.)
 create table app.quota_plans_stamp (
-    stamp bigint not null
+    source text primary key check (source in ('subscriptions', 'catalog')),
+    stamp  bigint not null
 );
-insert into app.quota_plans_stamp (stamp) values (0);
+insert into app.quota_plans_stamp (source, stamp) values ('subscriptions', 0), ('catalog', 0);
 do $$
 begin
     if exists (select from pg_roles where rolname = 'billing_api') then
@@ -36,20 +41,20 @@ alter table app.quota_counters
 create function app.quota_plans_changed() returns trigger
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 begin
-    update app.quota_plans_stamp set stamp = stamp + 1;
+    update app.quota_plans_stamp set stamp = stamp + 1 where source = tg_argv[0];
     return null;
 end
 $$;
 
 create trigger subscription_events_move_quota_plans_stamp
     after insert on raw.subscription_events
-    for each statement execute function app.quota_plans_changed();
+    for each statement execute function app.quota_plans_changed('subscriptions');
 create trigger plan_versions_move_quota_plans_stamp
     after insert or update or delete or truncate on app.plan_versions
-    for each statement execute function app.quota_plans_changed();
+    for each statement execute function app.quota_plans_changed('catalog');
 create trigger plan_charges_move_quota_plans_stamp
     after insert or update or delete or truncate on app.plan_charges
-    for each statement execute function app.quota_plans_changed();
+    for each statement execute function app.quota_plans_changed('catalog');
 
 -- The check of 0007, same answers, in fewer statements: the counter is locked first and
 -- brings the plan it kept; only a counter whose plan may have changed looks it up again.
@@ -76,7 +81,8 @@ begin
     select q.used, q.plan_key, q.quota_limit, q.quota_policy, s.stamp,
            q.plan_stamp = s.stamp and q.plan_checked_at <= p_now and p_now < q.plan_valid_until
     into used, v_plan, quota_limit, policy, v_stamp, v_kept
-    from app.quota_counters q cross join app.quota_plans_stamp s
+    from app.quota_counters q
+    cross join (select sum(stamp)::bigint as stamp from app.quota_plans_stamp) as s
     where q.tenant_id = p_tenant and q.metric = p_metric
       and q.period_start = quota_check.period_start
     for update of q;
