@@ -30,7 +30,7 @@ _TEMPLATE: list[Path] = []  # this process's stopped warehouse, as `billing db u
 
 def _template() -> Path:
     """A BILLING_HOME whose embedded warehouse `billing db up` set up, stopped: each scratch
-    warehouse is a copy of it (a new server and `billing db up` took 12 s, a copy about 1)."""
+    warehouse is a copy of it (a new server and `billing db up` took 12-15 s, a copy 0.3)."""
     if not _TEMPLATE:
         home = Path(tempfile.mkdtemp(prefix="billing-bench-template-"))
         atexit.register(shutil.rmtree, home, ignore_errors=True)
