@@ -229,13 +229,16 @@ def test_commitments_discounts_and_credits_close_push_and_correct(
         assert client.get("/v1/credits", params={"tenant_id": "other"}).status_code == 403
         assert client.post("/v1/credits", json=spare).status_code == 403
     grants = {g["grant_id"]: g for g in read["grants"]}
+    # g_small, spent, shows `expired` from its expires_at on (DECISIONLOG.md), 0 of it expired
+    small_ended = datetime.now(UTC) >= datetime(2026, 12, 31, tzinfo=UTC)
     assert {g: (v["status"], v["used_minor"], v["balance_minor"]) for g, v in grants.items()} == {
-        "g_small": ("used", 2000, 0),
+        "g_small": ("expired" if small_ended else "used", 2000, 0),
         "g_big": ("active", 3610, 2390),
         "g_gone": ("expired", 0, 0),
         "g_spare": ("voided", 0, 0),
     }
     assert grants["g_gone"]["expired_minor"] == 3000
+    assert grants["g_small"]["expired_minor"] == 0
     assert read["balances"] == [{"tenant_id": "acme", "currency": "usd", "balance_minor": 2390}]
     result = CliRunner().invoke(main, ["credits", "list", "--tenant", "acme"])
     assert result.exit_code == 0, result.output
