@@ -306,3 +306,23 @@ def test_dagsters_directory_is_private(tmp_path: Path, monkeypatch: pytest.Monke
         pass
     assert (tmp_path / "home" / "dagster").stat().st_mode & 0o777 == 0o700
     get_settings.cache_clear()
+
+
+def test_the_reconciliation_check_outside_a_partition_reads_the_utc_month(warehouse: str) -> None:
+    """Run without a partition (from the UI, say), the invoices' reconciliation check reads
+    the current month of the billing calendar, which is UTC's whatever the machine's zone."""
+    from dagster import build_asset_check_context
+
+    from orchestration.definitions import invoices_reconcile_with_daily_usage
+    from orchestration.pipeline import run_monthly
+
+    load_demo(warehouse)
+    now = datetime.now(UTC).replace(microsecond=0)
+    month = now.date().replace(day=1)
+    with psycopg.connect(warehouse) as conn:
+        copy_events(conn, [Event("acme", "api_calls", Decimal(7), now, f"now-{uuid.uuid4()}")])
+    run_monthly(month, quiet=True)
+    result = invoices_reconcile_with_daily_usage(build_asset_check_context())
+    assert result.passed, result.metadata
+    assert result.metadata["month"].value == str(month)
+    assert result.metadata["mismatches"].value == 0
