@@ -27,7 +27,8 @@ from typing import Any, Literal
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from ingest.upcoming import PreviewMissing, current_month, upcoming_invoices
+from ingest.upcoming import PreviewMissing, upcoming_invoices
+from orchestration.dbt_vars import current_month
 from warehouse.currencies import MINOR_UNITS
 from warehouse.outbox import record_event
 

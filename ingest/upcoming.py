@@ -11,7 +11,7 @@ drafts or a read asks for one tenant now.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any
 
 import psycopg
@@ -19,11 +19,6 @@ import psycopg
 from ingest.errors import ApiError
 from ingest.routes.reads import INVOICE_COLUMNS, LINE_COLUMNS, invoice_line
 from orchestration.pipeline import PREVIEW_INVOICES
-
-
-def current_month(now: datetime | None = None) -> date:
-    """The first day of the calendar month (UTC) that is open now."""
-    return (now or datetime.now(UTC)).astimezone(UTC).date().replace(day=1)
 
 
 class PreviewMissing(ApiError):

@@ -1,10 +1,11 @@
-"""Pure mapping from a time window to the dbt vars of the billing models (half-open)."""
+"""Pure mapping from a time window to the dbt vars of the billing models (half-open), and
+the billing calendar's months (UTC) the windows are cut from."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 NO_DAY = "1970-01-01"  # min_date = max_date: the empty window
@@ -29,6 +30,11 @@ def _as_date(value: date | datetime) -> date:
 def days_window(first_day: date, last_day: date) -> Window:
     """The window covering the days first_day..last_day, both included."""
     return Window(first_day, last_day + timedelta(days=1))
+
+
+def current_month(now: datetime | None = None) -> date:
+    """The first day of the calendar month (UTC, the billing calendar's) that is open now."""
+    return (now or datetime.now(UTC)).astimezone(UTC).date().replace(day=1)
 
 
 def month_window(month: date) -> Window:

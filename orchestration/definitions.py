@@ -7,7 +7,7 @@ time (`make manifest`) and the warehouse is resolved when an asset runs.
 import os
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ from dagster import (
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
 from orchestration.checks import reconcile_month
-from orchestration.dbt_vars import Window, month_starts
+from orchestration.dbt_vars import Window, current_month, month_starts
 from orchestration.pipeline import (
     DAILY,
     DBT_PROJECT_DIR,
@@ -231,7 +231,7 @@ webhook_schedule = ScheduleDefinition(
 @asset_check(asset=FCT_INVOICES, description="Invoiced usage equals metered usage for the month")
 def invoices_reconcile_with_daily_usage(context: AssetCheckExecutionContext) -> AssetCheckResult:
     """Additive usage on the month's invoices against fct_usage_daily, less unbilled usage."""
-    month = datetime.now(UTC).date().replace(day=1)  # the billing calendar is UTC
+    month = current_month()
     if context.has_partition_key:
         month = monthly_partitions.time_window_for_partition_key(context.partition_key).start.date()
     with connect() as conn:

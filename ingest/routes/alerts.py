@@ -20,7 +20,7 @@ from ingest.deps import authenticate
 from ingest.errors import ApiError, invalid_field
 from ingest.routes.reads import tenant_of
 from ingest.schemas import amount_schema, parse_amount
-from ingest.upcoming import current_month
+from orchestration.dbt_vars import current_month
 from warehouse.catalog import ID_PATTERN, KEY_PATTERN, check_amount
 
 router = APIRouter(tags=["alerts"])

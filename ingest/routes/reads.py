@@ -177,7 +177,8 @@ async def get_upcoming_invoice(
         str | None, Query(description="Required with the admin key", examples=["acme"])
     ] = None,
 ) -> dict[str, Any]:
-    from ingest.upcoming import current_month, upcoming_invoices
+    from ingest.upcoming import upcoming_invoices
+    from orchestration.dbt_vars import current_month
 
     tenant = tenant_of(principal, tenant_id, required=True)
     assert tenant is not None

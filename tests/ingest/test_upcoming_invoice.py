@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
 from billing.cli import main
-from ingest.upcoming import current_month
+from orchestration.dbt_vars import current_month
 from orchestration.pipeline import run_daily
 from tests.ingest.test_subscriptions_and_reads import bearer, tenant_key, with_demo
 

@@ -17,8 +17,8 @@ from dagster import DagsterInstance
 from fastapi.testclient import TestClient
 
 from ingest.alerts import evaluate
-from ingest.upcoming import current_month
 from ingest.writer import Event, copy_events
+from orchestration.dbt_vars import current_month
 from sync.webhooks_out import deliver
 from tests.ingest.test_subscriptions_and_reads import bearer, tenant_key
 from tests.orchestration.test_dagster_runs import execute, tick
