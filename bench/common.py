@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import functools
 import os
 import re
 import shutil
@@ -25,26 +26,22 @@ REPO = Path(__file__).resolve().parent.parent
 BILLING = str(Path(sys.executable).parent / "billing")
 
 
-_TEMPLATE: list[Path] = []  # this process's stopped warehouse, as `billing db up` left it
-
-
+@functools.cache  # once per process
 def _template() -> Path:
     """A BILLING_HOME whose embedded warehouse `billing db up` set up, stopped: each scratch
     warehouse is a copy of it (a new server and `billing db up` took 12-15 s, a copy 0.3)."""
-    if not _TEMPLATE:
-        home = Path(tempfile.mkdtemp(prefix="billing-bench-template-"))
-        atexit.register(shutil.rmtree, home, ignore_errors=True)
-        env = {"BILLING_HOME": str(home), "BILLING_DATABASE_URL": ""}
-        with environment(env):
-            get_settings.cache_clear()
-            embedded.ensure_running(home / "pgdata")
-            try:
-                billing(env, "db", "up")
-            finally:
-                embedded.stop(home / "pgdata")
+    home = Path(tempfile.mkdtemp(prefix="billing-bench-template-"))
+    atexit.register(shutil.rmtree, home, ignore_errors=True)
+    env = {"BILLING_HOME": str(home), "BILLING_DATABASE_URL": ""}
+    with environment(env):
         get_settings.cache_clear()
-        _TEMPLATE.append(home)
-    return _TEMPLATE[0]
+        embedded.ensure_running(home / "pgdata")
+        try:
+            billing(env, "db", "up")
+        finally:
+            embedded.stop(home / "pgdata")
+    get_settings.cache_clear()
+    return home
 
 
 @contextmanager

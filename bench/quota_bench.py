@@ -146,9 +146,12 @@ def _load(
                 if idle and (interval is None or connection.due <= now):
                     send(connection, now)
             busy = any(c.started is not None for c in open_)
-            due = [c.due for c in open_ if c.started is None and c.due < deadline]
-            if interval is None:
-                due = []  # a closed loop sends again as soon as an answer arrives
+            # a closed loop sends again as soon as an answer arrives: nothing is due later
+            due = (
+                []
+                if interval is None
+                else [c.due for c in open_ if c.started is None and c.due < deadline]
+            )
             if not busy and (not due or now >= deadline):
                 break
             timeout = max(0.0, min(due) - now) if due else None

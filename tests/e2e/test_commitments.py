@@ -230,7 +230,8 @@ def test_commitments_discounts_and_credits_close_push_and_correct(
         assert client.post("/v1/credits", json=spare).status_code == 403
     grants = {g["grant_id"]: g for g in read["grants"]}
     # g_small, spent, shows `expired` from its expires_at on (DECISIONLOG.md), 0 of it expired
-    small_ended = datetime.now(UTC) >= datetime(2026, 12, 31, tzinfo=UTC)
+    (small,) = (g for g in CATALOG["credit_grants"] if g["id"] == "g_small")
+    small_ended = datetime.now(UTC) >= datetime.fromisoformat(small["expires_at"])
     assert {g: (v["status"], v["used_minor"], v["balance_minor"]) for g, v in grants.items()} == {
         "g_small": ("expired" if small_ended else "used", 2000, 0),
         "g_big": ("active", 3610, 2390),

@@ -21,7 +21,8 @@ from billing.cli import main
 from billing.demo import DEMO_CATALOG, generate_usage
 from ingest.writer import Event, copy_events
 from orchestration.dbt_run import parse_target
-from orchestration.pipeline import DBT_PROJECT_DIR, run_daily
+from orchestration.dbt_vars import current_month
+from orchestration.pipeline import DBT_PROJECT_DIR, run_daily, run_monthly
 from tests.helpers import with_dbname
 from warehouse.settings import get_settings
 
@@ -314,11 +315,10 @@ def test_the_reconciliation_check_outside_a_partition_reads_the_utc_month(wareho
     from dagster import build_asset_check_context
 
     from orchestration.definitions import invoices_reconcile_with_daily_usage
-    from orchestration.pipeline import run_monthly
 
     load_demo(warehouse)
     now = datetime.now(UTC).replace(microsecond=0)
-    month = now.date().replace(day=1)
+    month = current_month(now)
     with psycopg.connect(warehouse) as conn:
         copy_events(conn, [Event("acme", "api_calls", Decimal(7), now, f"now-{uuid.uuid4()}")])
     run_monthly(month, quiet=True)
