@@ -188,6 +188,7 @@ class WarmDbt:
             started = time.perf_counter()
             _uncompiled(manifest)
             _keep_connections()
+            _skip_unlogged_debug_events()
             writes = bool(args) and args[0] in WRITES_RESULTS and "--no-write-json" not in args
             result = dbtRunner(manifest=manifest).invoke(
                 [*args, "--no-write-json"] if writes else list(args)
@@ -271,6 +272,47 @@ def _release_keeping_open(self: Any) -> None:
         conn.handle.commit()
     except Exception:
         self.close(conn)  # what dbt does after every node: the next node opens a new one
+
+
+def _skip_unlogged_debug_events() -> None:
+    """A debug event that no logger writes is dropped before dbt dresses it.
+
+    dbt fires a debug event for every statement, connection and cache step, and turns each
+    into a protobuf message with a timestamp before asking its loggers whether they want
+    it; ours log at info (dbt_project.yml's flags), so every one of them was made for
+    nothing. Such an event is dropped while no logger writes debug and no callback but
+    dbt's own (which reads behaviour-change warnings only) listens; `--debug` or
+    `--log-level(-file) debug` bring them all back.
+    """
+    from dbt_common.events.event_manager import EventManager
+
+    if EventManager.fire_event is not _fire_logged:
+        global _dbt_fire_event
+        _dbt_fire_event = EventManager.fire_event
+        EventManager.fire_event = _fire_logged  # type: ignore[method-assign]
+
+
+_dbt_fire_event: Any = None
+
+
+def _fire_logged(
+    self: Any,
+    e: Any,
+    level: Any = None,
+    node: Any = None,
+    force_warn_or_error_handling: bool = False,
+) -> None:
+    from dbt.tracking import track_behavior_change_warn
+    from dbt_common.events.base_types import EventLevel
+
+    if (
+        (level or e.level_tag()) == EventLevel.DEBUG
+        and not force_warn_or_error_handling
+        and all(logger.level != EventLevel.DEBUG for logger in self.loggers)
+        and all(callback is track_behavior_change_warn for callback in self.callbacks)
+    ):
+        return
+    _dbt_fire_event(self, e, level, node, force_warn_or_error_handling)
 
 
 WARM = WarmDbt()

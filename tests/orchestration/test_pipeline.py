@@ -46,6 +46,46 @@ def test_a_runs_vars_reach_its_sql_and_a_failure_shows_dbts_error(warehouse: str
     assert "not-a-day" in message  # PostgreSQL's error about the cast of the run's var
 
 
+def test_dbt_makes_no_debug_event_that_no_logger_writes(
+    warehouse: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """dbt's loggers write info (dbt_project.yml): its debug events, one per statement and
+    cache step, are dropped before dbt makes each a message (orchestration/dbt_run.py,
+    _skip_unlogged_debug_events); `--log-level-file debug` has them all in its log."""
+    from dbt_common.events import event_manager
+
+    with psycopg.connect(warehouse) as conn:
+        apply_migrations(conn)
+    made: list[str] = []
+    make = event_manager.msg_from_base_event
+
+    def counted(event: object, level: object = None) -> object:
+        message = make(event, level=level)  # type: ignore[arg-type]
+        made.append(message.info.level)
+        return message
+
+    monkeypatch.setattr(event_manager, "msg_from_base_event", counted)
+    logs = {}
+    for level in ("info", "debug"):
+        made.clear()
+        path = tmp_path / level
+        run_dbt(
+            [
+                "run",
+                "--select",
+                "stg_app__currencies",
+                "--log-path",
+                str(path),
+                "--log-level-file",
+                level,
+            ],
+            quiet=True,
+        )
+        logs[level] = ((path / "dbt.log").read_text(), made.count("debug"))
+    assert logs["info"][1] == 0 and "obj_description" not in logs["info"][0]
+    assert logs["debug"][1] > 10 and "obj_description" in logs["debug"][0]  # the view's check
+
+
 def test_a_warehouse_on_another_server_is_not_parsed_again(warehouse: str, tmp_path: Path) -> None:
     """A new embedded warehouse (a socket directory of its own) or another server parses as
     the last one did: no model reads where the server listens, and dbt's full parse costs
