@@ -8,6 +8,7 @@ import threading
 import time
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -33,17 +34,32 @@ DEMO_CATALOG = REPO / "examples" / "demo_catalog.yaml"
 pytestmark = pytest.mark.slow
 
 
-def test_a_runs_vars_reach_its_sql_and_a_failure_shows_dbts_error(warehouse: str) -> None:
+def test_a_runs_vars_reach_its_sql_and_a_failure_shows_dbts_error(
+    warehouse: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second command compiles no Jinja source again (orchestration/dbt_run.py,
+    _compile_templates_once), and its own vars reach its SQL."""
+    import jinja2
+
     with psycopg.connect(warehouse) as conn:
         apply_migrations(conn)
     select = ["--select", "+fct_usage_daily", "--exclude-resource-type", "unit_test"]
     run_dbt(["build", *select, "--vars", json.dumps({"min_date": "2026-10-01"})], quiet=True)
 
+    compiled: list[str] = []
+    compile_: Any = jinja2.Environment.compile  # Jinja's own, which a cached source skips
+
+    def counted(self: jinja2.Environment, source: str, *args: object) -> object:
+        compiled.append(source)
+        return compile_(self, source, *args)
+
+    monkeypatch.setattr(jinja2.Environment, "compile", counted)
     with pytest.raises(PipelineError) as failed:
         run_dbt(["build", *select, "--vars", json.dumps({"min_date": "not-a-day"})], quiet=True)
     message = str(failed.value)
     assert message.startswith("dbt build failed (exit 1)")
     assert "not-a-day" in message  # PostgreSQL's error about the cast of the run's var
+    assert compiled == []
 
 
 def test_dbt_makes_no_debug_event_that_no_logger_writes(
