@@ -278,22 +278,47 @@ def _release_keeping_open(self: Any) -> None:
 def _skip_unlogged_debug_events() -> None:
     """A debug event that no logger writes is dropped before dbt dresses it.
 
-    dbt fires a debug event for every statement, connection and cache step, and turns each
-    into a protobuf message with a timestamp before asking its loggers whether they want
-    it; ours log at info (dbt_project.yml's flags), so every one of them was made for
-    nothing. Such an event is dropped while no logger writes debug and no callback but
-    dbt's own (which reads behaviour-change warnings only) listens; `--debug` or
-    `--log-level(-file) debug` bring them all back.
+    dbt makes a debug event for every statement, connection and cache step: it converts
+    the event's fields (the node's details among them) to a protobuf message when it
+    creates it, and again with a timestamp when it fires it, before asking its loggers
+    whether they want it; ours log at info (dbt_project.yml's flags), so every one was made
+    for nothing. A debug event now converts its fields when something first reads them,
+    and is dropped unread while no logger writes debug and no callback but dbt's own (which
+    reads behaviour-change warnings only) listens; `--debug` or `--log-level(-file) debug`
+    bring them all back.
     """
+    from dbt_common.events.base_types import DebugLevel
     from dbt_common.events.event_manager import EventManager
 
     if EventManager.fire_event is not _fire_logged:
         global _dbt_fire_event
         _dbt_fire_event = EventManager.fire_event
         EventManager.fire_event = _fire_logged  # type: ignore[method-assign]
+        DebugLevel.__init__ = _defer_fields  # type: ignore[method-assign]
+        DebugLevel.__getattr__ = _read_fields  # type: ignore[method-assign]
 
 
 _dbt_fire_event: Any = None
+
+
+def _defer_fields(self: Any, *args: Any, **kwargs: Any) -> None:
+    object.__setattr__(self, "_fields", (args, kwargs))
+
+
+def _read_fields(self: Any, key: str) -> Any:
+    """Reached when an attribute is not found: before the first read, the event's message
+    (`pb_msg`) is made from its fields as dbt would have made it; then it answers."""
+    from dbt_common.events.base_types import BaseEvent
+
+    try:
+        message = object.__getattribute__(self, "pb_msg")
+    except AttributeError:
+        args, kwargs = object.__getattribute__(self, "_fields")
+        BaseEvent.__init__(self, *args, **kwargs)
+        message = object.__getattribute__(self, "pb_msg")
+    if key == "pb_msg":
+        return message
+    return getattr(message, key)
 
 
 def _fire_logged(
