@@ -21,6 +21,11 @@ Two ways in, one mechanism (`WarmDbt`):
   On PostgreSQL a command without `--vars` is dbt's own, unchanged; on Spark every command
   goes to the worker (another JVM could not open the metastore while the worker's lives).
 
+Each command is spared three things dbt would do for nothing: a thread keeps its connection
+from node to node (`_keep_connections`), a debug event that no logger writes is never made
+(`_skip_unlogged_debug_events`), and a Jinja source is compiled once per process
+(`_compile_templates_once`).
+
 A process that keeps running while the project's files change sees the manifest it parsed
 first: start a new one (every CLI command is one).
 """
