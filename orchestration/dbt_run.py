@@ -353,8 +353,8 @@ def _compile_templates_once() -> None:
     code generation and Python's compile: about a sixth of a warm run's CPU per node), and
     the sources are the same from command to command: a run's vars reach the SQL when the
     template is rendered, not compiled. The code Jinja generates depends on the source and
-    the environment's class and syntax settings, which are the cache's key; dbt makes every
-    environment alike (dbt_common.clients.jinja.get_environment).
+    the environment's class, extensions, syntax (its lexer) and code settings, which are the
+    cache's key; dbt makes every environment alike (dbt_common.clients.jinja.get_environment).
     """
     from dbt_common.clients.jinja import MacroFuzzEnvironment
 
@@ -380,20 +380,13 @@ def _compile_once(
     if raw or not isinstance(source, str):
         return compile_(self, source, name, filename, raw, defer_init)
     key = (
-        type(self),
+        type(self),  # its code generator
         tuple(self.extensions),
+        self.lexer,  # Jinja's one lexer per syntax (every delimiter, prefix, whitespace rule)
+        self.is_async,
         self.optimized,
         self.autoescape,
         self.finalize,
-        self.trim_blocks,
-        self.lstrip_blocks,
-        self.keep_trailing_newline,
-        self.newline_sequence,
-        self.block_start_string,
-        self.variable_start_string,
-        self.comment_start_string,
-        self.line_statement_prefix,
-        self.line_comment_prefix,
         source,
         name,
         filename,
