@@ -23,6 +23,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from tests.helpers import serve_in_thread
+
 API_KEY = "sk_test_fake"
 # The currencies this fake accepts: a sample of Stripe's list (kwd, for one, is not in it).
 CURRENCIES = {"usd", "eur", "gbp", "jpy", "chf", "cad", "aud", "sek", "nok", "dkk"}
@@ -308,10 +310,9 @@ class FakeStripeServer:
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.fake = self.fake
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     def __enter__(self) -> FakeStripeServer:
-        self._thread.start()
+        serve_in_thread(self._server)
         return self
 
     def __exit__(self, *exc: object) -> None:

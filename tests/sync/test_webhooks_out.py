@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -28,6 +27,7 @@ from sync.webhooks_out import deliver
 from tests.e2e.test_commitments import CATALOG
 from tests.engine_helpers import apply_catalog
 from tests.fake_stripe import sign_webhook
+from tests.helpers import serve_in_thread
 from tests.ingest.conftest import ADMIN_KEY
 from warehouse.settings import Settings, get_settings
 
@@ -71,7 +71,7 @@ class Receiver:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
 
     def __enter__(self) -> Receiver:
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        serve_in_thread(self.server)
         return self
 
     def __exit__(self, *exc: object) -> None:
