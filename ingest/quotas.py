@@ -16,6 +16,7 @@ API) is shared and the most a worker serves grows with the load instead of queue
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -79,10 +80,13 @@ class QuotaDecision:
 
 Check = tuple[str, str, Decimal, str | None, datetime]  # tenant, metric, amount, key, now
 
-# Each check is app.quota_check's, in the order sent (QuotaLane sorts them by counter)
+# Each check is app.quota_check's, in the order sent (QuotaLane sorts them by counter). The
+# checks go as one JSON text (``_checks_json``): psycopg dumps a list parameter element by
+# element in Python, and five of them cost a statement ~130 us of the worker's CPU, a third
+# of what the statement costs it
 _CHECKS = """
-select c.* from unnest(%s::text[], %s::text[], %s::numeric[], %s::text[], %s::timestamptz[])
-         with ordinality as u(tenant, metric, amount, key, at, n)
+select c.* from json_to_recordset(%s::json)
+         as u(tenant text, metric text, amount numeric, key text, at timestamptz, n int)
 cross join lateral app.quota_check(u.tenant, u.metric, u.amount, u.key, u.at) as c
 order by u.n
 """
@@ -126,13 +130,23 @@ class QuotaLane:
             self._sender = None
 
     async def _statement(self, checks: list[Check]) -> list[tuple[Any, ...]]:
-        columns = [list(column) for column in zip(*checks, strict=True)]
         async with self._pool.connection() as conn:
-            cursor = await conn.execute(_CHECKS, columns)
+            cursor = await conn.execute(_CHECKS, (_checks_json(checks),))
             rows = await cursor.fetchall()
         if len(rows) != len(checks):  # pragma: no cover - one row per check, always
             raise RuntimeError(f"{len(checks)} quota checks answered by {len(rows)} rows")
         return rows
+
+
+def _checks_json(checks: list[Check]) -> str:
+    """The checks as ``_CHECKS`` reads them: the amount as its decimal text (exact), the
+    moment in ISO 8601 with its offset, ``n`` the order of the answers."""
+    return json.dumps(
+        [
+            {"tenant": t, "metric": m, "amount": str(a), "key": k, "at": at.isoformat(), "n": n}
+            for n, (t, m, a, k, at) in enumerate(checks)
+        ]
+    )
 
 
 def _counter_order(check: Check) -> tuple[str, str, datetime]:

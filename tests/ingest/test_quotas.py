@@ -182,6 +182,18 @@ def test_a_metric_without_quota_is_allowed_and_counted(client: Any) -> None:
     assert check(client, "0.5", metric="exports").json()["used"] == "3"
 
 
+def test_amounts_and_keys_reach_the_counter_exactly(client: Any) -> None:
+    """The checks travel to PostgreSQL as JSON text: an exponent, the smallest fraction and
+    a key of any script arrive as sent."""
+    amounts = ["1e3", "0.000001", "123456789012345.123456", "0.1", "0.2"]
+    answers = [check(client, amount, metric="exports").json() for amount in amounts]
+    assert answers[-1]["used"] == "123456789013345.423457"
+    first = check(client, "1", key="clé ✓ 鍵", metric="exports").json()
+    again = check(client, "1", key="clé ✓ 鍵", metric="exports").json()
+    assert first["used"] == again["used"] == "123456789013346.423457"
+    assert (first["replayed"], again["replayed"]) == (False, True)
+
+
 def test_each_tenant_has_its_own_counter(client: Any) -> None:
     assert check(client, 1000).status_code == 200
     assert check(client, 1).status_code == 429
