@@ -21,11 +21,12 @@ Two ways in, one mechanism (`WarmDbt`):
   On PostgreSQL a command without `--vars` is dbt's own, unchanged; on Spark every command
   goes to the worker (another JVM could not open the metastore while the worker's lives).
 
-Each command is spared four things dbt would do for nothing: a thread keeps its connection
+Each command is spared five things dbt would do for nothing: a thread keeps its connection
 from node to node (`_keep_connections`), a debug event that no logger writes is never made
 (`_skip_unlogged_debug_events`), a Jinja source is compiled once per process
-(`_compile_templates_once`), and agate's date types share one set of parsedatetime's
-constants (`_share_date_constants`).
+(`_compile_templates_once`), agate's date types share one set of parsedatetime's
+constants (`_share_date_constants`), and a context's macros go into it in one pass
+(`_flatten_macros_at_once`).
 
 A process that keeps running while the project's files change sees the manifest it parsed
 first: start a new one (every CLI command is one).
@@ -197,6 +198,7 @@ class WarmDbt:
             _skip_unlogged_debug_events()
             _compile_templates_once()
             _share_date_constants()
+            _flatten_macros_at_once()
             writes = bool(args) and args[0] in WRITES_RESULTS and "--no-write-json" not in args
             result = dbtRunner(manifest=manifest).invoke(
                 [*args, "--no-write-json"] if writes else list(args)
@@ -438,6 +440,47 @@ class _SharedConstants:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._module, name)
+
+
+def _flatten_macros_at_once() -> None:
+    """A context's macros go into it in one pass.
+
+    dbt makes a context for each node it compiles, each it runs and each macro an adapter
+    calls (105 in a demo day's daily run), and puts every macro of the project and the
+    adapters (615) into it one name at a time, each name looked up through five namespaces
+    in order (0.7 ms of a context). Here the namespaces are merged with their own
+    precedence (the node's package over the root project over the other packages over the
+    adapters'): the same names and generators as dbt's.
+    """
+    from dbt.context.manifest import ManifestContext
+
+    if ManifestContext.to_dict is not _context_dict:
+        global _dbt_context_dict
+        _dbt_context_dict = ManifestContext.to_dict
+        ManifestContext.to_dict = _context_dict  # type: ignore[method-assign]
+
+
+_dbt_context_dict: Any = None
+
+
+def _context_dict(self: Any) -> dict[str, Any]:
+    """``ManifestContext.to_dict``, its MacroNamespace merged at once (a data test's
+    namespace of its own macros goes in as dbt puts it)."""
+    from dbt.context.macros import MacroNamespace
+    from dbt.context.manifest import ManifestContext
+    from dbt.include.global_project import PROJECT_NAME
+
+    namespace = self.namespace
+    if type(namespace) is not MacroNamespace:
+        return _dbt_context_dict(self)
+    dct: dict[str, Any] = super(ManifestContext, self).to_dict()
+    # MacroNamespace.__getitem__'s search order, the last first: a later update wins
+    dct.update(namespace.global_project_namespace)
+    dct[PROJECT_NAME] = namespace.global_project_namespace
+    dct.update(namespace.packages)
+    dct.update(namespace.global_namespace)
+    dct.update(namespace.local_namespace)
+    return dct
 
 
 WARM = WarmDbt()

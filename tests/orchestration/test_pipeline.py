@@ -128,6 +128,43 @@ def test_agate_date_types_share_one_set_of_parsedatetime_constants(
     assert DateTime().cast("October 1, 2026 2:03 pm") == datetime(2026, 10, 1, 14, 3)
 
 
+def test_a_context_holds_the_macros_dbt_would_put_in_it(
+    warehouse: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each context of a command, flattened at once (orchestration/dbt_run.py,
+    _flatten_macros_at_once), holds the same names as dbt's own flattening, each macro's
+    name the same generator: the node's package over the root project over the adapters'."""
+    from dbt.context.macros import MacroNamespace
+    from dbt.context.manifest import ManifestContext
+
+    from orchestration import dbt_run
+
+    with psycopg.connect(warehouse) as conn:
+        apply_migrations(conn)
+    contexts: list[Any] = []
+    make = ManifestContext.__init__
+
+    def kept(self: Any, *args: Any, **kwargs: Any) -> None:
+        make(self, *args, **kwargs)
+        contexts.append(self)
+
+    monkeypatch.setattr(ManifestContext, "__init__", kept)
+    run_dbt(["run", "--select", "stg_app__currencies"], quiet=True)
+    flattened = [c for c in contexts if type(c.namespace) is MacroNamespace]
+    assert len(flattened) >= 3  # the node's compile and run, an adapter's macro at least
+    for context in flattened:
+        made = []
+        for to_dict in (dbt_run._context_dict, dbt_run._dbt_context_dict):
+            context._ctx = {}  # what to_dict fills
+            made.append(to_dict(context))
+        ours, dbts = made
+        assert ours.keys() == dbts.keys()
+        names = set(context.namespace)
+        assert len(names) > 500 and {"dbt", "billing", "is_incremental"} <= names
+        assert all(ours[name] is dbts[name] for name in names)
+        assert ours["dbt"]["get_where_subquery"].macro.package_name == "dbt"
+
+
 def test_a_warehouse_on_another_server_is_not_parsed_again(warehouse: str, tmp_path: Path) -> None:
     """A new embedded warehouse (a socket directory of its own) or another server parses as
     the last one did: no model reads where the server listens, and dbt's full parse costs
