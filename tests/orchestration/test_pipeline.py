@@ -165,6 +165,22 @@ def test_a_context_holds_the_macros_dbt_would_put_in_it(
         assert ours["dbt"]["get_where_subquery"].macro.package_name == "dbt"
 
 
+def test_the_first_parse_is_kept_out_of_full_collections(warehouse: str) -> None:
+    """dbt's modules and the first manifest live as long as the process: they are frozen
+    out of the garbage collector's full passes (orchestration/dbt_run.py,
+    _freeze_the_first_parse), after a collection, once per process."""
+    import gc
+
+    from orchestration import dbt_run
+
+    run_dbt(["ls", "--select", "stg_app__currencies", "--quiet"], quiet=True)
+    assert dbt_run._frozen
+    assert gc.get_freeze_count() > 100_000  # dbt's modules and a manifest, not a handful
+    frozen = gc.get_freeze_count()
+    run_dbt(["ls", "--select", "stg_app__currencies", "--quiet"], quiet=True)
+    assert gc.get_freeze_count() == frozen  # once per process
+
+
 def test_a_warehouse_on_another_server_is_not_parsed_again(warehouse: str, tmp_path: Path) -> None:
     """A new embedded warehouse (a socket directory of its own) or another server parses as
     the last one did: no model reads where the server listens, and dbt's full parse costs
