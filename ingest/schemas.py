@@ -8,6 +8,7 @@ The pydantic models below document the same shapes in the OpenAPI schema.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -50,8 +51,25 @@ class EventError:
 Row = tuple[str, str, Decimal, datetime, str, str | None]
 
 
+# The amounts clients send (the Python client's decimal text, a JSON integer) pass by their
+# form alone: at most 18 digits before the point and 12 after are within every rule of
+# checked_amount, which the rest go through (its checks were two fifths of an event's
+# validation)
+_PLAIN_AMOUNT = re.compile(r"-?[0-9]{1,18}(?:\.[0-9]{1,12})?")
+_PLAIN_INT_ABS = 10**18
+
+
 def parse_amount(value: Any) -> Decimal:
     """A finite decimal from a JSON number (already a Decimal) or a string."""
+    if (type(value) is str and _PLAIN_AMOUNT.fullmatch(value)) or (
+        type(value) is int and -_PLAIN_INT_ABS < value < _PLAIN_INT_ABS
+    ):
+        return Decimal(value) or Decimal(0)  # -0.00 is 0, as checked_amount says
+    return checked_amount(value)
+
+
+def checked_amount(value: Any) -> Decimal:
+    """``parse_amount`` for any value, by the rules on its digits."""
     if isinstance(value, bool) or not isinstance(value, Decimal | int | str):
         raise ValueError("must be a number or a decimal string")
     try:
@@ -117,17 +135,25 @@ def validate_event(
     if not isinstance(event, dict):
         errors.append(EventError(index, "(event)", "must be a JSON object"))
         return None
+    get = event.get  # each field read once: the hot path of ingest
+    tenant_id, metric_key, raw_amount = get("tenant_id"), get("metric"), get("amount")
+    raw_timestamp, key, metadata = get("timestamp"), get("idempotency_key"), get("metadata")
     before = len(errors)
-    for name in event.keys() - EVENT_FIELDS:
-        errors.append(EventError(index, printable(str(name)), "unknown field"))
-    for name in ("tenant_id", "metric", "amount", "timestamp", "idempotency_key"):
-        if event.get(name) is None:
+    if not event.keys() <= EVENT_FIELDS:
+        for name in event.keys() - EVENT_FIELDS:
+            errors.append(EventError(index, printable(str(name)), "unknown field"))
+    for name, value in (
+        ("tenant_id", tenant_id),
+        ("metric", metric_key),
+        ("amount", raw_amount),
+        ("timestamp", raw_timestamp),
+        ("idempotency_key", key),
+    ):
+        if value is None:
             errors.append(EventError(index, name, "is required"))
 
-    tenant_id = event.get("tenant_id")
     if tenant_id is not None and (not isinstance(tenant_id, str) or not ID_RE.fullmatch(tenant_id)):
         errors.append(EventError(index, "tenant_id", f"must be {ID_RULE}"))
-    metric_key = event.get("metric")
     metric = metrics.get(metric_key) if isinstance(metric_key, str) else None
     if metric_key is not None and metric is None:
         known = ", ".join(sorted(metrics)) or "none"
@@ -135,9 +161,9 @@ def validate_event(
             EventError(index, "metric", f"unknown metric {metric_key!r} (known: {known})"[:300])
         )
     amount: Decimal | None = None
-    if event.get("amount") is not None:
+    if raw_amount is not None:
         try:
-            amount = parse_amount(event["amount"])
+            amount = parse_amount(raw_amount)
         except ValueError as exc:
             errors.append(EventError(index, "amount", str(exc)))
         else:
@@ -148,12 +174,11 @@ def validate_event(
                     )
                 )
     timestamp: datetime | None = None
-    if event.get("timestamp") is not None:
+    if raw_timestamp is not None:
         try:
-            timestamp = parse_timestamp(event["timestamp"], now)
+            timestamp = parse_timestamp(raw_timestamp, now)
         except ValueError as exc:
             errors.append(EventError(index, "timestamp", str(exc)))
-    key = event.get("idempotency_key")
     if key is not None and (not isinstance(key, str) or not 1 <= len(key) <= MAX_KEY_CHARS):
         errors.append(
             EventError(
@@ -164,7 +189,6 @@ def validate_event(
         errors.append(
             EventError(index, "idempotency_key", "must be valid UTF-8 text without NUL characters")
         )
-    metadata = event.get("metadata")
     metadata_json: str | None = None
     if metadata is not None:
         if not isinstance(metadata, dict):

@@ -11,6 +11,10 @@ from typing import Any
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ingest.schemas import checked_amount, parse_amount
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -65,6 +69,30 @@ def test_amounts_are_exact_decimals(api: TestClient, catalog_loaded: str) -> Non
     with psycopg.connect(catalog_loaded) as conn:
         row = conn.execute("select amount::text from raw.events").fetchone()
     assert row == ("12345678901234.000000000001",)
+
+
+amount_texts = st.one_of(
+    st.from_regex(r"-?[0-9]{1,19}(\.[0-9]{0,13})?", fullmatch=True),  # about the plain form
+    st.decimals(allow_nan=False, allow_infinity=False).map(str),
+    st.integers(min_value=-(10**19), max_value=10**19),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(value=amount_texts)
+def test_plain_amounts_pass_as_the_full_checks_say(value: str | int) -> None:
+    """parse_amount takes the amounts clients send by their form alone: it accepts and
+    refuses what the checks on the digits do, with the same decimal (digits and exponent)."""
+    try:
+        expected: Decimal | str = checked_amount(value)
+    except ValueError as exc:
+        expected = str(exc)
+    try:
+        found: Decimal | str = parse_amount(value)
+    except ValueError as exc:
+        found = str(exc)
+    assert type(found) is type(expected)
+    assert str(found) == str(expected)
 
 
 def test_all_or_nothing_lists_every_bad_event(api: TestClient, catalog_loaded: str) -> None:
