@@ -39,10 +39,17 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ[PARSE_TARGET_ENV] = str(target)
     # the dbt workers Dagster's runs start (orchestration/dbt_worker.py) end soon after
     os.environ.setdefault(IDLE_ENV, "120")
-    # the tests' Spark runs are small: the quick JIT compiler alone, the same SQL and
-    # results for about 40% less of the two cores each JVM otherwise takes (the suite is
-    # bound by its CPU); the benchmarks' sizes keep the default (warehouse/settings.py)
-    os.environ.setdefault("BILLING_SPARK_JVM_OPTIONS", "-XX:TieredStopAtLevel=1")
+    # the tests' Spark runs are small, and the suite is bound by its CPU: the quick JIT
+    # compiler alone (about 40% less of the two cores a JVM takes), the serial collector,
+    # Spark's expressions interpreted rather than compiled to Java first, two shuffle
+    # partitions (bench/README.md: about 22% less again). The same SQL and results; the
+    # benchmarks' sizes keep the defaults (warehouse/settings.py)
+    os.environ.setdefault(
+        "BILLING_SPARK_JVM_OPTIONS",
+        "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Dspark.sql.codegen.wholeStage=false "
+        "-Dspark.sql.codegen.factoryMode=NO_CODEGEN",
+    )
+    os.environ.setdefault("BILLING_SPARK_SHUFFLE_PARTITIONS", "2")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
