@@ -51,12 +51,14 @@ class EventError:
 Row = tuple[str, str, Decimal, datetime, str, str | None]
 
 
-# The amounts clients send (the Python client's decimal text, a JSON integer) pass by their
-# form alone: at most 18 digits before the point and 12 after are within every rule of
-# checked_amount, which the rest go through (its checks were two fifths of an event's
-# validation)
-_PLAIN_AMOUNT = re.compile(r"-?[0-9]{1,18}(?:\.[0-9]{1,12})?")
-_PLAIN_INT_ABS = 10**18
+# An amount's decimal text in its plain form, within both limits above: at most 18 digits
+# before the point and 12 after (the published schema's pattern, amount_schema)
+AMOUNT_DIGITS = rf"[0-9]{{1,{MAX_AMOUNT_ABS.adjusted()}}}(\.[0-9]{{1,{MAX_AMOUNT_DECIMALS}}})?"
+# The amounts clients send (the Python client's decimal text, a JSON integer) pass by that
+# form alone, within every rule of checked_amount, which the rest go through (its checks
+# were two fifths of an event's validation)
+_PLAIN_AMOUNT = re.compile(rf"-?{AMOUNT_DIGITS}")
+_PLAIN_INT_ABS = int(MAX_AMOUNT_ABS)
 
 
 def parse_amount(value: Any) -> Decimal:
@@ -240,13 +242,12 @@ Rfc3339 = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text)]
 def amount_schema(*, positive: bool) -> WithJsonSchema:
     """The published schema of an amount as parse_amount takes it: a JSON number or a
     decimal string, below 10^18 in magnitude, at most 12 decimals (positive: above 0)."""
-    digits = r"[0-9]{1,18}(\.[0-9]{1,12})?"
     if positive:
         number = {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1e18}
-        text = {"type": "string", "pattern": rf"^(?=.*[1-9]){digits}$"}
+        text = {"type": "string", "pattern": rf"^(?=.*[1-9]){AMOUNT_DIGITS}$"}
     else:
         number = {"type": "number", "exclusiveMinimum": -1e18, "exclusiveMaximum": 1e18}
-        text = {"type": "string", "pattern": rf"^-?{digits}$"}
+        text = {"type": "string", "pattern": rf"^-?{AMOUNT_DIGITS}$"}
     return WithJsonSchema({"anyOf": [number, text]})
 
 
