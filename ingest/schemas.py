@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field, WithJsonSchema
 
+from ingest.writer import Row, copy_text
 from warehouse.catalog import ID_PATTERN, ID_RE, ID_RULE, KEY_PATTERN
 
 MAX_EVENTS = 10_000
@@ -45,10 +46,6 @@ class EventError:
 
     def as_dict(self) -> dict[str, Any]:
         return {"index": self.index, "field": self.field, "message": self.message}
-
-
-# A row as COPY writes it: tenant_id, metric, amount, event_ts, idempotency_key, metadata.
-Row = tuple[str, str, Decimal, datetime, str, str | None]
 
 
 # An amount's decimal text in its plain form, within both limits above: at most 18 digits
@@ -97,6 +94,13 @@ def checked_amount(value: Any) -> Decimal:
     return amount
 
 
+# An instant in the form clients send (RFC 3339, T and Z in capitals, at most microseconds):
+# PostgreSQL reads this text as the instant Python does; other forms are stored as Python's
+_PLAIN_INSTANT = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})"
+)
+
+
 def parse_timestamp(value: Any, now: datetime) -> datetime:
     if not isinstance(value, str):
         raise ValueError("must be an RFC 3339 string such as 2026-10-01T12:00:00Z")
@@ -117,6 +121,11 @@ def parse_timestamp(value: Any, now: datetime) -> datetime:
 def printable(text: str) -> str:
     """Input echoed in a response: what UTF-8 cannot carry (a lone surrogate) as an escape."""
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+# An event's metadata as stored: compact, as written (one encoder: json.dumps with options
+# makes a new one each call)
+_metadata_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
 
 
 def storable(text: str) -> bool:
@@ -144,15 +153,16 @@ def validate_event(
     if not event.keys() <= EVENT_FIELDS:
         for name in event.keys() - EVENT_FIELDS:
             errors.append(EventError(index, printable(str(name)), "unknown field"))
-    for name, value in (
-        ("tenant_id", tenant_id),
-        ("metric", metric_key),
-        ("amount", raw_amount),
-        ("timestamp", raw_timestamp),
-        ("idempotency_key", key),
-    ):
-        if value is None:
-            errors.append(EventError(index, name, "is required"))
+    if None in (tenant_id, metric_key, raw_amount, raw_timestamp, key):
+        for name, value in (
+            ("tenant_id", tenant_id),
+            ("metric", metric_key),
+            ("amount", raw_amount),
+            ("timestamp", raw_timestamp),
+            ("idempotency_key", key),
+        ):
+            if value is None:
+                errors.append(EventError(index, name, "is required"))
 
     if tenant_id is not None and (not isinstance(tenant_id, str) or not ID_RE.fullmatch(tenant_id)):
         errors.append(EventError(index, "tenant_id", f"must be {ID_RULE}"))
@@ -196,9 +206,7 @@ def validate_event(
         if not isinstance(metadata, dict):
             errors.append(EventError(index, "metadata", "must be a JSON object"))
         else:
-            metadata_json = json.dumps(
-                metadata, separators=(",", ":"), ensure_ascii=False, default=str
-            )
+            metadata_json = _metadata_json(metadata)
             if not storable(metadata_json) or "\\u0000" in metadata_json:
                 errors.append(
                     EventError(index, "metadata", "must be valid UTF-8 text without NUL characters")
@@ -210,7 +218,16 @@ def validate_event(
     if len(errors) > before:
         return None
     assert amount is not None and timestamp is not None
-    return (tenant_id, metric_key, amount, timestamp, key, metadata_json)  # type: ignore[return-value]
+    # every field checked above: tenant_id and the metric's key need no escaping (ID_RE, the
+    # catalog's key pattern)
+    return (  # type: ignore[return-value]
+        tenant_id,
+        metric_key,
+        str(amount),
+        raw_timestamp if _PLAIN_INSTANT.fullmatch(raw_timestamp) else timestamp.isoformat(),  # type: ignore[arg-type]
+        copy_text(key),  # type: ignore[arg-type]
+        None if metadata_json is None else copy_text(metadata_json),
+    )
 
 
 def validate_events(

@@ -4,6 +4,7 @@ keys; every bad input is a clear 4xx and stores nothing."""
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ingest.schemas import checked_amount, parse_amount
@@ -93,6 +94,77 @@ def test_plain_amounts_pass_as_the_full_checks_say(value: str | int) -> None:
         found = str(exc)
     assert type(found) is type(expected)
     assert str(found) == str(expected)
+
+
+# what COPY's text format escapes, and what else a key or metadata may hold
+awkward_text = st.text(
+    st.one_of(st.sampled_from("\\\t\n\r.N\"' "), st.characters(exclude_categories=("Cs",))),
+    max_size=40,
+).filter(lambda t: "\x00" not in t)
+instants = st.datetimes(
+    min_value=datetime(1900, 1, 1), max_value=datetime(2026, 1, 1), timezones=st.timezones()
+)
+# RFC 3339 as clients write it, and the other forms the API takes
+renderings = st.sampled_from(
+    [
+        lambda d: d.isoformat(),
+        lambda d: d.isoformat().replace("+00:00", "Z"),
+        lambda d: d.isoformat(timespec="milliseconds"),
+        lambda d: d.isoformat(sep=" "),
+        lambda d: d.isoformat(sep="t").replace("+00:00", "z"),
+        lambda d: f" {d.isoformat()}\t",
+    ]
+)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    texts=st.lists(st.tuples(awkward_text, awkward_text), min_size=1, max_size=4),
+    instant=instants,
+    render=renderings,
+    amount=st.decimals(min_value=-(10**17), max_value=10**17, places=4),
+)
+def test_what_is_stored_is_what_was_sent(
+    api: TestClient,
+    catalog_loaded: str,
+    texts: list[tuple[str, str]],
+    instant: datetime,
+    render: Any,
+    amount: Decimal,
+) -> None:
+    """Keys and metadata with backslashes, tabs, line breaks, quotes and any character come
+    back from raw.events as sent; the instant as the API read it, the amount exact."""
+    timestamp = render(instant)
+    tag = uuid.uuid4().hex
+    events = [
+        event(
+            i,
+            tenant_id="acme",
+            metric="api_calls",
+            amount=str(abs(amount)),
+            timestamp=timestamp,
+            idempotency_key=f"{tag}-{i}-{key}",
+            metadata={value: [value, {"k": value}]} if value else None,
+        )
+        for i, (key, value) in enumerate(texts)
+    ]
+    response = api.post("/v1/events", json={"events": events})
+    assert response.status_code == 200, response.text
+    with psycopg.connect(catalog_loaded) as conn:
+        rows = conn.execute(
+            "select idempotency_key, metadata::jsonb, event_ts, amount from raw.events"
+            " where starts_with(idempotency_key, %s) order by event_seq",
+            (tag,),
+        ).fetchall()
+    expected_at = datetime.fromisoformat(
+        timestamp.strip().replace("t", "T").replace("z", "+00:00").replace("Z", "+00:00")
+    )
+    assert [(key, metadata) for key, metadata, _, _ in rows] == [
+        (e["idempotency_key"], e.get("metadata")) for e in events
+    ]
+    assert {(at, value) for _, _, at, value in rows} == {(expected_at, abs(amount))}
 
 
 def test_all_or_nothing_lists_every_bad_event(api: TestClient, catalog_loaded: str) -> None:
