@@ -101,21 +101,33 @@ _PLAIN_INSTANT = re.compile(
 )
 
 
-def parse_timestamp(value: Any, now: datetime) -> datetime:
-    if not isinstance(value, str):
-        raise ValueError("must be an RFC 3339 string such as 2026-10-01T12:00:00Z")
-    text = value.strip()
-    if len(text) < 19 or text[10] not in "Tt ":
-        raise ValueError(f"{value!r} is not an RFC 3339 date-time (2026-10-01T12:00:00Z)")
-    try:
-        parsed = datetime.fromisoformat(text[:-1] + "+00:00" if text[-1] in "Zz" else text)
-    except ValueError:
-        raise ValueError(f"{value!r} is not an RFC 3339 date-time") from None
-    if parsed.tzinfo is None:
-        raise ValueError(f"{value!r} has no UTC offset; add Z or +hh:mm")
+def parse_timestamp(value: Any, now: datetime) -> tuple[datetime, str]:
+    """The instant of an RFC 3339 date-time, and its text as stored: the client's own in the
+    plain form (``_PLAIN_INSTANT``), else Python's."""
+    if type(value) is str and _PLAIN_INSTANT.fullmatch(value):
+        text: str | None = value
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:  # a day or an hour out of range
+            raise ValueError(f"{value!r} is not an RFC 3339 date-time") from None
+    else:
+        text = None
+        if not isinstance(value, str):
+            raise ValueError("must be an RFC 3339 string such as 2026-10-01T12:00:00Z")
+        stripped = value.strip()
+        if len(stripped) < 19 or stripped[10] not in "Tt ":
+            raise ValueError(f"{value!r} is not an RFC 3339 date-time (2026-10-01T12:00:00Z)")
+        try:
+            parsed = datetime.fromisoformat(
+                stripped[:-1] + "+00:00" if stripped[-1] in "Zz" else stripped
+            )
+        except ValueError:
+            raise ValueError(f"{value!r} is not an RFC 3339 date-time") from None
+        if parsed.tzinfo is None:
+            raise ValueError(f"{value!r} has no UTC offset; add Z or +hh:mm")
     if parsed - now > MAX_FUTURE:
         raise ValueError(f"{value!r} is more than 5 minutes in the future")
-    return parsed
+    return parsed, text or parsed.isoformat()
 
 
 def printable(text: str) -> str:
@@ -185,10 +197,10 @@ def validate_event(
                         index, "amount", f"metric {metric.key!r} does not allow negative amounts"
                     )
                 )
-    timestamp: datetime | None = None
+    timestamp: str | None = None
     if raw_timestamp is not None:
         try:
-            timestamp = parse_timestamp(raw_timestamp, now)
+            _, timestamp = parse_timestamp(raw_timestamp, now)
         except ValueError as exc:
             errors.append(EventError(index, "timestamp", str(exc)))
     if key is not None and (not isinstance(key, str) or not 1 <= len(key) <= MAX_KEY_CHARS):
@@ -224,7 +236,7 @@ def validate_event(
         tenant_id,
         metric_key,
         str(amount),
-        raw_timestamp if _PLAIN_INSTANT.fullmatch(raw_timestamp) else timestamp.isoformat(),  # type: ignore[arg-type]
+        timestamp,
         copy_text(key),  # type: ignore[arg-type]
         None if metadata_json is None else copy_text(metadata_json),
     )

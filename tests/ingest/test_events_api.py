@@ -251,6 +251,8 @@ BAD_BODIES: dict[str, tuple[str | dict[str, Any], int, str | None]] = {
         "timestamp",
     ),
     "date only": ({"events": [event(timestamp="2026-10-01")]}, 422, "timestamp"),
+    "no such day": ({"events": [event(timestamp="2026-02-30T00:00:00Z")]}, 422, "timestamp"),
+    "timestamp a number": ({"events": [event(timestamp=1790000000)]}, 422, "timestamp"),
     "timestamp an hour ahead": ({"events": [event(timestamp=FUTURE)]}, 422, "timestamp"),
     "unknown metric": ({"events": [event(metric="api_callz")]}, 422, "metric"),
     "missing key": ({"events": [event(idempotency_key=...)]}, 422, "idempotency_key"),
