@@ -14,7 +14,8 @@ import psycopg
 COLUMNS = ("tenant_id", "metric", "amount", "event_ts", "idempotency_key", "metadata")
 # A row as COPY's text format takes it, in COLUMNS order: each field's text, escaped
 # (copy_text), None for NULL. PostgreSQL parses the values (a decimal's text, an instant's
-# with its offset): formatting them row by row in Python cost more than validating them.
+# with its offset): psycopg formatting each value of each row cost ingest about as much
+# CPU as validating the events.
 Row = tuple[str, str, str, str, str, str | None]
 
 
@@ -43,7 +44,8 @@ def copy_text(value: str) -> str:
 
 
 def copy_rows(conn: psycopg.Connection, rows: Iterable[Row]) -> int:
-    """COPY ``rows`` into raw.events in the current transaction, as one text."""
+    """COPY ``rows`` into raw.events, as one text, in the connection's transaction (on an
+    autocommit connection the COPY is a transaction of its own)."""
     lines = [
         f"{tenant}\t{metric}\t{amount}\t{ts}\t{key}\t{NULL if metadata is None else metadata}\n"
         for tenant, metric, amount, ts, key, metadata in rows
