@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
@@ -94,24 +94,28 @@ def checked_amount(value: Any) -> Decimal:
     return amount
 
 
-# An instant in the form clients send (RFC 3339, T and Z in capitals, at most microseconds):
-# PostgreSQL reads this text as the instant Python does; other forms are stored as Python's
+# PostgreSQL reads UTC offsets under 16 hours; RFC 3339's grammar allows up to 23:59
+MAX_OFFSET = timedelta(hours=16)
+# An instant in the form clients send (RFC 3339, T and Z in capitals, at most microseconds,
+# an offset PostgreSQL takes): PostgreSQL reads this text as the instant Python does; other
+# forms are stored as Python's
 _PLAIN_INSTANT = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})"
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?"
+    r"(Z|[+-](0[0-9]|1[0-5]):[0-5][0-9])"
 )
 
 
 def parse_timestamp(value: Any, now: datetime) -> tuple[datetime, str]:
     """The instant of an RFC 3339 date-time, and its text as stored: the client's own in the
-    plain form (``_PLAIN_INSTANT``), else Python's."""
+    plain form (``_PLAIN_INSTANT``), else Python's (in UTC when PostgreSQL would not read
+    the offset)."""
     if type(value) is str and _PLAIN_INSTANT.fullmatch(value):
-        text: str | None = value
+        text = value
         try:
             parsed = datetime.fromisoformat(value)
         except ValueError:  # a day or an hour out of range
             raise ValueError(f"{value!r} is not an RFC 3339 date-time") from None
     else:
-        text = None
         if not isinstance(value, str):
             raise ValueError("must be an RFC 3339 string such as 2026-10-01T12:00:00Z")
         stripped = value.strip()
@@ -123,11 +127,19 @@ def parse_timestamp(value: Any, now: datetime) -> tuple[datetime, str]:
             )
         except ValueError:
             raise ValueError(f"{value!r} is not an RFC 3339 date-time") from None
-        if parsed.tzinfo is None:
+        offset = parsed.utcoffset()
+        if offset is None:
             raise ValueError(f"{value!r} has no UTC offset; add Z or +hh:mm")
+        if abs(offset) < MAX_OFFSET:
+            text = parsed.isoformat()
+        else:  # stored in UTC
+            try:
+                text = parsed.astimezone(UTC).isoformat()
+            except OverflowError:
+                raise ValueError(f"{value!r} is out of range in UTC") from None
     if parsed - now > MAX_FUTURE:
         raise ValueError(f"{value!r} is more than 5 minutes in the future")
-    return parsed, text or parsed.isoformat()
+    return parsed, text
 
 
 def printable(text: str) -> str:

@@ -167,6 +167,23 @@ def test_what_is_stored_is_what_was_sent(
     assert {(at, value) for _, _, at, value in rows} == {(expected_at, abs(amount))}
 
 
+def test_offsets_past_postgresqls_are_stored_as_their_instant(
+    api: TestClient, catalog_loaded: str
+) -> None:
+    """RFC 3339 allows offsets up to 23:59, PostgreSQL reads them under 16 hours: the API
+    stores such an instant in UTC (the COPY failed, a 500, before)."""
+    sent = ["2026-10-01T00:00:00+23:00", "2026-10-01 00:00:00-16:00", "2026-10-01T00:00:00+15:59"]
+    events = [event(i, idempotency_key=f"offset-{i}", timestamp=t) for i, t in enumerate(sent)]
+    response = api.post("/v1/events", json={"events": events})
+    assert response.status_code == 200, response.text
+    with psycopg.connect(catalog_loaded) as conn:
+        stored = conn.execute(
+            "select event_ts from raw.events where starts_with(idempotency_key, 'offset-')"
+            " order by idempotency_key"
+        ).fetchall()
+    assert [at for (at,) in stored] == [datetime.fromisoformat(t) for t in sent]
+
+
 def test_all_or_nothing_lists_every_bad_event(api: TestClient, catalog_loaded: str) -> None:
     events = [event(0), event(1, amount="abc"), event(2), event(3, metric="nope", tenant_id="")]
     response = api.post("/v1/events", json={"events": events})
@@ -253,6 +270,11 @@ BAD_BODIES: dict[str, tuple[str | dict[str, Any], int, str | None]] = {
     "date only": ({"events": [event(timestamp="2026-10-01")]}, 422, "timestamp"),
     "no such day": ({"events": [event(timestamp="2026-02-30T00:00:00Z")]}, 422, "timestamp"),
     "timestamp a number": ({"events": [event(timestamp=1790000000)]}, 422, "timestamp"),
+    "before year 1 in UTC": (
+        {"events": [event(timestamp="0001-01-01T00:00:00+20:00")]},
+        422,
+        "timestamp",
+    ),
     "timestamp an hour ahead": ({"events": [event(timestamp=FUTURE)]}, 422, "timestamp"),
     "unknown metric": ({"events": [event(metric="api_callz")]}, 422, "metric"),
     "missing key": ({"events": [event(idempotency_key=...)]}, 422, "idempotency_key"),
