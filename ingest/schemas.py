@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field, WithJsonSchema
 
-from ingest.writer import Row, copy_text
+from ingest.writer import Row, copy_text, instant_text
 from warehouse.catalog import ID_PATTERN, ID_RE, ID_RULE, KEY_PATTERN
 
 MAX_EVENTS = 10_000
@@ -94,11 +94,9 @@ def checked_amount(value: Any) -> Decimal:
     return amount
 
 
-# PostgreSQL reads UTC offsets under 16 hours; RFC 3339's grammar allows up to 23:59
-MAX_OFFSET = timedelta(hours=16)
 # An instant in the form clients send (RFC 3339, T and Z in capitals, at most microseconds,
-# an offset PostgreSQL takes): PostgreSQL reads this text as the instant Python does; other
-# forms are stored as Python's
+# an offset under writer.MAX_OFFSET): PostgreSQL reads this text as the instant Python
+# does; other forms are stored as instant_text writes them
 _PLAIN_INSTANT = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?"
     r"(Z|[+-](0[0-9]|1[0-5]):[0-5][0-9])"
@@ -107,8 +105,7 @@ _PLAIN_INSTANT = re.compile(
 
 def parse_timestamp(value: Any, now: datetime) -> tuple[datetime, str]:
     """The instant of an RFC 3339 date-time, and its text as stored: the client's own in the
-    plain form (``_PLAIN_INSTANT``), else Python's (in UTC when PostgreSQL would not read
-    the offset)."""
+    plain form (``_PLAIN_INSTANT``), else ``instant_text``'s."""
     if type(value) is str and _PLAIN_INSTANT.fullmatch(value):
         text = value
         try:
@@ -127,16 +124,12 @@ def parse_timestamp(value: Any, now: datetime) -> tuple[datetime, str]:
             )
         except ValueError:
             raise ValueError(f"{value!r} is not an RFC 3339 date-time") from None
-        offset = parsed.utcoffset()
-        if offset is None:
+        if parsed.tzinfo is None:
             raise ValueError(f"{value!r} has no UTC offset; add Z or +hh:mm")
-        if abs(offset) < MAX_OFFSET:
-            text = parsed.isoformat()
-        else:  # stored in UTC
-            try:
-                text = parsed.astimezone(UTC).isoformat()
-            except OverflowError:
-                raise ValueError(f"{value!r} is out of range in UTC") from None
+        try:
+            text = instant_text(parsed)
+        except OverflowError:
+            raise ValueError(f"{value!r} is out of range in UTC") from None
     if parsed - now > MAX_FUTURE:
         raise ValueError(f"{value!r} is more than 5 minutes in the future")
     return parsed, text

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -43,6 +43,19 @@ def copy_text(value: str) -> str:
     return value
 
 
+# PostgreSQL reads UTC offsets under 16 hours; RFC 3339's grammar allows up to 23:59
+MAX_OFFSET = timedelta(hours=16)
+
+
+def instant_text(moment: datetime) -> str:
+    """``moment`` as text PostgreSQL reads as the same instant: with its own offset, or in
+    UTC when PostgreSQL would not read that one (OverflowError if UTC cannot hold it)."""
+    offset = moment.utcoffset()
+    if offset is None or abs(offset) < MAX_OFFSET:
+        return moment.isoformat()
+    return moment.astimezone(UTC).isoformat()
+
+
 def copy_rows(conn: psycopg.Connection, rows: Iterable[Row]) -> int:
     """COPY ``rows`` into raw.events, as one text, in the connection's transaction (on an
     autocommit connection the COPY is a transaction of its own)."""
@@ -71,7 +84,7 @@ def copy_events(conn: psycopg.Connection, events: Iterable[Event]) -> int:
                 copy_text(event.tenant_id),
                 copy_text(event.metric),
                 str(event.amount),
-                event.timestamp.isoformat(),
+                instant_text(event.timestamp),
                 copy_text(event.idempotency_key),
                 None if event.metadata is None else copy_text(json.dumps(event.metadata)),
             )
