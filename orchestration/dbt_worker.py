@@ -18,6 +18,10 @@ them, and the copy of the sources and the queries (`python -m warehouse.spark`, 
 ``spark``) in one JVM, started once and kept warm: a JVM's start and warm-up cost each
 command half a minute or more on two cores. A worker whose JVM died (killed, out of
 memory) ends after the command that found it so, which fails; the next starts another.
+When the project is edited (or this code upgraded) the next command's worker is a new one,
+and the worker before it still holds the metastore: a file beside the sockets names the
+worker holding each metastore, and a new Spark worker first asks that one to end, after
+the command it is running, its JVM with it (`_take_the_metastore`).
 
 ``BILLING_DBT_WORKER=false`` runs each command in its own process, as before (on Spark a
 JVM each).
@@ -41,7 +45,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from contextlib import contextmanager, redirect_stderr, redirect_stdout, suppress
 from pathlib import Path
 
 from orchestration.dbt_run import PARSE_TARGET_ENV
@@ -52,8 +56,11 @@ DEFAULT_IDLE_SECONDS = 300.0
 START_SECONDS = 60.0
 # what in a project directory is not the project: dbt's outputs
 NOT_PROJECT = {"target", "logs", "dbt_packages", "__pycache__"}
-# what a request runs: a dbt command, or `warehouse.spark`'s copy or queries
-DBT, SPARK = "dbt", "spark"
+# what a request runs: a dbt command, or `warehouse.spark`'s copy or queries; or it asks
+# the worker to end (the Spark worker of a new project state takes its metastore)
+DBT, SPARK, END = "dbt", "spark", "end"
+# how long an ended worker's JVM has to exit once its Spark session is stopped
+JVM_EXIT_SECONDS = 60.0
 # frames from the worker: output bytes (standard output or error), or the command's exit
 # code (the last frame)
 OUTPUT, ERROR, EXIT = b"o", b"e", b"x"
@@ -176,11 +183,13 @@ def _socket(args: Sequence[str], project: Path | None) -> Path | None:
     return directory / f"{fingerprint((project or _project_dir(args)).resolve())}.sock"
 
 
-def refuse_beside_spark_worker(args: Sequence[str], project: Path | None = None) -> None:
-    """On Spark with the worker turned off: exit with a clear message when a Spark worker of
-    these settings is alive, whose JVM holds the local metastore (another JVM would fail
-    deep in Hive's start)."""
-    path = _socket(args, project) if on_spark() else None
+def refuse_beside_spark_worker() -> None:
+    """On Spark with the worker turned off: exit with a clear message when a Spark worker
+    holds the local metastore of these settings (another JVM would fail deep in Hive's
+    start)."""
+    directory = _directory() if on_spark() else None
+    holder = metastore_holder(directory) if directory is not None else None
+    path = Path(holder.read_text()) if holder is not None and holder.exists() else None
     conn = _connect(path) if path is not None else None
     if conn is None:
         return
@@ -204,7 +213,11 @@ def run(args: Sequence[str], entry: str = DBT, project: Path | None = None) -> i
         return None
     try:
         with _locked(path):
-            conn = _connect(path) or _start(path)
+            conn = _connect(path)
+            if conn is None:
+                if on_spark():
+                    _take_the_metastore(path)
+                conn = _start(path)
     except OSError as exc:
         print(f"billing-dbt: {exc}; running here", file=sys.stderr)
         return None
@@ -221,6 +234,35 @@ def run(args: Sequence[str], entry: str = DBT, project: Path | None = None) -> i
             streams[kind].flush()
     print("billing-dbt: the dbt worker ended in the middle of the command", file=sys.stderr)
     return 2
+
+
+def metastore_holder(directory: Path) -> Path:
+    """The file naming the socket of the Spark worker whose JVM holds the local metastore of
+    this command's Spark settings."""
+    from warehouse import spark
+
+    metastore = os.environ.get(spark.METASTORE_VARIABLE, "")
+    return directory / f"spark-{hashlib.sha256(metastore.encode()).hexdigest()[:20]}.holder"
+
+
+def _take_the_metastore(path: Path) -> None:
+    """Before the Spark worker of ``path`` starts: the worker holding the same local
+    metastore under another project state (a socket of another fingerprint) is asked to end,
+    and answers once its JVM has exited, after the command it may be running; ``path`` is
+    the holder from then on."""
+    holder = metastore_holder(path.parent)
+    with _locked(holder):
+        before = Path(holder.read_text()) if holder.exists() else None
+        conn = _connect(before) if before is not None and before != path else None
+        if conn is not None:
+            with conn:
+                conn.sendall(json.dumps({"entry": END}).encode() + b"\n")
+                while (header := _read_exactly(conn, HEADER.size)) is not None:
+                    kind, size = HEADER.unpack(header)
+                    if kind == EXIT:
+                        break
+                    _read_exactly(conn, size)
+        holder.write_text(str(path))
 
 
 class _Caller:
@@ -279,15 +321,20 @@ def _execute(entry: str, args: list[str]) -> int:
     return outcome.exit_code
 
 
-def _serve_one(conn: socket.socket) -> None:
+def _serve_one(conn: socket.socket) -> bool:
+    """Answer one request; whether it asked this worker to end (its JVM ended first)."""
     line = b""
     while not line.endswith(b"\n"):
         chunk = conn.recv(65536)
         if not chunk:
-            return
+            return False
         line += chunk
     request = json.loads(line)
     caller = _Caller(conn)
+    if request.get("entry") == END:
+        _end_spark()
+        caller.send(EXIT, code=0)
+        return True
     saved_env, saved_cwd = dict(os.environ), os.getcwd()
     os.environ.clear()
     os.environ.update(request["env"])
@@ -304,6 +351,31 @@ def _serve_one(conn: socket.socket) -> None:
         os.environ.update(saved_env)
         os.chdir(saved_cwd)
     caller.send(EXIT, code=code)
+    return False
+
+
+def _end_spark() -> None:
+    """Stop this worker's Spark session, if it started one, and wait for its JVM to exit
+    (the JVM ends when its standard input closes: pyspark's gateway reads it for that)."""
+    if "pyspark" not in sys.modules:
+        return
+    from pyspark import SparkContext
+
+    context = SparkContext._active_spark_context
+    if context is None:
+        return
+    process = getattr(context._gateway, "proc", None)
+    with suppress(Exception):
+        context.stop()
+    if process is None:
+        return
+    with suppress(OSError):
+        process.stdin.close()
+    try:
+        process.wait(JVM_EXIT_SECONDS)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def serve(path: Path, idle: float) -> None:
@@ -323,12 +395,13 @@ def serve(path: Path, idle: float) -> None:
                     return
         conn, _ = server.accept()
         with conn:
-            _serve_one(conn)
-        if not _spark_alive():  # the next command starts a worker with a JVM anew
+            asked_to_end = _serve_one(conn)
+        if asked_to_end or not _spark_alive():  # the next command starts a worker anew
             with _locked(path):
                 path.unlink(missing_ok=True)
                 server.close()
-            print(f"dbt worker {os.getpid()} lost its Spark JVM: ended", flush=True)
+            why = "handed its Spark metastore over" if asked_to_end else "lost its Spark JVM"
+            print(f"dbt worker {os.getpid()} {why}: ended", flush=True)
             return
 
 

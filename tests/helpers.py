@@ -123,3 +123,12 @@ def worker_starts(sockets: Path) -> list[str]:
         for line in log.read_text().splitlines()
         if line.startswith("dbt worker ") and "serving" in line
     ]
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie, ended but not yet reaped, does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"

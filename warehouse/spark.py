@@ -81,6 +81,8 @@ SESSION_VARIABLES = {
     "spark.driver.extraJavaOptions": "BILLING_SPARK_JAVA_OPTIONS",
     "spark.sql.shuffle.partitions": "BILLING_SPARK_SHUFFLE_PARTITIONS",
 }
+# the variable naming the local metastore, which admits one JVM (orchestration/dbt_worker.py)
+METASTORE_VARIABLE = SESSION_VARIABLES["spark.hadoop.javax.jdo.option.ConnectionURL"]
 
 
 def spark_conf(settings: Settings | None = None) -> dict[str, str]:
@@ -425,7 +427,7 @@ def main() -> None:
         if code is not None:
             sys.exit(code)
     else:
-        dbt_worker.refuse_beside_spark_worker(argv, DBT_PROJECT_DIR)
+        dbt_worker.refuse_beside_spark_worker()
     command(argv)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from orchestration.dbt_worker import WORKER_ENV, fingerprint
+from orchestration.dbt_worker import WORKER_ENV, metastore_holder
 from orchestration.pipeline import DBT_PROJECT_DIR, dbt_env, dbt_executable
 from tests.helpers import worker_starts
 from warehouse.migrate import apply_migrations
@@ -103,8 +103,10 @@ def test_without_the_worker_spark_refuses_clearly_while_a_spark_worker_lives(
     get_settings.cache_clear()
     for name, value in {**dbt_env(), WORKER_ENV: "false"}.items():
         monkeypatch.setenv(name, value)
-    path = sockets / f"billing-dbt-{os.getuid()}" / f"{fingerprint(DBT_PROJECT_DIR)}.sock"
+    # the worker of an older project state (the project edited since) holds it
+    path = sockets / f"billing-dbt-{os.getuid()}" / "older-project-state.sock"
     path.parent.mkdir(mode=0o700)
+    metastore_holder(path.parent).write_text(str(path))
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as alive:  # the worker, listening
         alive.bind(str(path))
         alive.listen()

@@ -14,9 +14,10 @@ from typing import Any
 import psycopg
 import pytest
 
+from orchestration.dbt_run import PARSE_TARGET_ENV
 from orchestration.pipeline import PipelineError, run_daily, run_dbt, run_monthly
 from tests.e2e.test_billing_engine import NOV, OCT, history, october_story, store, usage, utc
-from tests.helpers import worker_starts
+from tests.helpers import pid_alive, worker_starts
 from warehouse.settings import get_settings
 from warehouse.spark import queries
 
@@ -133,6 +134,19 @@ def test_spark_builds_the_same_invoices_through_the_cli_and_dagster(
     # one Spark worker (one JVM) served the copy, Dagster's and the CLI's dbt commands, the
     # queries and the unit tests; the runs on PostgreSQL ran in this process
     assert len(worker_starts(sockets)) == 1, worker_starts(sockets)
+
+    # The project edited (here: another parse target, which the worker's fingerprint holds
+    # as it holds the project's files) means a new worker at the next command, while the
+    # one before still holds the local metastore: it hands it over and ends, its JVM with it
+    monkeypatch.setenv(PARSE_TARGET_ENV, str(tmp_path / "edited"))
+    assert spark_rows({"n": "select count(*) as n from marts.fct_invoices"})["n"] == [
+        {"n": len(expected["fct_invoices"])}
+    ]
+    starts = worker_starts(sockets)
+    assert len(starts) == 2, starts
+    assert [pid_alive(int(line.split()[2])) for line in starts].count(True) == 1, starts
+    logs = "".join(log.read_text() for log in sockets.glob("billing-dbt-*/*.log"))
+    assert "handed its Spark metastore over: ended" in logs
 
 
 def differences(
