@@ -508,7 +508,8 @@ def _name_flag_sources_by_frame() -> None:
     """An adapter's behaviour flags learn the module that made them from the frames' globals.
 
     dbt registers the adapter again for every command, and the adapter renders its
-    behaviour flags (nine on PostgreSQL); a flag whose maker gave no source names the
+    behaviour flags (three on PostgreSQL, nine or ten renderings a command); a flag whose
+    maker gave no source names the
     first module up the stack other than dbt_common's behavior_flags, which it found with
     `inspect.stack()`: every frame's source file located, read and its lines cut, then
     `inspect.getmodule`. Under a Dagster step the stack is a hundred frames deep: 0.16 s

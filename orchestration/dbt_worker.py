@@ -255,6 +255,13 @@ def _take_the_metastore(path: Path) -> None:
         before = Path(holder.read_text()) if holder.exists() else None
         conn = _connect(before) if before is not None and before != path else None
         if conn is not None:
+            print(
+                f"billing-dbt: the Spark worker of the project's previous state ({before}) "
+                "holds the local metastore: it ends after the command it may be running, "
+                "and a new one starts",
+                file=sys.stderr,
+                flush=True,
+            )
             with conn:
                 conn.sendall(json.dumps({"entry": END}).encode() + b"\n")
                 while (header := _read_exactly(conn, HEADER.size)) is not None:
