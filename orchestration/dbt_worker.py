@@ -47,6 +47,7 @@ import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, redirect_stderr, redirect_stdout, suppress
 from pathlib import Path
+from typing import Any, BinaryIO
 
 from orchestration.dbt_run import PARSE_TARGET_ENV
 
@@ -188,8 +189,7 @@ def refuse_beside_spark_worker() -> None:
     holds the local metastore of these settings (another JVM would fail deep in Hive's
     start)."""
     directory = _directory() if on_spark() else None
-    holder = metastore_holder(directory) if directory is not None else None
-    path = Path(holder.read_text()) if holder is not None and holder.exists() else None
+    path = _holding(metastore_holder(directory)) if directory is not None else None
     conn = _connect(path) if path is not None else None
     if conn is None:
         return
@@ -222,18 +222,34 @@ def run(args: Sequence[str], entry: str = DBT, project: Path | None = None) -> i
         print(f"billing-dbt: {exc}; running here", file=sys.stderr)
         return None
     request = {"args": list(args), "entry": entry, "env": dict(os.environ), "cwd": os.getcwd()}
-    streams = {OUTPUT: sys.stdout.buffer, ERROR: sys.stderr.buffer}
     with conn:
-        conn.sendall(json.dumps(request).encode() + b"\n")
-        while (header := _read_exactly(conn, HEADER.size)) is not None:
-            kind, size = HEADER.unpack(header)
-            if kind == EXIT:
-                return size
-            data = _read_exactly(conn, size) or b""
-            streams[kind].write(data)
-            streams[kind].flush()
+        code = _ask(conn, request, {OUTPUT: sys.stdout.buffer, ERROR: sys.stderr.buffer})
+    if code is not None:
+        return code
     print("billing-dbt: the dbt worker ended in the middle of the command", file=sys.stderr)
     return 2
+
+
+def _ask(
+    conn: socket.socket, request: dict[str, Any], streams: dict[bytes, BinaryIO] | None
+) -> int | None:
+    """Send ``request`` to a worker and read its answer: its output frames written to
+    ``streams`` (dropped when None), then its exit code; None if the worker ended first."""
+    conn.sendall(json.dumps(request).encode() + b"\n")
+    while (header := _read_exactly(conn, HEADER.size)) is not None:
+        kind, size = HEADER.unpack(header)
+        if kind == EXIT:
+            return size
+        data = _read_exactly(conn, size) or b""
+        if streams is not None:
+            streams[kind].write(data)
+            streams[kind].flush()
+    return None
+
+
+def _holding(holder: Path) -> Path | None:
+    """The socket the holder file names, if there is one."""
+    return Path(holder.read_text()) if holder.exists() else None
 
 
 def metastore_holder(directory: Path) -> Path:
@@ -252,7 +268,7 @@ def _take_the_metastore(path: Path) -> None:
     the holder from then on."""
     holder = metastore_holder(path.parent)
     with _locked(holder):
-        before = Path(holder.read_text()) if holder.exists() else None
+        before = _holding(holder)
         conn = _connect(before) if before is not None and before != path else None
         if conn is not None:
             print(
@@ -263,12 +279,7 @@ def _take_the_metastore(path: Path) -> None:
                 flush=True,
             )
             with conn:
-                conn.sendall(json.dumps({"entry": END}).encode() + b"\n")
-                while (header := _read_exactly(conn, HEADER.size)) is not None:
-                    kind, size = HEADER.unpack(header)
-                    if kind == EXIT:
-                        break
-                    _read_exactly(conn, size)
+                _ask(conn, {"entry": END}, None)
         holder.write_text(str(path))
 
 
@@ -376,8 +387,9 @@ def _end_spark() -> None:
         context.stop()
     if process is None:
         return
-    with suppress(OSError):
-        process.stdin.close()
+    if process.stdin is not None:
+        with suppress(OSError):
+            process.stdin.close()
     try:
         process.wait(JVM_EXIT_SECONDS)
     except subprocess.TimeoutExpired:
