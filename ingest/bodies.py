@@ -11,7 +11,6 @@ import json
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
-import msgspec
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
@@ -35,23 +34,9 @@ def _number(text: str) -> Decimal:
         raise ValueError(f"the number {text[:40]} is out of range") from None
 
 
-# msgspec's decoder, each number with a fraction or an exponent handed over as its text
-_decode = msgspec.json.Decoder(float_hook=_number).decode
-
-
 def loads(text: bytes | str) -> Any:
     """JSON with exact decimals: a JSON number never passes through a float. Every JSON body
-    of the API is read here; a ValueError says what is wrong with it.
-
-    What msgspec reads is what Python's json module reads, in less than half its time (a
-    batch of 1,000 events: 0.7 ms against 1.7); a body it refuses is read again by json,
-    which accepts a few it does not (a lone surrogate escape, a byte-order mark, an integer
-    of thousands of digits) and words the errors (tests/ingest/test_fuzz.py holds the two
-    equal on random bodies)."""
-    try:
-        return _decode(text)
-    except (msgspec.DecodeError, RecursionError):
-        pass
+    of the API is read here; a ValueError says what is wrong with it."""
     try:
         return json.loads(text, parse_float=_number, parse_constant=_no_constants)
     except RecursionError:
