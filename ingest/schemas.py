@@ -140,6 +140,12 @@ def printable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+# A NUL character in the metadata's JSON text, which PostgreSQL's jsonb refuses: the escape
+# \u0000 after an even number of backslashes (the encoder writes a NUL so, and a backslash as
+# two: the text \\u0000 is a backslash and "u0000", which is stored)
+_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
 # An event's metadata as stored: compact, as written (one encoder: json.dumps with options
 # makes a new one each call)
 _metadata_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
@@ -224,7 +230,9 @@ def validate_event(
             errors.append(EventError(index, "metadata", "must be a JSON object"))
         else:
             metadata_json = _metadata_json(metadata)
-            if not storable(metadata_json) or "\\u0000" in metadata_json:
+            if not storable(metadata_json) or (
+                "\\u0000" in metadata_json and _NUL_ESCAPE.search(metadata_json)
+            ):
                 errors.append(
                     EventError(index, "metadata", "must be valid UTF-8 text without NUL characters")
                 )
