@@ -6,6 +6,7 @@ PostgreSQL."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -18,6 +19,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from dagster import DagsterEventType
 
 from tests.helpers import REPO, free_port
 from tests.orchestration.test_dagster_runs import INVOICES, USAGE, load_demo, rows
@@ -165,10 +167,22 @@ def test_dagster_dev_serves_assets_schedules_and_runs_their_ticks(warehouse: str
         assert invoices and {row[5] for row in invoices} == {"finalized"}
         assert len({row[2] for row in rows(warehouse, USAGE)}) == 31
 
-        # the runs live in the warehouse's PostgreSQL, not in files
+        # the runs live in the warehouse's PostgreSQL, not in files; each ran its steps in
+        # its own process (orchestration/definitions.py: the in-process executor)
         with psycopg.connect(warehouse) as conn:
             stored = {r[0] for r in conn.execute("select run_id from dagster.runs").fetchall()}
-        assert {daily, monthly} <= stored
+            assert {daily, monthly} <= stored
+            for run_id in (daily, monthly):
+                kinds = (DagsterEventType.RUN_START.value, DagsterEventType.STEP_START.value)
+                pids: dict[str, set[int]] = {kind: set() for kind in kinds}
+                for kind, event in conn.execute(
+                    "select dagster_event_type, event from dagster.event_logs"
+                    " where run_id = %s and dagster_event_type = any(%s)",
+                    (run_id, list(kinds)),
+                ):
+                    pids[kind].add(json.loads(event)["dagster_event"]["pid"])
+                run, steps = pids.values()
+                assert len(run) == 1 and steps == run, pids
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
