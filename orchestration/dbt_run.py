@@ -37,6 +37,7 @@ first: start a new one (every CLI command is one).
 from __future__ import annotations
 
 import gc
+import hashlib
 import os
 import sys
 import threading
@@ -61,6 +62,16 @@ def parse_target() -> str:
     return os.environ.get(PARSE_TARGET_ENV, "target")
 
 
+def parse_state_dir() -> str:
+    """Where a parse with this environment's profile keeps its state: a directory per
+    profile (PARSE_PROFILE) under ``parse_target()``, relative to the project unless that
+    is absolute. A profile missed here costs a full parse, never a wrong one: dbt checks
+    its state against the profile it parses with."""
+    profile = "\0".join(os.environ.get(name, "") for name in PARSE_PROFILE)
+    digest = hashlib.sha256(profile.encode()).hexdigest()[:16]
+    return os.path.join(parse_target(), "parse", digest)
+
+
 # the environment a parse depends on: the profile's connection and target (profiles.yml)
 PROFILE_PREFIXES = ("BILLING_DBT_", "BILLING_SPARK_")
 # Where the server listens, which no model reads; but dbt parses the whole project again
@@ -69,6 +80,12 @@ PROFILE_PREFIXES = ("BILLING_DBT_", "BILLING_SPARK_")
 # does: a new embedded warehouse (a socket directory of its own) or another server parses
 # as the last one did. The database and user stay: a node's relation names its database.
 PARSE_UNSET = ("BILLING_DBT_HOST", "BILLING_DBT_PORT")
+# What else of the profile dbt's state check sees change: the target (on Spark, the
+# connection is profiles.yml's alone), and on PostgreSQL the user and the database. Each
+# combination keeps its parse state apart (``parse_state_dir``), so that warehouses or
+# targets in turn (the `spark` target beside `postgres`, a second database) each find their
+# own last parse instead of parsing the whole project again after the other's.
+PARSE_PROFILE = ("BILLING_DBT_TARGET", "BILLING_DBT_USER", "BILLING_DBT_DBNAME")
 # manifests kept by one process, the latest (a process usually runs against one warehouse)
 KEPT_MANIFESTS = 4
 # a node's outcome that fails the command (dbt's RunStatus and TestStatus)
@@ -225,10 +242,11 @@ class WarmDbt:
         from dbt.cli.main import dbtRunner
         from dbt.contracts.graph.manifest import Manifest
 
-        # The parse keeps its state in the project's own target directory, even when the
-        # command writes its artifacts elsewhere (Dagster gives each run a new
-        # DBT_TARGET_PATH): a new directory holds no state, and dbt would re-parse each time.
-        parse = ["parse", "--quiet", "--no-write-json", "--target-path", parse_target()]
+        # The parse keeps its state in the project's own target directory (a directory per
+        # profile there), even when the command writes its artifacts elsewhere (Dagster
+        # gives each run a new DBT_TARGET_PATH): a new directory holds no state, and dbt
+        # would re-parse each time.
+        parse = ["parse", "--quiet", "--no-write-json", "--target-path", parse_state_dir()]
         saved = {name: os.environ.pop(name) for name in PARSE_UNSET if name in os.environ}
         try:
             parsed = dbtRunner().invoke([*parse, *location_args(args)])

@@ -8,7 +8,6 @@ import os
 import shutil
 import signal
 import tempfile
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -106,7 +105,7 @@ def set_up_database(server_url: str) -> str:
     once for the session: the template of every test's warehouse."""
     from billing.cli import warehouse_up
 
-    name = f"set_up_{uuid.uuid4().hex[:12]}"
+    name = "set_up"  # this process's own server: one name, one dbt parse state kept
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(f'create database "{name}"')
     with pytest.MonkeyPatch.context() as patch:

@@ -20,9 +20,9 @@ from dagster import DagsterInstance, RunRequest, asset, build_schedule_context, 
 from billing.cli import main
 from billing.demo import DEMO_CATALOG, generate_usage
 from ingest.writer import Event, copy_events
-from orchestration.dbt_run import parse_target
+from orchestration.dbt_run import environment, parse_state_dir, parse_target
 from orchestration.dbt_vars import current_month
-from orchestration.pipeline import DBT_PROJECT_DIR, run_daily, run_monthly
+from orchestration.pipeline import DBT_PROJECT_DIR, dbt_env, run_daily, run_monthly
 from tests.helpers import with_dbname
 from warehouse.settings import get_settings
 
@@ -63,8 +63,9 @@ def rows(url: str, query: str) -> list[tuple[Any, ...]]:
 @pytest.fixture
 def other_warehouse(server_url: str) -> Iterator[str]:
     """A second empty database on the test server, for the CLI's run on the same data."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
+    name = "other"  # one test at a time on this process's server; its parse state kept
     with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'drop database if exists "{name}" with (force)')  # type: ignore[arg-type]
         conn.execute(f'create database "{name}"')  # type: ignore[arg-type]
     yield with_dbname(server_url, name)
     with psycopg.connect(server_url, autocommit=True) as conn:
@@ -100,7 +101,8 @@ def test_the_schedules_alone_bill_a_month_as_billing_run_does(
     load_demo(warehouse)
     instance = DagsterInstance.ephemeral()
     targets_before = set(TARGET.iterdir())
-    parse_state = TARGET / "partial_parse.msgpack"
+    with environment(dbt_env()):  # the warehouse's own parse state (a directory per profile)
+        parse_state = DBT_PROJECT_DIR / parse_state_dir() / "partial_parse.msgpack"
     parsed_at = None
 
     # every day's 01:00 tick builds the day before; the 1st's 02:00 tick closes October
@@ -125,7 +127,7 @@ def test_the_schedules_alone_bill_a_month_as_billing_run_does(
     # (dbt rewrites its parse state only when it parses), and dbt's per-run artifacts did
     # not stay behind.
     assert parse_state.stat().st_mtime_ns == parsed_at
-    assert set(TARGET.iterdir()) <= targets_before | {parse_state}
+    assert set(TARGET.iterdir()) <= targets_before | {TARGET / "parse"}
     assert not list((get_settings().home_dir / "dagster" / "dbt").iterdir())
 
     invoices = rows(warehouse, INVOICES)

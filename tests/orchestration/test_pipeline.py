@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from billing.cli import main
-from orchestration.dbt_run import WarmDbt, parse_target
+from orchestration.dbt_run import WarmDbt, environment, parse_state_dir
 from orchestration.pipeline import (
     DBT_PROJECT_DIR,
     PREVIEW_INVOICES,
@@ -187,7 +187,8 @@ def test_a_warehouse_on_another_server_is_not_parsed_again(warehouse: str, tmp_p
     seconds (orchestration/dbt_run.py, PARSE_UNSET). dbt writes its parse state only when it
     parses something."""
     located = ["--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
-    state = DBT_PROJECT_DIR / parse_target() / "partial_parse.msgpack"
+    with environment(dbt_env()):
+        state = DBT_PROJECT_DIR / parse_state_dir() / "partial_parse.msgpack"
     written = []
     for host, port in ((dbt_env()["BILLING_DBT_HOST"], "5432"), (str(tmp_path), "6543")):
         env = dbt_env() | {"BILLING_DBT_HOST": host, "BILLING_DBT_PORT": port}
@@ -195,6 +196,28 @@ def test_a_warehouse_on_another_server_is_not_parsed_again(warehouse: str, tmp_p
         assert outcome.success, outcome.detail
         written.append(state.stat().st_mtime_ns)
     assert written[1] == written[0]
+
+
+def test_databases_and_targets_in_turn_each_keep_their_parse(warehouse: str) -> None:
+    """Processes parsing for this warehouse, another database, the `spark` target, then this
+    warehouse again: the last finds its own parse state as the first left it, instead of
+    parsing the whole project after the others (orchestration/dbt_run.py, PARSE_PROFILE)."""
+    located = ["--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
+    first = dbt_env()
+    with environment(first):
+        state = DBT_PROJECT_DIR / parse_state_dir() / "partial_parse.msgpack"
+    written = []
+    for env in (
+        first,
+        first | {"BILLING_DBT_DBNAME": "another"},  # `dbt ls` connects to neither
+        first | {"BILLING_DBT_TARGET": "spark"},
+        first,
+    ):
+        # a process of its own each: a new runner, which parses (partially, from its state)
+        outcome = WarmDbt().invoke(["ls", "--select", "fct_usage_daily", "--quiet", *located], env)
+        assert outcome.success, outcome.detail
+        written.append(state.stat().st_mtime_ns)
+    assert written[3] == written[0]
 
 
 def test_a_process_builds_the_preview_again_each_time_a_run_dropped_it(warehouse: str) -> None:
