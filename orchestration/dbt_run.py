@@ -62,16 +62,6 @@ def parse_target() -> str:
     return os.environ.get(PARSE_TARGET_ENV, "target")
 
 
-def parse_state_dir() -> str:
-    """Where a parse with this environment's profile keeps its state: a directory per
-    profile (PARSE_PROFILE) under ``parse_target()``, relative to the project unless that
-    is absolute. A profile missed here costs a full parse, never a wrong one: dbt checks
-    its state against the profile it parses with."""
-    profile = "\0".join(os.environ.get(name, "") for name in PARSE_PROFILE)
-    digest = hashlib.sha256(profile.encode()).hexdigest()[:16]
-    return os.path.join(parse_target(), "parse", digest)
-
-
 # the environment a parse depends on: the profile's connection and target (profiles.yml)
 PROFILE_PREFIXES = ("BILLING_DBT_", "BILLING_SPARK_")
 # Where the server listens, which no model reads; but dbt parses the whole project again
@@ -86,6 +76,18 @@ PARSE_UNSET = ("BILLING_DBT_HOST", "BILLING_DBT_PORT")
 # targets in turn (the `spark` target beside `postgres`, a second database) each find their
 # own last parse instead of parsing the whole project again after the other's.
 PARSE_PROFILE = ("BILLING_DBT_TARGET", "BILLING_DBT_USER", "BILLING_DBT_DBNAME")
+
+
+def parse_state_dir() -> str:
+    """Where a parse with this environment's profile keeps its state: a directory per
+    profile (PARSE_PROFILE) under ``parse_target()``, relative to the project unless that
+    is absolute. A profile missed here costs a full parse, never a wrong one: dbt checks
+    its state against the profile it parses with."""
+    profile = "\0".join(os.environ.get(name, "") for name in PARSE_PROFILE)
+    digest = hashlib.sha256(profile.encode()).hexdigest()[:16]
+    return os.path.join(parse_target(), "parse", digest)
+
+
 # manifests kept by one process, the latest (a process usually runs against one warehouse)
 KEPT_MANIFESTS = 4
 # a node's outcome that fails the command (dbt's RunStatus and TestStatus)
