@@ -147,13 +147,14 @@ def _database(
 
 
 @contextmanager
-def database_copy(server_url: str, template: str | None) -> Iterator[str]:
+def database_copy(server_url: str, template: str | None, name: str = "") -> Iterator[str]:
     """The URL of a database made anew (a copy of ``template``, else empty), dropped after.
 
-    One name per test process: dbt's warm runner parses the project once per warehouse
-    connection (orchestration/dbt_run.py), so every test of the process reuses the first
-    one's parse, as `billing run` would."""
-    name = f"t_{WORKER}"
+    One name per test process (``name`` for a second database beside it): dbt's warm runner
+    parses the project once per warehouse connection and keeps a parse state per database
+    (orchestration/dbt_run.py), so every test of the process reuses the first one's parse,
+    as `billing run` would."""
+    name = name or f"t_{WORKER}"
     copy = f' template "{template}"' if template else ""
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(f'drop database if exists "{name}" with (force)')

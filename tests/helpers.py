@@ -7,9 +7,13 @@ import socketserver
 import subprocess
 import sys
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 
 from psycopg.conninfo import conninfo_to_dict
+
+from orchestration.dbt_run import environment, parse_state_dir
+from orchestration.pipeline import DBT_PROJECT_DIR
 
 REPO = Path(__file__).resolve().parent.parent
 BILLING = str(Path(sys.executable).parent / "billing")
@@ -22,6 +26,13 @@ def serve_in_thread(server: socketserver.BaseServer) -> None:
     threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
     ).start()
+
+
+def parse_state_file(env: Mapping[str, str]) -> Path:
+    """dbt's parse state for the profile ``env`` gives (orchestration/dbt_run.py: a
+    directory per profile), which dbt rewrites only when it parses something."""
+    with environment(env):
+        return DBT_PROJECT_DIR / parse_state_dir() / "partial_parse.msgpack"
 
 
 def with_dbname(url: str, dbname: str) -> str:

@@ -20,10 +20,11 @@ from dagster import DagsterInstance, RunRequest, asset, build_schedule_context, 
 from billing.cli import main
 from billing.demo import DEMO_CATALOG, generate_usage
 from ingest.writer import Event, copy_events
-from orchestration.dbt_run import environment, parse_state_dir, parse_target
+from orchestration.dbt_run import parse_target
 from orchestration.dbt_vars import current_month
 from orchestration.pipeline import DBT_PROJECT_DIR, dbt_env, run_daily, run_monthly
-from tests.helpers import with_dbname
+from tests.conftest import database_copy
+from tests.helpers import parse_state_file
 from warehouse.settings import get_settings
 
 pytestmark = pytest.mark.slow
@@ -63,13 +64,8 @@ def rows(url: str, query: str) -> list[tuple[Any, ...]]:
 @pytest.fixture
 def other_warehouse(server_url: str) -> Iterator[str]:
     """A second empty database on the test server, for the CLI's run on the same data."""
-    name = "other"  # one test at a time on this process's server; its parse state kept
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'drop database if exists "{name}" with (force)')  # type: ignore[arg-type]
-        conn.execute(f'create database "{name}"')  # type: ignore[arg-type]
-    yield with_dbname(server_url, name)
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'drop database if exists "{name}" with (force)')  # type: ignore[arg-type]
+    with database_copy(server_url, None, name="other") as url:
+        yield url
 
 
 def tick(instance: DagsterInstance, schedule_name: str, at: datetime) -> list[RunRequest]:
@@ -101,8 +97,7 @@ def test_the_schedules_alone_bill_a_month_as_billing_run_does(
     load_demo(warehouse)
     instance = DagsterInstance.ephemeral()
     targets_before = set(TARGET.iterdir())
-    with environment(dbt_env()):  # the warehouse's own parse state (a directory per profile)
-        parse_state = DBT_PROJECT_DIR / parse_state_dir() / "partial_parse.msgpack"
+    parse_state = parse_state_file(dbt_env())
     parsed_at = None
 
     # every day's 01:00 tick builds the day before; the 1st's 02:00 tick closes October

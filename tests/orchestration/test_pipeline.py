@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from billing.cli import main
-from orchestration.dbt_run import WarmDbt, environment, parse_state_dir
+from orchestration.dbt_run import WarmDbt
 from orchestration.pipeline import (
     DBT_PROJECT_DIR,
     PREVIEW_INVOICES,
@@ -26,7 +26,7 @@ from orchestration.pipeline import (
     run_daily,
     run_dbt,
 )
-from tests.helpers import REPO
+from tests.helpers import REPO, parse_state_file
 from warehouse.migrate import apply_migrations
 
 DEMO_CATALOG = REPO / "examples" / "demo_catalog.yaml"
@@ -186,15 +186,12 @@ def test_a_warehouse_on_another_server_is_not_parsed_again(warehouse: str, tmp_p
     the last one did: no model reads where the server listens, and dbt's full parse costs
     seconds (orchestration/dbt_run.py, PARSE_UNSET). dbt writes its parse state only when it
     parses something."""
-    located = ["--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
-    with environment(dbt_env()):
-        state = DBT_PROJECT_DIR / parse_state_dir() / "partial_parse.msgpack"
-    written = []
-    for host, port in ((dbt_env()["BILLING_DBT_HOST"], "5432"), (str(tmp_path), "6543")):
-        env = dbt_env() | {"BILLING_DBT_HOST": host, "BILLING_DBT_PORT": port}
-        outcome = WarmDbt().invoke(["ls", "--select", "fct_usage_daily", "--quiet", *located], env)
-        assert outcome.success, outcome.detail
-        written.append(state.stat().st_mtime_ns)
+    written = parse_written(
+        [
+            dbt_env() | {"BILLING_DBT_HOST": host, "BILLING_DBT_PORT": port}
+            for host, port in ((dbt_env()["BILLING_DBT_HOST"], "5432"), (str(tmp_path), "6543"))
+        ]
+    )
     assert written[1] == written[0]
 
 
@@ -202,22 +199,30 @@ def test_databases_and_targets_in_turn_each_keep_their_parse(warehouse: str) -> 
     """Processes parsing for this warehouse, another database, the `spark` target, then this
     warehouse again: the last finds its own parse state as the first left it, instead of
     parsing the whole project after the others (orchestration/dbt_run.py, PARSE_PROFILE)."""
-    located = ["--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
     first = dbt_env()
-    with environment(first):
-        state = DBT_PROJECT_DIR / parse_state_dir() / "partial_parse.msgpack"
+    written = parse_written(
+        [
+            first,
+            first | {"BILLING_DBT_DBNAME": "another"},  # `dbt ls` connects to neither
+            first | {"BILLING_DBT_TARGET": "spark"},
+            first,
+        ]
+    )
+    assert written[3] == written[0]
+
+
+def parse_written(envs: list[dict[str, str]]) -> list[int]:
+    """When the first environment's parse state was last written, after `dbt ls` in each
+    environment in turn, each by a new runner (a process of its own: it parses, partially
+    when its profile's state allows)."""
+    located = ["--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
+    state = parse_state_file(envs[0])
     written = []
-    for env in (
-        first,
-        first | {"BILLING_DBT_DBNAME": "another"},  # `dbt ls` connects to neither
-        first | {"BILLING_DBT_TARGET": "spark"},
-        first,
-    ):
-        # a process of its own each: a new runner, which parses (partially, from its state)
+    for env in envs:
         outcome = WarmDbt().invoke(["ls", "--select", "fct_usage_daily", "--quiet", *located], env)
         assert outcome.success, outcome.detail
         written.append(state.stat().st_mtime_ns)
-    assert written[3] == written[0]
+    return written
 
 
 def test_a_process_builds_the_preview_again_each_time_a_run_dropped_it(warehouse: str) -> None:
