@@ -52,9 +52,10 @@ if TYPE_CHECKING:
     from dbt.contracts.graph.manifest import Manifest
 
 LOCATION_FLAGS = ("--project-dir", "--profiles-dir", "--target")
-# Where the parse keeps its state (partial_parse.msgpack): dbt_project.yml's target-path,
-# relative to the project, unless BILLING_DBT_PARSE_TARGET says another (the tests give each
-# of their processes its own, so that none re-parses because another parsed for its server).
+# Under which the parse keeps its state (partial_parse.msgpack, a directory per profile:
+# parse_state_dir): dbt_project.yml's target-path, relative to the project, unless
+# BILLING_DBT_PARSE_TARGET says another (the tests give each of their processes its own, so
+# that none re-parses because another parsed for its server).
 PARSE_TARGET_ENV = "BILLING_DBT_PARSE_TARGET"
 
 
