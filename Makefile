@@ -19,10 +19,15 @@ PEER_PACKAGES := svc-infra==1.22.2 greenlet pyjwt cashews redis itsdangerous fas
 
 install: $(STAMP)
 
+# uv installs what pip would, in half the time on a new machine (no cache: 58 s with the
+# bytecode compiled as pip compiles it, against pip's 110 s). It is installed into the venv
+# by pip; --native-tls: the machine's certificates, which pip is given here too.
+UV := $(BIN)/uv pip install --quiet --native-tls --python $(BIN)/python
+
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,spark]'
+	$(BIN)/python -m pip install --quiet 'uv>=0.13,<0.14'
+	$(UV) --compile-bytecode -e '.[dev,spark]'
 	touch $@
 
 manifest: $(MANIFEST)
@@ -39,7 +44,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 $(PEER): $(STAMP)
-	$(BIN)/python -m pip install --quiet --no-deps --target .billing/peer $(PEER_PACKAGES)
+	$(UV) --no-deps --target .billing/peer $(PEER_PACKAGES)
 	touch $@
 
 test: $(STAMP) $(MANIFEST) $(PEER) lint
