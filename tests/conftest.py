@@ -53,8 +53,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The tests that take minutes first, the longest first (`minutes(N)`, about N minutes
-    on two cores): pytest-xdist hands tests out one at a time (`--maxschedchunk 1`), so the
-    long ones start on different workers and the workers end at about the same time."""
+    on two cores within the suite; every test of a quarter minute or more has one):
+    pytest-xdist hands tests out one at a time (`--maxschedchunk 1`), so the long ones start
+    on different workers, the last to start are short, and the workers end at about the
+    same time."""
 
     def minutes(item: pytest.Item) -> float:
         marker = item.get_closest_marker("minutes")

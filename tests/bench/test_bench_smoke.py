@@ -10,7 +10,7 @@ import pytest
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.minutes(6)
+@pytest.mark.minutes(4.5)
 @pytest.mark.timeout(1800)  # Spark included: see tests/spark
 def test_make_bench_smoke_writes_results_with_the_peer(tmp_path: Path) -> None:
     """`make bench` end to end at a tiny size, the svc-infra peer and Spark included."""

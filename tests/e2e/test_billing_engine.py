@@ -253,6 +253,7 @@ def october_story(url: str, tmp_path: Path) -> None:
     store(url, events + events[:200])  # retries count once
 
 
+@pytest.mark.minutes(0.3)
 def test_segments_finalization_and_late_usage(warehouse: str, tmp_path: Path) -> None:
     october_story(warehouse, tmp_path)
     run_monthly(OCT, quiet=True)

@@ -117,7 +117,7 @@ def check_against_rater(url: str, month: date, used: dict[str, int], voided: set
     assert_matches(got, rated)
 
 
-@pytest.mark.minutes(3)
+@pytest.mark.minutes(0.25)
 def test_commitments_discounts_and_credits_close_push_and_correct(
     warehouse: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -50,6 +50,7 @@ def adjustments(url: str, month: date) -> dict[tuple[str, str | None, date], int
     return {(t, m, c): int(a) for t, m, c, a in rows}
 
 
+@pytest.mark.minutes(0.35)
 def test_corrections_reach_every_tenant_on_one_invoice(warehouse: str, tmp_path: Path) -> None:
     apply_catalog(DOC, tmp_path)
     with psycopg.connect(warehouse) as conn:

@@ -17,6 +17,7 @@ pytestmark = pytest.mark.slow
 OCTOBER = date(2026, 10, 1)
 
 
+@pytest.mark.minutes(0.5)
 def test_demo_invoices_match_the_reference_rater_and_rerun_counts_nothing_twice(
     warehouse: str,
 ) -> None:

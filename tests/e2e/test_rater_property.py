@@ -252,7 +252,7 @@ def scenarios(draw: st.DrawFn) -> dict[str, Any]:
         HealthCheck.data_too_large,
     ],
 )
-@pytest.mark.minutes(1)
+@pytest.mark.minutes(0.3)
 @given(scenario=scenarios())
 def test_dbt_invoices_match_the_reference_rater(
     scenario: dict[str, Any], server_url: str, set_up_database: str, monkeypatch: pytest.MonkeyPatch

@@ -48,6 +48,7 @@ def test_every_reference_in_the_document_resolves(fuzzed_server: ApiServer) -> N
     ), refs
 
 
+@pytest.mark.minutes(0.4)
 @pytest.mark.parametrize("caller", ["admin", "tenant"])
 def test_schemathesis_finds_nothing(fuzzed_server: ApiServer, caller: str) -> None:
     key = ADMIN_KEY

@@ -100,7 +100,7 @@ class DagsterDev:
         raise TimeoutError(f"run {run_id} did not finish")
 
 
-@pytest.mark.minutes(1)
+@pytest.mark.minutes(1.6)
 def test_dagster_dev_serves_assets_schedules_and_runs_their_ticks(warehouse: str) -> None:
     load_demo(warehouse)
     port = free_port()

@@ -90,7 +90,7 @@ def execute(instance: DagsterInstance, schedule_name: str, request: RunRequest) 
     assert result.success, request
 
 
-@pytest.mark.minutes(4)
+@pytest.mark.minutes(2)
 def test_the_schedules_alone_bill_a_month_as_billing_run_does(
     warehouse: str, other_warehouse: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -154,6 +154,7 @@ def test_the_schedules_alone_bill_a_month_as_billing_run_does(
     assert rows(other_warehouse, USAGE) == usage
 
 
+@pytest.mark.minutes(0.25)
 def test_a_backfill_in_one_run_equals_the_days_one_by_one(warehouse: str) -> None:
 
     from orchestration.definitions import daily_usage_models, dbt_resource

@@ -97,7 +97,7 @@ def pushing_to(fake: FakeStripe, server_url: str, template: str) -> Iterator[tup
         drop(server_url, name)
 
 
-@pytest.mark.minutes(1)
+@pytest.mark.minutes(0.7)
 def test_exactly_once_when_each_request_fails_in_turn(server_url: str, template: str) -> None:
     """Fail every request of a push in turn, three ways; retrying completes it exactly once."""
     customers = {"cus_acme", "cus_initech"}

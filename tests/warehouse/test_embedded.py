@@ -25,6 +25,7 @@ def _postmasters(pgdata: Path) -> list[psutil.Process]:
     return found
 
 
+@pytest.mark.minutes(0.4)
 def test_processes_starting_at_once_share_one_server_and_db_down_stops_it(tmp_path: Path) -> None:
     home = tmp_path / "home"
     env = {"BILLING_HOME": str(home), "BILLING_DATABASE_URL": ""}
