@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field, WithJsonSchema
 
-from ingest.writer import Row, copy_text, instant_text
+from ingest.writer import MAX_OFFSET, Row, copy_text, instant_text
 from warehouse.catalog import ID_PATTERN, ID_RE, ID_RULE, KEY_PATTERN
 
 MAX_EVENTS = 10_000
@@ -95,11 +95,12 @@ def checked_amount(value: Any) -> Decimal:
 
 
 # An instant in the form clients send (RFC 3339, T and Z in capitals, at most microseconds,
-# an offset under writer.MAX_OFFSET): PostgreSQL reads this text as the instant Python
-# does; other forms are stored as instant_text writes them
+# an offset in the whole hours under writer.MAX_OFFSET): PostgreSQL reads this text as the
+# instant Python does; other forms are stored as instant_text writes them
+_OFFSET_HOURS = "|".join(f"{hour:02d}" for hour in range(MAX_OFFSET // timedelta(hours=1)))
 _PLAIN_INSTANT = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?"
-    r"(Z|[+-](0[0-9]|1[0-5]):[0-5][0-9])"
+    rf"(Z|[+-]({_OFFSET_HOURS}):[0-5][0-9])"
 )
 
 
