@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -119,6 +120,57 @@ def _serving(name: str, command: Sequence[str], env: dict[str, str], port: int) 
             process.wait(15)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+PROC_STAT = Path("/proc/stat")
+
+
+@dataclass
+class Steal:
+    """What the hypervisor took of this machine's cores while a block ran (Linux's steal
+    time): CPU the benchmark wanted and a virtual machine did not get, which no baseline run
+    at another moment shows. None where /proc/stat is not."""
+
+    mean_cores: float | None = None  # over the block
+    worst_cores: float | None = None  # over its worst tenth of a second
+
+
+def _cpu_jiffies() -> tuple[int, int]:
+    """(all the cores' time, the time stolen from them) so far, in clock ticks."""
+    fields = [int(f) for f in PROC_STAT.read_text().split("\n", 1)[0].split()[1:9]]
+    return sum(fields), fields[7]  # user nice system idle iowait irq softirq steal
+
+
+@contextmanager
+def hypervisor_steal(interval: float = 0.1) -> Iterator[Steal]:
+    """Measure the steal time while the block runs (a thread reads /proc/stat every
+    ``interval`` seconds); the result is filled in when the block ends."""
+    steal = Steal()
+    if not PROC_STAT.exists():
+        yield steal
+        return
+    samples = [_cpu_jiffies()]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(interval):
+            samples.append(_cpu_jiffies())
+
+    thread = threading.Thread(target=sample, name="steal", daemon=True)
+    thread.start()
+    try:
+        yield steal
+    finally:
+        done.set()
+        thread.join()
+        samples.append(_cpu_jiffies())
+        cores = os.cpu_count() or 1
+
+        def stolen(a: tuple[int, int], b: tuple[int, int]) -> float:
+            return cores * (b[1] - a[1]) / (b[0] - a[0]) if b[0] > a[0] else 0.0
+
+        steal.mean_cores = round(stolen(samples[0], samples[-1]), 2)
+        steal.worst_cores = round(max(map(stolen, samples, samples[1:])), 2)
 
 
 # what `billing run daily|monthly` prints last (billing.cli._took)

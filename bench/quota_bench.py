@@ -11,6 +11,8 @@ A third run offers a fixed rate (default 2,000 checks/s, open loop) and reports 
 latency counted from when each request was due. The same open-loop load against a no-op
 ASGI app (bench.noop_asgi) under the same uvicorn and workers is the floor of that latency:
 what the machine and the load generator add before the server does any work.
+Each run also reports the cores the hypervisor took meanwhile (steal time, on average and
+in its worst tenth of a second): on a virtual machine a run's tail follows them.
 
     python -m bench.quota_bench --seconds 10 --connections 16 --workers 2 --rate 2000
 """
@@ -28,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bench.common import api_server, billing, noop_server, scratch_warehouse
+from bench.common import api_server, billing, hypervisor_steal, noop_server, scratch_warehouse
 
 ADMIN_KEY = "bench-admin-key"
 CATALOG = """
@@ -56,6 +58,9 @@ class LoadResult:
     p50_ms: float
     p99_ms: float
     errors: int
+    # cores the hypervisor took meanwhile (bench.common.Steal): on average, at the worst
+    steal_cores: float | None
+    steal_worst_cores: float | None
 
 
 @dataclass(frozen=True)
@@ -140,42 +145,43 @@ def _load(
         connection.sock.sendall(connection.make_request(connection.sent))
         connection.sent += 1
 
-    try:
-        while True:
-            now = time.perf_counter()
+    with hypervisor_steal() as steal:
+        try:
+            while True:
+                now = time.perf_counter()
+                for connection in open_:
+                    idle = connection.started is None and now < deadline
+                    if idle and (interval is None or connection.due <= now):
+                        send(connection, now)
+                busy = any(c.started is not None for c in open_)
+                # a closed loop sends again as soon as an answer arrives: nothing is due later
+                due = (
+                    []
+                    if interval is None
+                    else [c.due for c in open_ if c.started is None and c.due < deadline]
+                )
+                if not busy and (not due or now >= deadline):
+                    break
+                timeout = max(0.0, min(due) - now) if due else None
+                for key, _ in selector.select(timeout):
+                    connection = key.data
+                    data = connection.sock.recv(65536)
+                    if not data:
+                        raise RuntimeError("the server closed a keep-alive connection")
+                    connection.buffer += data
+                    answer = _answer(connection.buffer)
+                    if answer is None:
+                        continue
+                    status, used = answer
+                    connection.buffer = connection.buffer[used:]
+                    latencies.append(time.perf_counter() - (connection.started or 0.0))
+                    connection.started = None
+                    if status != 200:
+                        errors.append(status)
+        finally:
+            selector.close()
             for connection in open_:
-                idle = connection.started is None and now < deadline
-                if idle and (interval is None or connection.due <= now):
-                    send(connection, now)
-            busy = any(c.started is not None for c in open_)
-            # a closed loop sends again as soon as an answer arrives: nothing is due later
-            due = (
-                []
-                if interval is None
-                else [c.due for c in open_ if c.started is None and c.due < deadline]
-            )
-            if not busy and (not due or now >= deadline):
-                break
-            timeout = max(0.0, min(due) - now) if due else None
-            for key, _ in selector.select(timeout):
-                connection = key.data
-                data = connection.sock.recv(65536)
-                if not data:
-                    raise RuntimeError("the server closed a keep-alive connection")
-                connection.buffer += data
-                answer = _answer(connection.buffer)
-                if answer is None:
-                    continue
-                status, used = answer
-                connection.buffer = connection.buffer[used:]
-                latencies.append(time.perf_counter() - (connection.started or 0.0))
-                connection.started = None
-                if status != 200:
-                    errors.append(status)
-    finally:
-        selector.close()
-        for connection in open_:
-            connection.sock.close()
+                connection.sock.close()
     elapsed = time.perf_counter() - started
     ordered = sorted(latencies)
     return LoadResult(
@@ -184,7 +190,16 @@ def _load(
         p50_ms=statistics.median(ordered) * 1000,
         p99_ms=ordered[int(len(ordered) * 0.99) - 1] * 1000,
         errors=len(errors),
+        steal_cores=steal.mean_cores,
+        steal_worst_cores=steal.worst_cores,
     )
+
+
+def steal_text(load: LoadResult) -> str:
+    """The cores the hypervisor took during a load: on average / in its worst 0.1 s."""
+    if load.steal_cores is None:
+        return "-"
+    return f"{load.steal_cores:.2f} / {load.steal_worst_cores:.2f}"
 
 
 def _quota_requests(tenants: int, port: int) -> Requests:
@@ -269,7 +284,8 @@ def main() -> None:
     ):
         print(
             f"{name:>18}: {load.per_second:,.0f}/s  p50 {load.p50_ms:.2f} ms  "
-            f"p99 {load.p99_ms:.2f} ms  ({load.requests:,} requests, {load.errors} non-200)"
+            f"p99 {load.p99_ms:.2f} ms  ({load.requests:,} requests, {load.errors} non-200; "
+            f"the hypervisor took {steal_text(load)} cores)"
         )
     print(f"ratio quota/healthz throughput: {result.ratio:.2f}")
     if args.json:

@@ -168,9 +168,15 @@ def run(
         "## Quota checks against GET /healthz",
         "",
         _table(
-            ["run", "per second", "p50 ms", "p99 ms"],
+            ["run", "per second", "p50 ms", "p99 ms", "stolen cores: mean / worst 0.1 s"],
             [
-                [name, round(load.per_second), round(load.p50_ms, 2), round(load.p99_ms, 2)]
+                [
+                    name,
+                    round(load.per_second),
+                    round(load.p50_ms, 2),
+                    round(load.p99_ms, 2),
+                    quota_bench.steal_text(load),
+                ]
                 for name, load in (
                     ("checks, back to back", quota.quota),
                     ("healthz, back to back", quota.healthz),
@@ -182,7 +188,9 @@ def run(
         "",
         f"Ratio of checks to healthz: {quota.ratio:.2f}. The last row is the same open-loop "
         "load against an app that does nothing, under the same uvicorn and workers: the "
-        "latency the machine and the load generator add before any work.",
+        "latency the machine and the load generator add before any work. Stolen cores: "
+        "what the hypervisor took of the two during the run (steal time), on average and "
+        "in its worst tenth of a second; a run's tail follows it.",
         "",
         "## The upcoming invoice against GET /healthz",
         "",
