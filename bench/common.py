@@ -135,6 +135,11 @@ class Steal:
     worst_cores: float | None = None  # over its worst tenth of a second
 
 
+def stolen_text(*cores: float | None) -> str:
+    """Stolen cores as the reports show them: two decimals each, '-' where not measured."""
+    return " / ".join("-" if c is None else f"{c:.2f}" for c in cores)
+
+
 def _cpu_jiffies() -> tuple[int, int]:
     """(all the cores' time, the time stolen from them) so far, in clock ticks."""
     fields = [int(f) for f in PROC_STAT.read_text().split("\n", 1)[0].split()[1:9]]

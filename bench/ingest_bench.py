@@ -1,6 +1,7 @@
 """Ingest throughput: events per second through `billing serve` (HTTP, validation, COPY,
 durable commit) against a bare COPY of the same rows from Python with a commit per batch,
-measured in one run, at each batch size clients send (100, 1,000 and 10,000 events).
+measured in one run, at each batch size clients send (100, 1,000 and 10,000 events), each
+with the cores the hypervisor took meanwhile (steal time, bench.common.hypervisor_steal).
 
     .venv/bin/python -m bench.ingest_bench --events 500000 --batches 100 1000 10000
 """
@@ -21,7 +22,14 @@ from urllib.parse import urlparse
 
 import psycopg
 
-from bench.common import REPO, api_server, scratch_warehouse
+from bench.common import (
+    REPO,
+    Steal,
+    api_server,
+    hypervisor_steal,
+    scratch_warehouse,
+    stolen_text,
+)
 
 ADMIN_KEY = "bench-admin-key"
 # the batch sizes clients send: the middleware's and small scripts', the client's default,
@@ -40,6 +48,9 @@ class IngestResult:
     copy_seconds: float
     copy_events_per_s: float
     ratio: float
+    # the cores the hypervisor took on average meanwhile (bench.common.Steal)
+    http_steal_cores: float | None
+    copy_steal_cores: float | None
 
 
 def generate(n: int, seed: int = 42, prefix: str = "bench") -> list[dict[str, object]]:
@@ -64,8 +75,9 @@ def generate(n: int, seed: int = 42, prefix: str = "bench") -> list[dict[str, ob
     return events
 
 
-def bare_copy(url: str, events: list[dict[str, object]], batch: int) -> float:
-    """The floor: the same rows COPYed from Python, a commit per batch."""
+def bare_copy(url: str, events: list[dict[str, object]], batch: int) -> tuple[float, Steal]:
+    """The floor: the same rows COPYed from Python, a commit per batch; its seconds and
+    what the hypervisor took meanwhile."""
     rows = [
         (
             e["tenant_id"],
@@ -82,21 +94,22 @@ def bare_copy(url: str, events: list[dict[str, object]], batch: int) -> float:
         conn.execute("drop table if exists bench.bare_events")
         conn.execute("create table bench.bare_events (like raw.events including all)")
         conn.commit()
-        started = time.perf_counter()
-        for offset in range(0, len(rows), batch):
-            with (
-                conn.cursor() as cur,
-                cur.copy(
-                    "copy bench.bare_events (tenant_id, metric, amount, event_ts, idempotency_key,"
-                    " metadata) from stdin"
-                ) as copy,
-            ):
-                for row in rows[offset : offset + batch]:
-                    copy.write_row(row)
-            conn.commit()
-        elapsed = time.perf_counter() - started
+        with hypervisor_steal() as steal:
+            started = time.perf_counter()
+            for offset in range(0, len(rows), batch):
+                with (
+                    conn.cursor() as cur,
+                    cur.copy(
+                        "copy bench.bare_events (tenant_id, metric, amount, event_ts,"
+                        " idempotency_key, metadata) from stdin"
+                    ) as copy,
+                ):
+                    for row in rows[offset : offset + batch]:
+                        copy.write_row(row)
+                conn.commit()
+            elapsed = time.perf_counter() - started
         conn.execute("drop table bench.bare_events")
-    return elapsed
+    return elapsed, steal
 
 
 def send_all(url: str, bodies: list[bytes], connections: int) -> float:
@@ -154,10 +167,11 @@ def run(
                     json.dumps({"events": events[i : i + batch]}).encode()
                     for i in range(0, len(events), batch)
                 ]
-                copy_seconds = bare_copy(url, events, batch)
+                copy_seconds, copy_steal = bare_copy(url, events, batch)
                 with psycopg.connect(url) as conn:
                     before = conn.execute("select count(*) from raw.events").fetchone()
-                http_seconds = send_all(api, bodies, connections)
+                with hypervisor_steal() as http_steal:
+                    http_seconds = send_all(api, bodies, connections)
                 with psycopg.connect(url) as conn:
                     after = conn.execute("select count(*) from raw.events").fetchone()
                 assert before is not None and after is not None
@@ -175,6 +189,8 @@ def run(
                         round(copy_seconds, 3),
                         round(copy_rate),
                         round(http_rate / copy_rate, 3),
+                        http_steal.mean_cores,
+                        copy_steal.mean_cores,
                     )
                 )
     return results
@@ -195,7 +211,8 @@ def main() -> None:
             f"ingest: {result.http_events_per_s:,} events/s through HTTP "
             f"(batch {result.batch_size:,}, {result.workers} workers, {result.connections} "
             f"connections); bare COPY {result.copy_events_per_s:,} events/s; "
-            f"ratio {result.ratio:.2f}"
+            f"ratio {result.ratio:.2f}; the hypervisor took "
+            f"{stolen_text(result.http_steal_cores, result.copy_steal_cores)} cores"
         )
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in results], indent=2))

@@ -30,7 +30,14 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bench.common import api_server, billing, hypervisor_steal, noop_server, scratch_warehouse
+from bench.common import (
+    api_server,
+    billing,
+    hypervisor_steal,
+    noop_server,
+    scratch_warehouse,
+    stolen_text,
+)
 
 ADMIN_KEY = "bench-admin-key"
 CATALOG = """
@@ -195,13 +202,6 @@ def _load(
     )
 
 
-def steal_text(load: LoadResult) -> str:
-    """The cores the hypervisor took during a load: on average / in its worst 0.1 s."""
-    if load.steal_cores is None:
-        return "-"
-    return f"{load.steal_cores:.2f} / {load.steal_worst_cores:.2f}"
-
-
 def _quota_requests(tenants: int, port: int) -> Requests:
     def for_connection(c: int) -> Callable[[int], bytes]:
         def request(n: int) -> bytes:
@@ -285,7 +285,7 @@ def main() -> None:
         print(
             f"{name:>18}: {load.per_second:,.0f}/s  p50 {load.p50_ms:.2f} ms  "
             f"p99 {load.p99_ms:.2f} ms  ({load.requests:,} requests, {load.errors} non-200; "
-            f"the hypervisor took {steal_text(load)} cores)"
+            f"the hypervisor took {stolen_text(load.steal_cores, load.steal_worst_cores)} cores)"
         )
     print(f"ratio quota/healthz throughput: {result.ratio:.2f}")
     if args.json:

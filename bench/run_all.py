@@ -26,7 +26,7 @@ from bench import (
     spark_bench,
     upcoming_bench,
 )
-from bench.common import REPO, Breakdown
+from bench.common import REPO, Breakdown, stolen_text
 
 DEFAULT_SIZES = (1_000_000, 10_000_000, 30_000_000)
 DEFAULT_TENANT_COUNTS = (100, 1_000, 10_000)
@@ -155,15 +155,30 @@ def run(
         "## Ingest through HTTP against a bare COPY",
         "",
         _table(
-            ["events", "batch", "HTTP events/s", "bare COPY events/s", "ratio"],
             [
-                [r.events, r.batch_size, r.http_events_per_s, r.copy_events_per_s, r.ratio]
+                "events",
+                "batch",
+                "HTTP events/s",
+                "bare COPY events/s",
+                "ratio",
+                "stolen cores: HTTP / COPY",
+            ],
+            [
+                [
+                    r.events,
+                    r.batch_size,
+                    r.http_events_per_s,
+                    r.copy_events_per_s,
+                    r.ratio,
+                    stolen_text(r.http_steal_cores, r.copy_steal_cores),
+                ]
                 for r in ingest
             ],
         ),
         "",
         f"`billing serve --workers {ingest[0].workers}`, {ingest[0].connections} keep-alive "
-        "connections; the bare COPY commits once per batch, as the API does.",
+        "connections; the bare COPY commits once per batch, as the API does. Stolen cores: "
+        "what the hypervisor took of the machine's on average while each ran (steal time).",
         "",
         "## Quota checks against GET /healthz",
         "",
@@ -175,7 +190,7 @@ def run(
                     round(load.per_second),
                     round(load.p50_ms, 2),
                     round(load.p99_ms, 2),
-                    quota_bench.steal_text(load),
+                    stolen_text(load.steal_cores, load.steal_worst_cores),
                 ]
                 for name, load in (
                     ("checks, back to back", quota.quota),
@@ -199,7 +214,16 @@ def run(
         "## Month close against the bare SQL floor, and one incremental day",
         "",
         _table(
-            ["events", "tenants", "floor s", "full build s", "ratio", "new day s", "day / full"],
+            [
+                "events",
+                "tenants",
+                "floor s",
+                "full build s",
+                "ratio",
+                "new day s",
+                "day / full",
+                "stolen cores: floor / full",
+            ],
             [
                 [
                     r.events,
@@ -209,10 +233,14 @@ def run(
                     r.ratio_to_floor,
                     r.incremental_day_seconds,
                     r.incremental_share_of_full,
+                    stolen_text(r.floor_steal_cores, r.full_steal_cores),
                 ]
                 for r in sorted(closes, key=lambda r: (r.tenants, r.events))
             ],
         ),
+        "",
+        "Stolen cores: what the hypervisor took of the machine's on average while the floor "
+        "and while the full build ran (steal time).",
         "",
         "Where the seconds of the full build (`billing run daily` over the month, then "
         f"`monthly`) go, at {biggest.events:,} events ({biggest.tenants:,} tenants):",

@@ -45,6 +45,8 @@ def test_make_bench_smoke_writes_results_with_the_peer(tmp_path: Path) -> None:
         assert heading in text
     assert "| a no-op ASGI app offered 2,000/s |" in text  # the quota checks' latency floor
     assert "| stolen cores: mean / worst 0.1 s |" in text  # the machine's own noise beside
+    assert "| stolen cores: HTTP / COPY |" in text
+    assert "| stolen cores: floor / full |" in text
     for batch in ingest_bench.BATCHES:  # ingest at each batch size, beside its bare COPY
         assert f"| 2,000 | {batch:,} |" in text
     spark_row = next(line for line in text.splitlines() if line.startswith("| 3,000 | 20 |"))
