@@ -1,14 +1,16 @@
-"""The dbt project itself: unit tests pass, docs generate, every mart column is described."""
+"""The dbt project itself: unit tests pass, docs generate, every mart column is described,
+and its own generic tests fail on what they forbid."""
 
 from __future__ import annotations
 
 import json
 
+import psycopg
 import pytest
 from click.testing import CliRunner
 
 from billing.cli import main
-from orchestration.pipeline import artifacts_dir, run_dbt
+from orchestration.pipeline import PipelineError, artifacts_dir, run_dbt
 from tests.helpers import REPO
 
 pytestmark = pytest.mark.slow
@@ -59,3 +61,28 @@ def test_unit_tests_pass_and_docs_describe_every_mart_column(warehouse: str) -> 
         for column in actual:
             described = model["columns"].get(column, {}).get("description", "")
             assert described.strip(), f"{model['name']}.{column} has no description"
+
+
+def test_unique_combination_lists_each_row_of_a_combination_held_twice(warehouse: str) -> None:
+    """The generic test counts by a window (macros/test_unique_combination.sql): a
+    combination held twice fails it, each of its rows a result; held once, it passes."""
+    run_dbt(["build", "--select", "fct_usage_daily", "--exclude-resource-type", "test"], quiet=True)
+    row = ("acme", "api_calls", "2026-10-01", 1, 1, "{}")
+    with psycopg.connect(warehouse) as conn:
+        conn.execute(
+            "insert into marts.fct_usage_daily"
+            " (tenant_id, metric, usage_date, quantity, event_count, dimensions)"
+            " values (%s, %s, %s, %s, %s, %s), (%s, %s, %s, %s, %s, %s),"
+            " ('acme', 'api_calls', '2026-10-02', 1, 1, '{}')",
+            row + row,
+        )
+    only_it = ["test", "--select", "fct_usage_daily,test_name:unique_combination"]
+    # each row of the combination held twice fails, the day held once does not
+    with pytest.raises(PipelineError, match="Got 2 results"):
+        run_dbt(only_it, quiet=True)
+    with psycopg.connect(warehouse) as conn:
+        conn.execute(
+            "delete from marts.fct_usage_daily where ctid ="
+            " (select max(ctid) from marts.fct_usage_daily where usage_date = '2026-10-01')"
+        )
+    run_dbt(only_it, quiet=True)  # each combination once: passes
