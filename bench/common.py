@@ -132,7 +132,7 @@ class Steal:
     at another moment shows. None where /proc/stat is not."""
 
     mean_cores: float | None = None  # over the block
-    worst_cores: float | None = None  # over its worst tenth of a second
+    worst_cores: float | None = None  # over its worst interval (a tenth of a second)
 
 
 def stolen_text(*cores: float | None) -> str:
@@ -149,7 +149,8 @@ def _cpu_jiffies() -> tuple[int, int]:
 @contextmanager
 def hypervisor_steal(interval: float = 0.1) -> Iterator[Steal]:
     """Measure the steal time while the block runs (a thread reads /proc/stat every
-    ``interval`` seconds); the result is filled in when the block ends."""
+    ``interval`` seconds); the result is filled in when the block ends. /proc/stat counts
+    in ticks of 1/100 s, so over 0.1 s on two cores the worst moves by 0.1 core."""
     steal = Steal()
     if not PROC_STAT.exists():
         yield steal
@@ -175,7 +176,10 @@ def hypervisor_steal(interval: float = 0.1) -> Iterator[Steal]:
             return cores * (b[1] - a[1]) / (b[0] - a[0]) if b[0] > a[0] else 0.0
 
         steal.mean_cores = round(stolen(samples[0], samples[-1]), 2)
-        steal.worst_cores = round(max(map(stolen, samples, samples[1:])), 2)
+        # whole tenths only: the last piece, cut short by the block's end, may hold a tick
+        full = samples[:-1]
+        worst = max(map(stolen, full, full[1:]), default=steal.mean_cores)
+        steal.worst_cores = round(worst, 2)
 
 
 # what `billing run daily|monthly` prints last (billing.cli._took)
