@@ -37,6 +37,7 @@ import hashlib
 import json
 import os
 import select
+import signal
 import socket
 import struct
 import subprocess
@@ -441,4 +442,8 @@ def _spark_alive() -> bool:
 
 
 if __name__ == "__main__":
+    # SIGTERM ends a worker (on Spark its JVM with it), whoever started it: a process passes
+    # the signals it ignores on to those it starts, and a Dagster run leaves SIGTERM with
+    # SIGINT's handler, which is "ignore" in a process a shell started in the background
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     serve(Path(sys.argv[1]), float(os.environ.get(IDLE_ENV, DEFAULT_IDLE_SECONDS)))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import pytest
 
 from orchestration.dbt_worker import WORKER_ENV, metastore_holder
 from orchestration.pipeline import DBT_PROJECT_DIR, dbt_env, dbt_executable
-from tests.helpers import worker_starts
+from tests.helpers import pid_alive, worker_starts
 from warehouse.migrate import apply_migrations
 from warehouse.settings import get_settings
 
@@ -25,7 +26,13 @@ pytestmark = pytest.mark.slow
 SELECT = ["--select", "+fct_usage_daily", "--exclude-resource-type", "unit_test"]
 
 
-def billing_dbt(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def ignore_sigterm() -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def billing_dbt(
+    args: list[str], env: dict[str, str], *, ignoring_sigterm: bool = False
+) -> subprocess.CompletedProcess[str]:
     """As dagster-dbt runs it: a process, dbt's JSON log lines on stdout."""
     return subprocess.run(
         [dbt_executable(), *args],
@@ -35,6 +42,7 @@ def billing_dbt(args: list[str], env: dict[str, str]) -> subprocess.CompletedPro
         text=True,
         timeout=300,
         check=False,
+        preexec_fn=ignore_sigterm if ignoring_sigterm else None,
     )
 
 
@@ -78,9 +86,23 @@ def test_commands_share_one_warm_worker_with_their_own_output_and_exit(
         time.sleep(0.2)
     assert not list(sockets.glob("billing-dbt-*/*.sock"))
     assert "ended" in log.read_text()
-    again = billing_dbt(["ls", "--select", "fct_usage_daily", "--vars", "{}"], env)
+    # started by a process that ignores SIGTERM, as a Dagster run leaves one that was
+    # started in the background (its SIGTERM gets SIGINT's handler: there, "ignore"), the
+    # worker still ends on SIGTERM, its JVM on Spark with it
+    again = billing_dbt(
+        ["ls", "--select", "fct_usage_daily", "--vars", "{}"],
+        {**env, "BILLING_DBT_WORKER_IDLE": "120"},  # it would not end of itself meanwhile
+        ignoring_sigterm=True,
+    )
     assert again.returncode == 0, again.stdout + again.stderr
-    assert len([x for x in log.read_text().splitlines() if "serving" in x]) == 2
+    starts = [x for x in log.read_text().splitlines() if "serving" in x]
+    assert len(starts) == 2
+    pid = int(starts[-1].split()[2])
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not pid_alive(pid)
 
 
 def test_version_is_answered_without_starting_dbt() -> None:
