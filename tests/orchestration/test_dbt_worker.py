@@ -95,7 +95,7 @@ def test_commands_share_one_warm_worker_with_their_own_output_and_exit(
         ignoring_sigterm=True,
     )
     assert again.returncode == 0, again.stdout + again.stderr
-    starts = [x for x in log.read_text().splitlines() if "serving" in x]
+    starts = worker_starts(sockets)
     assert len(starts) == 2
     pid = int(starts[-1].split()[2])
     os.kill(pid, signal.SIGTERM)
