@@ -12,6 +12,7 @@ from pathlib import Path
 
 from psycopg.conninfo import conninfo_to_dict
 
+from bench.common import ServerExited, wait_until_healthy
 from orchestration.dbt_run import environment, parse_state_dir
 from orchestration.pipeline import DBT_PROJECT_DIR
 
@@ -82,10 +83,6 @@ class ApiServer:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 60) -> ApiServer:
-        import time
-
-        import httpx
-
         workers = [] if self.workers is None else ["--workers", str(self.workers)]
         self.process = subprocess.Popen(
             [BILLING, "serve", "--port", str(self.port), *workers],
@@ -95,17 +92,11 @@ class ApiServer:
             stderr=subprocess.PIPE,
             start_new_session=True,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"billing serve exited: {self.process.stderr.read()!r}")  # type: ignore[union-attr]
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError("billing serve did not become healthy")
+        try:
+            wait_until_healthy("billing serve", self.url, self.process, timeout)
+        except ServerExited as exc:
+            raise ServerExited(f"{exc}: {self.process.stderr.read()!r}") from None  # type: ignore[union-attr]
+        return self
 
     def kill(self) -> None:
         import signal

@@ -63,9 +63,11 @@ STATUS = "query ($id: ID!) { runOrError(runId: $id) { ... on Run { status tags {
 class DagsterDev:
     def __init__(self, url: str) -> None:
         self.url = url
+        # one client for every query: a new one loads the CA certificates (bench/common.py)
+        self.http = httpx.Client(timeout=60)
 
     def query(self, query: str, **variables: Any) -> dict[str, Any]:
-        response = httpx.post(self.url, json={"query": query, "variables": variables}, timeout=60)
+        response = self.http.post(self.url, json={"query": query, "variables": variables})
         body = response.json()
         assert "errors" not in body, body
         return body["data"]  # type: ignore[no-any-return]
@@ -184,6 +186,7 @@ def test_dagster_dev_serves_assets_schedules_and_runs_their_ticks(warehouse: str
                 run, steps = pids.values()
                 assert len(run) == 1 and steps == run, pids
     finally:
+        dagster.http.close()
         os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(30)
