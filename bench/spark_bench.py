@@ -19,7 +19,7 @@ import psycopg
 from bench.common import billing, scratch_warehouse
 from bench.month_close_bench import catalog_yaml, generate_sql, timed
 from warehouse.settings import Settings
-from warehouse.spark import copy_sources, query
+from warehouse.spark import copy_sources, end_worker, query
 
 MONTH = ("--from", "2026-10-01", "--to", "2026-10-31")
 
@@ -62,13 +62,17 @@ def run(events: int, tenants: int, workdir: Path) -> SparkCloseResult:
             }
 
         on_spark = Settings(dbt_target="spark")  # the rest from the scratch environment
-        copy_s = timed(lambda: copy_sources(on_spark))
-        # the runs find the sources copied already (their stamp: warehouse/spark.py)
-        spark_s = timed(lambda: close({**env, "BILLING_DBT_TARGET": "spark"}))
-        built = {
-            row["invoice_id"]: int(row["total_minor"])
-            for row in query("select invoice_id, total_minor from marts.fct_invoices", on_spark)
-        }
+        try:
+            copy_s = timed(lambda: copy_sources(on_spark))
+            # the runs find the sources copied already (their stamp: warehouse/spark.py)
+            spark_s = timed(lambda: close({**env, "BILLING_DBT_TARGET": "spark"}))
+            built = {
+                row["invoice_id"]: int(row["total_minor"])
+                for row in query("select invoice_id, total_minor from marts.fct_invoices", on_spark)
+            }
+        finally:
+            # its JVM (a few GB) would outlive this warehouse until idle, beside what runs next
+            end_worker(on_spark)
     return SparkCloseResult(
         events,
         tenants,

@@ -21,7 +21,8 @@ memory) ends after the command that found it so, which fails; the next starts an
 When the project is edited (or this code upgraded) the next command's worker is a new one,
 and the worker before it still holds the metastore: a file beside the sockets names the
 worker holding each metastore, and a new Spark worker first asks that one to end, after
-the command it is running, its JVM with it (`_take_the_metastore`).
+the command it is running, its JVM with it (`_take_the_metastore`); `end_spark_worker` asks
+the same of it for a caller done with that Spark warehouse (the Spark benchmark).
 
 ``BILLING_DBT_WORKER=false`` runs each command in its own process, as before (on Spark a
 JVM each).
@@ -282,6 +283,25 @@ def _take_the_metastore(path: Path) -> None:
             with conn:
                 _ask(conn, {"entry": END}, None)
         holder.write_text(str(path))
+
+
+def end_spark_worker() -> bool:
+    """Ask the Spark worker holding the local metastore of this environment's Spark settings
+    (the BILLING_SPARK_* variables) to end, its JVM with it, after the command it may be
+    running; whether one was running. For a caller done with that Spark warehouse, whose
+    JVM (a few GB) would otherwise wait out its idle time."""
+    directory = _directory()
+    if directory is None:
+        return False
+    holder = metastore_holder(directory)
+    with _locked(holder):
+        path = _holding(holder)
+        conn = _connect(path) if path is not None else None
+        if conn is None:
+            return False
+        with conn:
+            _ask(conn, {"entry": END}, None)
+    return True
 
 
 class _Caller:

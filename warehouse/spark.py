@@ -396,6 +396,16 @@ def queries(statements: list[str], settings: Settings | None = None) -> list[lis
     return found
 
 
+def end_worker(settings: Settings | None = None) -> bool:
+    """End the Spark worker of these settings and its JVM, if one runs (after the command it
+    may be running); whether one did."""
+    from orchestration import dbt_worker
+    from orchestration.dbt_run import environment
+
+    with environment(session_env(settings)):
+        return dbt_worker.end_spark_worker()
+
+
 def command(argv: list[str], *, keep_session: bool = False) -> None:
     """Copy the sources, or print the rows of the queries given, in this process (the Spark
     worker's: ``keep_session``, its session serves the next command)."""

@@ -7,15 +7,21 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import pid_alive
+
 pytestmark = pytest.mark.slow
 
 
 @pytest.mark.minutes(4.5)
 @pytest.mark.timeout(1800)  # Spark included: see tests/spark
-def test_make_bench_smoke_writes_results_with_the_peer(tmp_path: Path) -> None:
+def test_make_bench_smoke_writes_results_with_the_peer(
+    tmp_path: Path, sockets: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`make bench` end to end at a tiny size, the svc-infra peer and Spark included."""
     from bench import ingest_bench
     from bench.run_all import run as run_all
+
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(sockets))  # its dbt workers, ended after the test
 
     out = tmp_path / "RESULTS.md"
     text = run_all(
@@ -53,3 +59,10 @@ def test_make_bench_smoke_writes_results_with_the_peer(tmp_path: Path) -> None:
     assert spark_row.endswith("| yes |")  # Spark's invoices have PostgreSQL's totals
     assert "0 disagree" in text  # the peer's daily totals equal ours
     assert (tmp_path / "scale.png").stat().st_size > 1_000
+    # the Spark size's worker ended with its warehouse (after its JVM), not when idle
+    [spark_log] = [
+        log.read_text()
+        for log in sockets.glob("billing-dbt-*/*.log")
+        if "handed its Spark metastore over: ended" in log.read_text()
+    ]
+    assert not pid_alive(int(spark_log.split()[2])), spark_log
