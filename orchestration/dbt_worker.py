@@ -191,10 +191,10 @@ def refuse_beside_spark_worker() -> None:
     holds the local metastore of these settings (another JVM would fail deep in Hive's
     start)."""
     directory = _directory() if on_spark() else None
-    path = _holding(metastore_holder(directory)) if directory is not None else None
-    conn = _connect(path) if path is not None else None
-    if conn is None:
+    found = _holding_worker(metastore_holder(directory)) if directory is not None else None
+    if found is None:
         return
+    path, conn = found
     conn.close()
     print(
         f"billing-dbt: a Spark worker ({path}) holds the local Spark metastore, which admits "
@@ -249,9 +249,12 @@ def _ask(
     return None
 
 
-def _holding(holder: Path) -> Path | None:
-    """The socket the holder file names, if there is one."""
-    return Path(holder.read_text()) if holder.exists() else None
+def _holding_worker(holder: Path) -> tuple[Path, socket.socket] | None:
+    """The socket the holder file names and a connection to the worker serving it, if one
+    does."""
+    path = Path(holder.read_text()) if holder.exists() else None
+    conn = _connect(path) if path is not None else None
+    return (path, conn) if path is not None and conn is not None else None
 
 
 def metastore_holder(directory: Path) -> Path:
@@ -270,18 +273,19 @@ def _take_the_metastore(path: Path) -> None:
     the holder from then on."""
     holder = metastore_holder(path.parent)
     with _locked(holder):
-        before = _holding(holder)
-        conn = _connect(before) if before is not None and before != path else None
-        if conn is not None:
-            print(
-                f"billing-dbt: the Spark worker of the project's previous state ({before}) "
-                "holds the local metastore: it ends after the command it may be running, "
-                "and a new one starts",
-                file=sys.stderr,
-                flush=True,
-            )
+        found = _holding_worker(holder)
+        if found is not None:
+            before, conn = found
             with conn:
-                _ask(conn, {"entry": END}, None)
+                if before != path:
+                    print(
+                        f"billing-dbt: the Spark worker of the project's previous state "
+                        f"({before}) holds the local metastore: it ends after the command it "
+                        "may be running, and a new one starts",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    _ask(conn, {"entry": END}, None)
         holder.write_text(str(path))
 
 
@@ -295,11 +299,10 @@ def end_spark_worker() -> bool:
         return False
     holder = metastore_holder(directory)
     with _locked(holder):
-        path = _holding(holder)
-        conn = _connect(path) if path is not None else None
-        if conn is None:
+        found = _holding_worker(holder)
+        if found is None:
             return False
-        with conn:
+        with found[1] as conn:
             _ask(conn, {"entry": END}, None)
     return True
 

@@ -60,9 +60,6 @@ def test_make_bench_smoke_writes_results_with_the_peer(
     assert "0 disagree" in text  # the peer's daily totals equal ours
     assert (tmp_path / "scale.png").stat().st_size > 1_000
     # the Spark size's worker ended with its warehouse (after its JVM), not when idle
-    [spark_log] = [
-        log.read_text()
-        for log in sockets.glob("billing-dbt-*/*.log")
-        if "handed its Spark metastore over: ended" in log.read_text()
-    ]
+    logs = (log.read_text() for log in sockets.glob("billing-dbt-*/*.log"))
+    [spark_log] = [text for text in logs if "handed its Spark metastore over: ended" in text]
     assert not pid_alive(int(spark_log.split()[2])), spark_log
