@@ -5,14 +5,18 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 from rich.console import Console
 
 if TYPE_CHECKING:  # the commands import what they need when they run
+    import psycopg
+
     from billing.finance import Report
     from orchestration.pipeline import DailyPlan
 
@@ -24,6 +28,19 @@ err_console = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isat
 def fail(message: str, code: int = 1) -> NoReturn:
     err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
     sys.exit(code)
+
+
+@contextmanager
+def migrated_connection() -> Iterator[psycopg.Connection[Any]]:
+    """A connection to the warehouse, its missing migrations applied first, as `billing db
+    up` applies them: every command that reads or writes the warehouse's tables begins so
+    (the runs too: orchestration.pipeline.one_run_at_a_time)."""
+    from warehouse.db import connect
+    from warehouse.migrate import apply_migrations
+
+    with connect() as conn:
+        apply_migrations(conn)
+        yield conn
 
 
 @click.group()
@@ -47,7 +64,7 @@ def warehouse_up() -> list[str]:
     from warehouse.migrate import apply_migrations
 
     with connect() as conn:
-        applied = apply_migrations(conn)
+        applied = apply_migrations(conn)  # the versions applied now, for `db up` to say
     build_live()
     build_preview()
     return applied
@@ -95,13 +112,10 @@ def catalog() -> None:
 def catalog_apply(file: Path) -> None:
     """Validate a catalog YAML and load it; an invalid file writes nothing."""
     from warehouse.catalog import CatalogError, apply_catalog, load_catalog_file
-    from warehouse.db import connect
-    from warehouse.migrate import apply_migrations
 
     try:
         parsed = load_catalog_file(file)
-        with connect() as conn:
-            apply_migrations(conn)
+        with migrated_connection() as conn:
             result = apply_catalog(conn, parsed, str(file))
     except CatalogError as exc:
         fail(f"invalid catalog\n{exc}", 2)
@@ -146,13 +160,10 @@ def apikey_create(tenant: str) -> None:
     """Print a new tenant API key once; only its hash is stored."""
     from ingest.auth import create_api_key
     from warehouse.catalog import ID_RE, ID_RULE
-    from warehouse.db import connect
-    from warehouse.migrate import apply_migrations
 
     if not ID_RE.fullmatch(tenant):
         fail(f"--tenant {tenant!r}: must be {ID_RULE}", 2)
-    with connect() as conn:
-        apply_migrations(conn)
+    with migrated_connection() as conn:
         key_id, key = create_api_key(conn, tenant)
     err_console.print(f"created {key_id} for tenant {tenant!r}; the key is shown only now:")
     click.echo(key)
@@ -165,11 +176,8 @@ def apikey_list(tenant: str | None) -> None:
     from rich.table import Table
 
     from ingest.auth import list_api_keys
-    from warehouse.db import connect
-    from warehouse.migrate import apply_migrations
 
-    with connect() as conn:
-        apply_migrations(conn)
+    with migrated_connection() as conn:
         keys = list_api_keys(conn, tenant)
     table = Table("key_id", "tenant", "created_at", "revoked_at")
     for key in keys:
@@ -187,12 +195,9 @@ def apikey_list(tenant: str | None) -> None:
 def apikey_revoke(key_id: str) -> None:
     """Revoke a tenant key: refused by every API worker within a second."""
     from ingest.auth import UnknownKey, revoke_api_key
-    from warehouse.db import connect
-    from warehouse.migrate import apply_migrations
 
     try:
-        with connect() as conn:
-            apply_migrations(conn)
+        with migrated_connection() as conn:
             key = revoke_api_key(conn, key_id)
     except UnknownKey:
         fail(f"no API key {key_id!r} (billing apikey list shows them)", 2)
@@ -346,8 +351,14 @@ def sync_stripe(month: str | None) -> None:
         first = parse_month(month) if month else None
     except ValueError as exc:
         fail(f"--month: {exc}", 2)
+    with migrated_connection():  # the tables the push reads, on a warehouse set up by none
+        pass
     with Progress(
-        TextColumn("pushing to Stripe"), BarColumn(), MofNCompleteColumn(), console=err_console
+        TextColumn("pushing to Stripe"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=err_console,
+        transient=True,  # the summary follows, or the error alone
     ) as progress:
         task = progress.add_task("push", total=None)
         try:
@@ -384,26 +395,32 @@ def invoices() -> None:
 @click.option("--tenant", help="Tenant id")
 def invoices_list(month: str | None, tenant: str | None) -> None:
     """List invoices."""
-    from billing.reports import invoice_table, list_invoices
+    from billing.reports import NotBuiltYet, invoice_table, list_invoices
     from orchestration.dbt_vars import parse_month
 
     try:
         first = parse_month(month) if month else None
     except ValueError as exc:
         fail(f"--month: {exc}", 2)
-    console.print(invoice_table(list_invoices(month=first, tenant=tenant)))
+    try:
+        rows = list_invoices(month=first, tenant=tenant)
+    except NotBuiltYet as exc:
+        fail(str(exc), 2)
+    console.print(invoice_table(rows))
 
 
 @invoices.command("show")
 @click.argument("invoice_id")
 def invoices_show(invoice_id: str) -> None:
     """Show one invoice with its lines."""
-    from billing.reports import InvoiceNotFound, render_invoice
+    from billing.reports import InvoiceNotFound, NotBuiltYet, render_invoice
 
     try:
         console.print(render_invoice(invoice_id))
     except InvoiceNotFound:
         fail(f"no invoice {invoice_id!r}", 2)
+    except NotBuiltYet as exc:
+        fail(str(exc), 2)
 
 
 @main.group()
@@ -505,6 +522,7 @@ def report_usage(tenant: str, first: str, last: str, fmt: str, plot_file: Path |
 def report_revenue(first: str, last: str, fmt: str, plot_file: Path | None) -> None:
     """Invoiced, paid and outstanding money by month and currency."""
     from billing.finance import ReportError, revenue_report
+    from billing.reports import NotBuiltYet
     from orchestration.dbt_vars import parse_month
 
     try:
@@ -513,7 +531,7 @@ def report_revenue(first: str, last: str, fmt: str, plot_file: Path | None) -> N
         fail(f"--from/--to: {exc}", 2)
     try:
         built = revenue_report(first_month, last_month)
-    except ReportError as exc:
+    except (ReportError, NotBuiltYet) as exc:
         fail(str(exc), 2)
     _emit(built, fmt, plot_file)
 

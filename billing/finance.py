@@ -18,7 +18,7 @@ from typing import Any
 
 from rich.table import Table
 
-from billing.reports import money
+from billing.reports import money, require_built
 from ingest.usage import MAX_DAYS, daily_usage
 from warehouse.currencies import MINOR_UNITS
 from warehouse.db import connect
@@ -125,9 +125,7 @@ def revenue_report(first_month: date, last_month: date) -> Report:
     if last_month < first_month:
         raise ReportError(f"--to {last_month:%Y-%m} is before --from {first_month:%Y-%m}")
     with connect() as conn:
-        built = conn.execute("select to_regclass('marts.fct_revenue_monthly')").fetchone()
-        if not built or built[0] is None:
-            raise ReportError("no revenue yet: run `billing run monthly --month YYYY-MM` first")
+        require_built(conn, "marts.fct_revenue_monthly", "revenue")
         rows = conn.execute(
             """select month::date, currency, invoiced_minor, paid_minor, outstanding_minor,
                       invoice_count, tenant_count

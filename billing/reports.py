@@ -7,6 +7,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+import psycopg
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
@@ -17,6 +18,17 @@ from warehouse.db import connect
 
 class InvoiceNotFound(LookupError):
     pass
+
+
+class NotBuiltYet(LookupError):
+    """A read of a mart no monthly run has built in this warehouse yet."""
+
+
+def require_built(conn: psycopg.Connection[Any], relation: str, what: str) -> None:
+    """Raise NotBuiltYet, saying what builds it, unless ``relation`` exists."""
+    found = conn.execute("select to_regclass(%s)", (relation,)).fetchone()
+    if not found or found[0] is None:
+        raise NotBuiltYet(f"no {what} yet: run `billing run monthly --month YYYY-MM` first")
 
 
 @dataclass(frozen=True)
@@ -48,6 +60,7 @@ def list_invoices(month: date | None = None, tenant: str | None = None) -> list[
                and (%(tenant)s::text is null or tenant_id = %(tenant)s::text)
              order by period_start, tenant_id, currency"""
     with connect() as conn:
+        require_built(conn, "marts.fct_invoices", "invoices")
         rows = conn.execute(sql, {"month": month, "tenant": tenant}).fetchall()
     return [InvoiceRow(*row) for row in rows]
 
@@ -81,6 +94,7 @@ def invoice_table(rows: list[InvoiceRow]) -> Table:
 
 def render_invoice(invoice_id: str) -> Group:
     with connect() as conn:
+        require_built(conn, "marts.fct_invoices", "invoices")
         head = conn.execute(
             """select i.invoice_id, i.tenant_id, t.tenant_name, i.currency, i.period_start,
                       i.status, i.subtotal_minor, i.tax_minor, i.total_minor,

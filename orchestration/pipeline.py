@@ -39,6 +39,7 @@ from orchestration.dbt_vars import (
     whole_months,
 )
 from warehouse.db import connect, database_url
+from warehouse.migrate import apply_migrations
 from warehouse.outbox import record_event
 from warehouse.settings import DBT_PROJECT_DIR, Settings, get_settings
 
@@ -245,13 +246,17 @@ def dbt_build(*, quiet: bool = False) -> Build:
 @contextmanager
 def one_run_at_a_time(settings: Settings | None = None) -> Iterator[None]:
     """Hold the warehouse's run lock (a session advisory lock on a connection of its own,
-    in no transaction) while a run lasts; a second run waits for the first to end."""
+    in no transaction) while a run lasts; a second run waits for the first to end. A run
+    begins by applying the migrations the warehouse lacks, as `billing db up` and the CLI's
+    other commands do: no dbt build reads a warehouse without its tables (a new one, or the
+    first run after an upgrade, the CLI's or a schedule's)."""
     with connect(settings, autocommit=True) as conn:
         got = conn.execute("select pg_try_advisory_lock(%s)", (RUN_LOCK,)).fetchone()
         if not (got and got[0]):
             log.warning("another run is in progress in this warehouse: waiting for it to end")
             conn.execute("select pg_advisory_lock(%s)", (RUN_LOCK,))
         try:
+            apply_migrations(conn)
             yield
         finally:
             conn.execute("select pg_advisory_unlock(%s)", (RUN_LOCK,))

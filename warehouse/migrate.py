@@ -52,7 +52,8 @@ def apply_migrations(conn: psycopg.Connection) -> list[str]:
         with conn.cursor() as cur:
             cur.executemany(
                 """insert into app.currencies (currency, minor_unit) values (%s, %s)
-                   on conflict (currency) do update set minor_unit = excluded.minor_unit""",
+                   on conflict (currency) do update set minor_unit = excluded.minor_unit
+                   where currencies.minor_unit <> excluded.minor_unit""",
                 sorted(MINOR_UNITS.items()),
             )
     return applied_now

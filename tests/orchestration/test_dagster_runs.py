@@ -92,8 +92,11 @@ def execute(instance: DagsterInstance, schedule_name: str, request: RunRequest) 
 
 @pytest.mark.minutes(2)
 def test_the_schedules_alone_bill_a_month_as_billing_run_does(
-    warehouse: str, other_warehouse: str, monkeypatch: pytest.MonkeyPatch
+    warehouse: str, other_warehouse: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # a home of its own: the runs' scratch directories are this test's alone to count
+    monkeypatch.setenv("BILLING_HOME", str(tmp_path / "home"))
+    get_settings.cache_clear()
     load_demo(warehouse)
     instance = DagsterInstance.ephemeral()
     targets_before = set(TARGET.iterdir())
@@ -193,6 +196,33 @@ def test_a_monthly_partition_before_any_daily_one(warehouse: str) -> None:
     # and the daily tick afterwards builds only its day
     (request,) = tick(instance, "daily_usage_0100_utc", datetime(2026, 11, 2, 1, tzinfo=UTC))
     execute(instance, "daily_usage_0100_utc", request)
+
+
+def test_a_tick_on_a_warehouse_nothing_set_up_applies_its_migrations(empty_database: str) -> None:
+    """A warehouse without its tables (a new one; after an upgrade, one lacking the new
+    migrations): the reads say what builds what they read, and the schedule's first tick
+    applies the migrations, as `billing db up` would, and bills the day."""
+    from warehouse.migrate import available
+
+    for command in (["invoices", "list"], ["invoices", "show", "inv_x"]):
+        result = CliRunner().invoke(main, command)
+        assert result.exit_code == 2, result.output
+        assert "no invoices yet: run `billing run monthly --month YYYY-MM` first" in result.output
+    with psycopg.connect(empty_database) as conn:
+        assert conn.execute("select to_regclass('app.schema_migrations')").fetchone() == (None,)
+
+    instance = DagsterInstance.ephemeral()
+    (request,) = tick(instance, "daily_usage_0100_utc", datetime(2026, 10, 2, 1, tzinfo=UTC))
+    execute(instance, "daily_usage_0100_utc", request)
+    with psycopg.connect(empty_database) as conn:
+        applied = [r[0] for r in conn.execute("select version from app.schema_migrations")]
+        runs = conn.execute("select kind, window_start from app.pipeline_runs").fetchall()
+    assert sorted(applied) == [m.version for m in available()]
+    assert runs == [("daily", date(2026, 10, 1))]
+    result = CliRunner().invoke(main, ["run", "monthly", "--month", "2026-10"])
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(main, ["invoices", "list"])
+    assert result.exit_code == 0, result.output
 
 
 def test_late_events_rebuild_exactly_their_days(warehouse: str) -> None:

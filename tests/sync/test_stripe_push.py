@@ -167,6 +167,7 @@ def test_cli_shows_a_summary_and_fails_when_an_invoice_failed(
     unconfigured = runner.invoke(main, ["sync", "stripe"])
     assert unconfigured.exit_code == 2
     assert "BILLING_STRIPE_API_KEY" in unconfigured.output
+    assert "pushing to Stripe" not in unconfigured.output  # the error alone, no stale bar
 
     monkeypatch.setenv("BILLING_STRIPE_API_KEY", API_KEY)
     monkeypatch.setenv("BILLING_STRIPE_API_BASE", stripe_server.url)
@@ -182,6 +183,22 @@ def test_cli_shows_a_summary_and_fails_when_an_invoice_failed(
     assert partial.exit_code == 1
     assert "1 pushed, 2 skipped (already in Stripe), 1 failed" in partial.output
     assert "inv_nocus_10 (tenant nocus): tenant 'nocus' has no stripe_customer_id" in partial.output
+
+
+def test_cli_push_on_a_warehouse_nothing_set_up_applies_its_migrations(
+    empty_database: str, stripe_server: FakeStripeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`billing sync stripe` on a warehouse without its tables (a new one) pushes nothing,
+    as every command does on a warehouse it set up first, rather than failing on them."""
+    from warehouse.settings import get_settings
+
+    monkeypatch.setenv("BILLING_STRIPE_API_KEY", API_KEY)
+    monkeypatch.setenv("BILLING_STRIPE_API_BASE", stripe_server.url)
+    get_settings.cache_clear()
+    done = CliRunner().invoke(main, ["sync", "stripe"])
+    assert done.exit_code == 0, done.output
+    assert "0 pushed, 0 skipped (already in Stripe), 0 failed" in done.output
+    assert stripe_server.fake.requests == []
 
 
 def first_request(server_url: str, template: str, method: str, suffix: str) -> int:
