@@ -34,6 +34,9 @@ from warehouse.subscriptions import SubscriptionError, start
 
 MAX_PRICE_DECIMALS = 12
 MAX_AMOUNT = 10**12  # a commitment, a discount's or a grant's amount, in major units
+# a price or a fee, in major units: the largest price Spark's product of money takes
+# (macros/money.sql, `times`), far below PostgreSQL's bigint of minor units
+MAX_PRICE = 10**10
 MAX_TRIAL_DAYS = 366
 KEY_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
 # Pricing by dimension: a metric splits its usage by at most this many metadata keys, and a
@@ -93,7 +96,19 @@ def _timestamp(value: Any) -> datetime:
     return parsed
 
 
-Money = Annotated[Decimal, BeforeValidator(_decimal)]
+def _price(value: Any) -> Decimal:
+    """A price or a fee: a decimal below MAX_PRICE, which every run can bill (a price of
+    1e400 was stored, and every tenant's invoices failed at the month's run)."""
+    number = _decimal(value)
+    if number >= MAX_PRICE:
+        raise ValueError(f"{value!r} is not below {MAX_PRICE:,}, the largest price billed")
+    return number
+
+
+# a quantity, a rate or an amount checked on its own (check_amount)
+Number = Annotated[Decimal, BeforeValidator(_decimal)]
+# a price of a unit, a package or a tier, or a fee
+Money = Annotated[Decimal, BeforeValidator(_price)]
 Currency = Annotated[str, AfterValidator(_currency)]
 Timestamp = Annotated[datetime, BeforeValidator(_timestamp)]
 
@@ -116,13 +131,13 @@ class Metric(_Strict):
 
 
 class Tier(_Strict):
-    up_to: Money | None
+    up_to: Number | None
     unit_price: Money
     flat_fee: Money = Decimal(0)
 
 
 class Quota(_Strict):
-    limit: Money
+    limit: Number
     policy: Literal["hard", "soft"]
 
 
@@ -136,12 +151,12 @@ class Pricing(_Strict):
 
     model: PricingModel | None = None
     unit_price: Money | None = None
-    included: Money = Decimal(0)
+    included: Number = Decimal(0)
     package_size: Annotated[int, Field(gt=0)] | None = None
     package_price: Money | None = None
     tiers: list[Tier] | None = None
     # percentage: the rate as a fraction ("0.029" is 2.9%), like a tenant's tax_rate
-    rate: Money | None = None
+    rate: Number | None = None
     fixed_fee: Money | None = None
     min_per_event: Money | None = None
     max_per_event: Money | None = None
@@ -184,14 +199,14 @@ class Plan(_Strict):
     trial_days: Annotated[int, Field(ge=0, le=MAX_TRIAL_DAYS, strict=True)] = 0
     trial_bills_usage: Annotated[bool, Field(strict=True)] = False
     # the least the usage charges come to per month, prorated with the month's segments
-    minimum_commitment: Money | None = None
+    minimum_commitment: Number | None = None
 
 
 class Tenant(_Strict):
     id: str = Field(pattern=ID_PATTERN)
     name: str = Field(min_length=1, max_length=200)
     currency: Currency
-    tax_rate: Money = Decimal(0)
+    tax_rate: Number = Decimal(0)
     stripe_customer_id: str | None = Field(default=None, min_length=1, max_length=255)
 
 
@@ -219,8 +234,8 @@ class Discount(_Strict):
     description: str | None = Field(
         default=None, min_length=1, max_length=200, pattern=TEXT_PATTERN
     )
-    rate: Money | None = None
-    amount: Money | None = None
+    rate: Number | None = None
+    amount: Number | None = None
     starts: str = Field(pattern=MONTH_PATTERN)
     months: Annotated[int, Field(gt=0, le=1200, strict=True)] | None = None
     applies_to: list[str] = []
@@ -234,7 +249,7 @@ class CreditGrant(_Strict):
 
     id: str = Field(pattern=ID_PATTERN)
     tenant_id: str
-    amount: Money
+    amount: Number
     currency: Currency | None = None
     granted_at: Timestamp
     expires_at: Timestamp | None = None

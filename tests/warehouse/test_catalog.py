@@ -228,6 +228,17 @@ BAD_CATALOGS: dict[str, tuple[Callable[[], str], str, str]] = {
         "plans[0].base_price",
         "negative",
     ),
+    # a price no run could bill: the month's invoices of every tenant failed on it
+    "a price too large to bill": (
+        mutate(_set(["plans", 0, "base_price"], "1e400")),
+        "plans[0].base_price",
+        "'1e400' is not below 10,000,000,000, the largest price billed",
+    ),
+    "a tier's price too large to bill": (
+        mutate(_set(["plans", 1, "charges", 3, "tiers", 0, "unit_price"], "10000000000")),
+        "plans[1].charges[3].tiers[0].unit_price",
+        "is not below 10,000,000,000",
+    ),
     "duplicate metric key": (
         mutate(lambda d: d["metrics"].append({"key": "api_calls", "aggregation": "count"})),
         "metrics[6]",
