@@ -4,6 +4,21 @@
     cast(round(({{ amount_major }}) * {{ power_of_ten(minor_unit) }}, 0) as bigint)
 {%- endmacro %}
 
+{#- The most a line bills, in major units: 10^12, the catalog's largest amount
+    (warehouse/catalog.py, MAX_AMOUNT). A line that comes to more (usage no price could
+    bill: a tenant's key may send amounts of 18 digits) bills 0 and holds its tenant's
+    invoices (int_invoice_holds), so that one tenant's data never fails every tenant's run
+    (bigint out of range). -#}
+{% macro max_line_amount() -%}
+    1000000000000
+{%- endmacro %}
+
+{#- A line's amount in minor units, 0 when it comes to max_line_amount or more. -#}
+{% macro line_minor_units(amount_major, minor_unit) -%}
+    case when abs({{ amount_major }}) < {{ max_line_amount() }}
+         then {{ to_minor_units(amount_major, minor_unit) }} else 0 end
+{%- endmacro %}
+
 {#- An invoice's tax: its subtotal (minor units, discounts included) times the tenant's
     rate, rounded once. The drafts' totals (credits are used after tax) and fct_invoices
     read it from here. -#}

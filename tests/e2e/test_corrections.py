@@ -162,6 +162,53 @@ def test_one_tenants_bad_data_holds_its_invoice_only(warehouse: str, tmp_path: P
         ]
 
 
+def test_usage_no_price_can_bill_holds_its_tenants_invoice_only(
+    warehouse: str, tmp_path: Path
+) -> None:
+    """A tenant's key may send amounts of 18 digits: a line that comes to 10^12 or more
+    (here 20 events of 9e17 at a unit price) bills 0 and holds that tenant's invoice, in
+    its month or, sent late for a closed month, on the invoice its adjustment lands on;
+    every other tenant is invoiced (the run used to fail for all: bigint out of range)."""
+
+    def huge(tenant: str, day: date, prefix: str) -> list[Event]:
+        at = utc(day.year, day.month, day.day)
+        return [
+            Event(tenant, "api_calls", Decimal(9 * 10**17), at, f"{prefix}-{i}") for i in range(20)
+        ]
+
+    apply_catalog(DOC, tmp_path)
+    with psycopg.connect(warehouse) as conn:
+        copy_events(conn, usage(34, utc(2026, 10, 1), utc(2026, 11, 1), "oct", 300))
+        copy_events(conn, huge("t_kwd", date(2026, 10, 7), "kwd"))
+    run_monthly(OCT, finalize=True, quiet=True)
+    october = {row.tenant_id: row for row in list_invoices(month=OCT)}
+    assert october["t_kwd"].status == "held"
+    assert october["t_kwd"].hold_reason is not None
+    assert october["t_kwd"].hold_reason.startswith("amount_out_of_range: ")
+    assert "api_calls" in october["t_kwd"].hold_reason
+    assert "for the month of 2026-10-01" in october["t_kwd"].hold_reason
+    with psycopg.connect(warehouse) as conn:
+        line = conn.execute(
+            """select amount_minor from marts.fct_invoice_lines
+               where tenant_id = 't_kwd' and line_type = 'usage' and quantity >= 10^18"""
+        ).fetchall()
+    assert line == [(0,)]  # the line no price can bill; the invoice's other lines as ever
+    assert {t: i.status for t, i in october.items() if t != "t_kwd"} == {
+        t: "finalized" for t in october if t != "t_kwd"
+    }
+
+    # sent late for the closed October: its re-rating holds t_up's November invoice
+    with psycopg.connect(warehouse) as conn:
+        copy_events(conn, huge("t_up", date(2026, 10, 9), "late"))
+    run_monthly(NOV, quiet=True)
+    november = {row.tenant_id: row for row in list_invoices(month=NOV)}
+    assert november["t_up"].status == "held"
+    assert november["t_up"].hold_reason is not None
+    assert "for the month of 2026-10-01" in november["t_up"].hold_reason
+    # t_kwd's October stays held (a later run of the month, the data fixed, finalizes it)
+    assert {t for t, i in november.items() if i.status == "held"} == {"t_up"}
+
+
 def test_mrr_spreads_a_yearly_fee_over_twelve_months_and_shows_closed_months_only(
     warehouse: str, tmp_path: Path
 ) -> None:

@@ -2,8 +2,11 @@
     tenant's data is wrong in a way that would bill it wrongly, so its invoice stays out of
     the close until someone fixes the data and runs the month again; every other tenant's
     invoice finalizes and is pushed (DECISIONLOG.md, "Held invoices"). Reasons:
-    `overlapping_subscriptions` (two subscriptions at once would bill the same usage twice)
-    and `currency_mismatch` (a plan billing in another currency than the tenant pays in).
+    `overlapping_subscriptions` (two subscriptions at once would bill the same usage twice),
+    `currency_mismatch` (a plan billing in another currency than the tenant pays in) and
+    `amount_out_of_range` (a line of the run's months or of a re-rated one comes to the most
+    a line bills or more, macros/money.sql: the tenant's invoices of every month of the run
+    are held, the one a re-rated month's adjustment lands on included).
     Incremental by month, as the drafts: a held draft stays held after later months run. -#}
 {{
     config(
@@ -19,6 +22,10 @@ with segments as (
 
 tenants as (
     select * from {{ ref('stg_app__tenants') }}
+),
+
+lines as (
+    select * from {{ ref('int_invoice_lines_priced') }}
 ),
 
 overlapping as (
@@ -50,10 +57,34 @@ mismatched as (
     where segments.currency <> tenants.currency
 ),
 
+too_large as (
+    select
+        tenant_id,
+        min(description || ' for the month of '
+            || cast({{ utc_date('period_start') }} as {{ dbt.type_string() }})
+            || ' comes to ' || cast(round(amount_exact, 0) as {{ dbt.type_string() }})
+            || ' ' || currency) as detail
+    from lines
+    where abs(amount_exact) >= {{ max_line_amount() }}
+    group by tenant_id
+),
+
+unbillable as (
+    select
+        too_large.tenant_id,
+        run_months.period_start,
+        'amount_out_of_range' as reason,
+        too_large.detail || ', 10^12 or more' as detail
+    from too_large
+    cross join (select distinct period_start from segments) as run_months
+),
+
 reasons as (
     select * from overlapping
     union all
     select * from mismatched
+    union all
+    select * from unbillable
 ),
 
 final as (

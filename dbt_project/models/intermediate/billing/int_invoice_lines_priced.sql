@@ -4,7 +4,9 @@
     month each yearly period starts and its credit, at the price that fee was billed at, when
     it ends early. A trial's segments bill no base fee (a yearly plan's first year starts
     when its trial ends). Each line is rounded
-    once to the currency's minor unit. Covers the run's months and the re-rated ones. -#}
+    once to the currency's minor unit; a line that comes to more than any price bills
+    (line_minor_units) bills 0 and holds the tenant's invoices (int_invoice_holds). Covers
+    the run's months and the re-rated ones. -#}
 with segments as (
     select * from {{ ref('int_subscription_segments') }}
 ),
@@ -188,7 +190,7 @@ final as (
         all_lines.quantity,
         all_lines.billable_quantity,
         cast(all_lines.amount_exact as {{ decimal_type() }}) as amount_exact,
-        {{ to_minor_units('all_lines.amount_exact', 'currencies.minor_unit') }} as amount_minor,
+        {{ line_minor_units('all_lines.amount_exact', 'currencies.minor_unit') }} as amount_minor,
         all_lines.description,
         all_lines.service_start,
         all_lines.service_end
