@@ -127,7 +127,7 @@ def catalog_apply(file: Path) -> None:
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
 @click.option(
     "--workers",
     type=click.IntRange(1, 64),
@@ -138,15 +138,18 @@ def serve(host: str, port: int, workers: int | None) -> None:
     import uvicorn
 
     warehouse_up()  # once, before the workers race for it
-    uvicorn.run(
-        "ingest.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers or min(os.cpu_count() or 1, 64),
-        log_level="warning",
-        access_log=False,
-    )
+    try:
+        uvicorn.run(
+            "ingest.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers or min(os.cpu_count() or 1, 64),
+            log_level="warning",
+            access_log=False,
+        )
+    except SystemExit as exc:  # uvicorn's 3 when it cannot start (its message printed): ours 1
+        sys.exit(1 if exc.code else 0)
 
 
 @main.group()
@@ -240,10 +243,12 @@ def ingest(file: Path, fmt: str, all_or_nothing: bool) -> None:
 
 
 def _parse_day(value: str, name: str) -> date:
+    from orchestration.dbt_vars import parse_day
+
     try:
-        return date.fromisoformat(value)
-    except ValueError:
-        fail(f"{name} {value!r} is not a date like 2026-10-01", 2)
+        return parse_day(value)
+    except ValueError as exc:
+        fail(f"{name}: {exc}", 2)
 
 
 @main.group()
@@ -506,9 +511,10 @@ def report_usage(tenant: str, first: str, last: str, fmt: str, plot_file: Path |
     """A tenant's daily usage of every metric, including events sent a moment ago."""
     from billing.finance import ReportError, usage_report
 
+    days = _parse_day(first, "--from"), _parse_day(last, "--to")
     warehouse_up()
     try:
-        built = usage_report(tenant, _parse_day(first, "--from"), _parse_day(last, "--to"))
+        built = usage_report(tenant, *days)
     except ReportError as exc:
         fail(str(exc), 2)
     _emit(built, fmt, plot_file)

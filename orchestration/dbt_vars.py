@@ -3,12 +3,20 @@ the billing calendar's months (UTC) the windows are cut from."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 NO_DAY = "1970-01-01"  # min_date = max_date: the empty window
+
+# A UTC day as users write it, in the CLI and the API (which publishes it in its OpenAPI
+# document): YYYY-MM-DD, no other ISO form (20261001, 2026-W40).
+DAY_PATTERN = r"^[1-9][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
+# The calendar's last day and month whose window has an end (the day or month after it)
+LAST_DAY = date.max - timedelta(days=1)
+LAST_MONTH = date(date.max.year, 11, 1)
 
 
 @dataclass(frozen=True)
@@ -44,12 +52,29 @@ def month_window(month: date) -> Window:
     return Window(start, end)
 
 
-def parse_month(text: str) -> date:
-    """``YYYY-MM`` to the first day of that month."""
+def parse_day(text: str) -> date:
+    """``YYYY-MM-DD`` to that day. A day that does not exist (2026-02-30), another form, or
+    one past LAST_DAY is refused (ValueError, its message for the user)."""
     try:
-        return datetime.strptime(text, "%Y-%m").date()
+        if not re.fullmatch(DAY_PATTERN, text):
+            raise ValueError(text)
+        day = date.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a date like 2026-10-01") from None
+    if day > LAST_DAY:
+        raise ValueError(f"{day} is past the calendar's last day, {LAST_DAY}")
+    return day
+
+
+def parse_month(text: str) -> date:
+    """``YYYY-MM`` to the first day of that month; one past LAST_MONTH is refused."""
+    try:
+        month = datetime.strptime(text, "%Y-%m").date()
     except ValueError:
         raise ValueError(f"{text!r} is not a month like 2026-10") from None
+    if month > LAST_MONTH:
+        raise ValueError(f"{text} is past the calendar's last month, {LAST_MONTH:%Y-%m}")
+    return month
 
 
 def daily_vars(

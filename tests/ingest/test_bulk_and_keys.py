@@ -154,6 +154,10 @@ def test_apikey_list_and_revoke_every_worker_refuses_within_a_second(
         assert server.process is not None
         cpus = os.cpu_count() or 1
         assert len(worker_pids(server.process.pid)) == (cpus if cpus > 1 else 0)
+        # a second on its port cannot start: a failure (1), not uvicorn's own 3
+        second = billing("serve", "--port", str(server.port), timeout=60)
+        assert second.returncode == 1, second
+        assert "Address already in use" in second.stderr
         with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}) as c:
             usage = {"metric": "api_calls", "from": "2026-10-01", "to": "2026-10-01"}
             # each on a new connection, so both workers see (and remember) the key
