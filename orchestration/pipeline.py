@@ -127,7 +127,8 @@ Build = Callable[[DbtInvocation], Iterable[Any]]
 @dataclass(frozen=True)
 class DailyPlan:
     """What a daily run builds: its window (None: no new day, as in a monthly run whose days
-    are all built), and the days already built that late events arrived for."""
+    are all built), and the days late events arrived for: days already built, and days
+    before every daily run's window."""
 
     window: Window | None
     extra_days: tuple[date, ...]
@@ -154,9 +155,10 @@ class DailyPlan:
 
 
 def plan_daily(window: Window | None, settings: Settings | None = None) -> DailyPlan:
-    """The days to build: the window, and every other day already built that has events the
-    deduplication has not seen yet (late events), so they are never left out. Builds the
-    live views first where they are missing (build_live): the plan reads one of them.
+    """The days to build: the window, and every other day that has events the deduplication
+    has not seen yet (late events) and that a daily run built or no window will cover (before
+    every daily run's window), so they are never left out. Builds the live views first
+    where they are missing (build_live): the plan reads one of them.
 
     On the `spark` target the arrivals live in Spark, so late days are not looked for:
     rebuild them with a window that covers them (README.md, Spark). Events are pending
@@ -173,16 +175,29 @@ def plan_daily(window: Window | None, settings: Settings | None = None) -> Daily
             )
         # whether events arrived that the arrivals do not hold yet (dbt's unstored_arrivals),
         # and the days among theirs that a daily run has built (none before the first run:
-        # then the events are not even read)
+        # then these events are not read) or that no run would build: those before the
+        # first day of every daily run's window, this one's included (a clock at 1970,
+        # history loaded before the first run), which would be in no mart otherwise
         row = conn.execute(
-            f"""select exists (select 1 from {UNSTORED}),
+            f"""with first_window_day as (
+                   select least(min(window_start), %(start)s) as day
+                   from app.pipeline_runs
+                   where kind = 'daily' and window_start < window_end
+               )
+               select exists (select 1 from {UNSTORED}),
                       array(select day
                             from (select distinct cast(event_ts as date) as day
                                   from {UNSTORED}
                                   where exists (select 1 from app.pipeline_runs
                                                 where kind = 'daily')) as unseen
                             where {BUILT_DAY}
-                            order by day)"""
+                            union
+                            select distinct cast(event_ts as date)
+                            from {UNSTORED}
+                            where event_ts < (select cast(day as timestamp) at time zone 'UTC'
+                                              from first_window_day)
+                            order by 1)""",
+            {"start": window.start if window else None},
         ).fetchone()
     assert row is not None
     pending, built = bool(row[0]), row[1]

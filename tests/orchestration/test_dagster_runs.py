@@ -283,6 +283,64 @@ def test_late_events_rebuild_exactly_their_days(warehouse: str) -> None:
     )
 
 
+def test_events_on_days_before_every_run_reach_the_marts_through_the_ticks(
+    warehouse: str,
+) -> None:
+    """Events no window would ever cover, sent with a tenant's key: a device whose clock
+    stood at 1970, history from before the first run. The daily tick that stores them
+    builds their days, so finance sees them (in fct_unbilled_usage where no subscription
+    covers them); before, they were stored and in no mart."""
+    from fastapi.testclient import TestClient
+
+    from ingest.app import create_app
+
+    result = CliRunner().invoke(main, ["catalog", "apply", str(DEMO_CATALOG)])
+    assert result.exit_code == 0, result.output
+    created = CliRunner().invoke(main, ["apikey", "create", "--tenant", "acme"])
+    key = created.stdout.strip().splitlines()[-1]
+
+    def send(*events: tuple[str, str, int]) -> None:
+        body = {
+            "events": [
+                {
+                    "tenant_id": "acme",
+                    "metric": "api_calls",
+                    "amount": amount,
+                    "timestamp": at,
+                    "idempotency_key": idempotency_key,
+                }
+                for at, idempotency_key, amount in events
+            ]
+        }
+        with TestClient(create_app(), headers={"Authorization": f"Bearer {key}"}) as client:
+            response = client.post("/v1/events", json=body)
+        assert response.status_code == 200, response.text
+
+    unbilled = "select usage_date, amount_sum from marts.fct_unbilled_usage order by 1"
+    daily = "select usage_date, quantity from marts.fct_usage_daily order by 1"
+    send(
+        ("1970-01-01T00:00:07Z", "clock-1", 3),
+        ("2026-09-20T10:00:00Z", "history-1", 40),
+        ("2026-10-01T10:00:00Z", "october-1", 500),
+    )
+    instance = DagsterInstance.ephemeral()
+    (request,) = tick(instance, "daily_usage_0100_utc", datetime(2026, 10, 2, 1, tzinfo=UTC))
+    execute(instance, "daily_usage_0100_utc", request)
+    assert rows(warehouse, daily) == [
+        (date(1970, 1, 1), 3),
+        (date(2026, 9, 20), 40),  # sub_acme covers it: usage of a month never invoiced
+        (date(2026, 10, 1), 500),
+    ]
+    assert rows(warehouse, unbilled) == [(date(1970, 1, 1), 3)]
+
+    # a day before every window, reached again after the first run
+    send(("1970-01-01T05:00:00Z", "clock-2", 4), ("2026-10-02T10:00:00Z", "october-2", 6))
+    (request,) = tick(instance, "daily_usage_0100_utc", datetime(2026, 10, 3, 1, tzinfo=UTC))
+    execute(instance, "daily_usage_0100_utc", request)
+    assert rows(warehouse, unbilled) == [(date(1970, 1, 1), 7)]
+    assert (date(2026, 10, 2), 6) in rows(warehouse, daily)
+
+
 def dagster_dev_instance(dagster_home: Path) -> DagsterInstance:
     """The instance `dagster dev` makes with DAGSTER_HOME unset: our dagster.yaml."""
     from dagster._core.instance.ref import InstanceRef
