@@ -124,7 +124,8 @@ def ingest_file(
         counter = _CountingReader(path.open("rb"))
     except OSError as exc:
         raise BulkFormatError(f"{path}: cannot read: {exc}") from None
-    handle = io.TextIOWrapper(io.BufferedReader(counter), encoding="utf-8", newline="")
+    # a leading byte order mark (Excel's "CSV UTF-8") is not part of the first header
+    handle = io.TextIOWrapper(io.BufferedReader(counter), encoding="utf-8-sig", newline="")
     report = BulkReport(path)
     with (
         handle,

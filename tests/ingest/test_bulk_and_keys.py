@@ -64,6 +64,14 @@ def test_csv_file_with_metadata(catalog_loaded: str, tmp_path: Path) -> None:
             "select metadata from raw.events where idempotency_key = 'c1'"
         ).fetchone()
     assert meta == ({"user_id": "u1"},)
+    # as Excel saves "CSV UTF-8": a byte order mark first, CRLF line ends
+    excel = tmp_path / "excel.csv"
+    excel.write_bytes(
+        b"\xef\xbb\xbftenant_id,metric,amount,timestamp,idempotency_key\r\n"
+        b"acme,api_calls,3,2026-10-01T11:00:00Z,x1\r\n"
+    )
+    result = billing("ingest", str(excel), check=True)
+    assert "1 events read, 1 stored, 0 rejected" in result.stdout
 
 
 def test_csv_with_a_wrong_header_exits_2_and_stores_nothing(
