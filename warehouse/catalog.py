@@ -882,14 +882,15 @@ def apply_catalog(conn: psycopg.Connection, catalog: Catalog, source: str) -> Ap
 
 
 def _check_against_warehouse(conn: psycopg.Connection, catalog: Catalog) -> list[Problem]:
-    """Rules that need what is already loaded: a subscription id keeps its tenant."""
+    """Rules that need what is already loaded: a subscription id keeps its tenant, and a
+    metric finalized invoices billed keeps its definition (_billed_metrics_kept)."""
+    problems = _billed_metrics_kept(conn, catalog)
     owners: dict[str, str] = dict(
         conn.execute(
             "select distinct on (subscription_id) subscription_id, tenant_id "
             "from raw.subscription_events order by subscription_id, event_seq"
         ).fetchall()
     )
-    problems = []
     for s, sub in enumerate(catalog.subscriptions):
         owner = owners.get(sub.id)
         if owner is not None and owner != sub.tenant_id:
@@ -899,6 +900,42 @@ def _check_against_warehouse(conn: psycopg.Connection, catalog: Catalog) -> list
                     f"subscription {sub.id!r} already belongs to tenant {owner!r}",
                 )
             )
+    return problems
+
+
+def _billed_metrics_kept(conn: psycopg.Connection, catalog: Catalog) -> list[Problem]:
+    """What makes a metric's quantity (its aggregation, property and dimensions) cannot
+    change once a finalized invoice billed the metric: metrics are not versioned, so a late
+    event for a closed month would re-price the whole month by the new definition and bill
+    the difference as an adjustment (DECISIONLOG.md, catalog)."""
+    stored = {
+        key: (aggregation, prop, json.loads(dimensions) if dimensions else [], month)
+        for key, aggregation, prop, dimensions, month in conn.execute(
+            """select m.metric_key, m.aggregation, m.property, m.dimensions,
+                      max(l.period_start)
+               from app.metrics m
+               join app.finalized_invoice_lines l on l.metric = m.metric_key
+               group by 1, 2, 3, 4"""
+        )
+    }
+    problems = []
+    for i, metric in enumerate(catalog.metrics):
+        if metric.key not in stored:
+            continue
+        *before, month = stored[metric.key]
+        now = (metric.aggregation, metric.property, list(metric.dimensions))
+        names = ("aggregation", "property", "dimensions")
+        for name, old, new in zip(names, before, now, strict=True):
+            if old != new:
+                problems.append(
+                    Problem(
+                        f"metrics[{i}].{name}",
+                        f"metric {metric.key!r} is billed with {name} {old!r} on finalized "
+                        f"invoices (the latest of {month:%Y-%m}): it cannot become {new!r}, "
+                        "or late usage would re-price those months; add a metric with a "
+                        "new key instead",
+                    )
+                )
     return problems
 
 

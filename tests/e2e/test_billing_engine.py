@@ -15,6 +15,7 @@ from typing import Any
 
 import psycopg
 import pytest
+import yaml
 
 from ingest.writer import Event, copy_events
 from orchestration.pipeline import run_daily, run_monthly
@@ -338,6 +339,46 @@ def test_catalog_change_does_not_reprice_a_past_month(warehouse: str, tmp_path: 
             "select version from app.plan_versions where plan_key = 'basic' order by version"
         ).fetchall()
     assert versions == [(1,), (2,)]  # the new price is kept, for months from now on
+
+
+def test_a_metric_finalized_invoices_billed_keeps_its_definition(
+    warehouse: str, tmp_path: Path
+) -> None:
+    """Metrics are not versioned: a catalog that changed the aggregation of a billed metric
+    was applied (by hand: api_calls from sum to max), and then one late call for the closed
+    October billed November the whole month re-priced by the new rule, an adjustment of
+    -200.00 for a late 1.00. Such a catalog is refused now, naming the field."""
+    from click.testing import CliRunner
+
+    from billing.cli import main
+
+    apply_catalog(CATALOG, tmp_path)
+    store(warehouse, usage(5, utc(2026, 10, 1), utc(2026, 11, 1), "k", 600))
+    run_monthly(OCT, finalize=True, quiet=True)
+    definitions = "select * from app.metrics order by metric_key"
+    with psycopg.connect(warehouse) as conn:
+        before = conn.execute(definitions).fetchall()
+    for index, name, value in (
+        (2, "aggregation", "sum"),
+        (0, "dimensions", ["region", "tier"]),
+        (1, "property", "email"),
+    ):
+        changed = {**CATALOG, "metrics": [dict(m) for m in CATALOG["metrics"]]}
+        changed["metrics"][index][name] = value
+        file = tmp_path / "changed.yaml"
+        file.write_text(yaml.safe_dump(changed, sort_keys=False))
+        result = CliRunner().invoke(main, ["catalog", "apply", str(file)])
+        assert result.exit_code == 2, result.output
+        metric = CATALOG["metrics"][index]["key"]
+        assert f"metrics[{index}].{name}: metric {metric!r} is billed with {name}" in result.output
+        assert "add a metric with a new key instead" in result.output
+    with psycopg.connect(warehouse) as conn:
+        assert conn.execute(definitions).fetchall() == before
+    # what does not change a quantity still may, and the same catalog applies again
+    loosened = {**CATALOG, "metrics": [dict(m) for m in CATALOG["metrics"]]}
+    loosened["metrics"][2]["allow_negative"] = True
+    apply_catalog(loosened, tmp_path, "loosened.yaml")
+    apply_catalog(CATALOG, tmp_path)
 
 
 def test_daily_rerun_gives_the_same_rows(warehouse: str, tmp_path: Path) -> None:
