@@ -841,14 +841,30 @@ def apply_catalog(conn: psycopg.Connection, catalog: Catalog, source: str) -> Ap
                 ],
             )
         # every start through the one state machine the API uses (one subscription per
-        # tenant at a time); a subscription already started is the history's, not the file's
+        # tenant at a time); a subscription already started is the history's, not the file's:
+        # its entry must name the start recorded (as a discount's, never edited)
         started, problems = [], []
-        known = {
-            r[0]
-            for r in conn.execute("select distinct subscription_id from raw.subscription_events")
+        starts: dict[str, tuple[str, datetime]] = {
+            r[0]: (r[1], r[2])
+            for r in conn.execute(
+                "select subscription_id, plan_key, effective_at from raw.subscription_events "
+                "where action = 'start'"
+            )
         }
         for s, sub in enumerate(catalog.subscriptions):
-            if sub.id in known:
+            if sub.id in starts:
+                for name, before, now in zip(
+                    ("plan", "start"), starts[sub.id], (sub.plan, sub.start), strict=True
+                ):
+                    if before != now:
+                        problems.append(
+                            Problem(
+                                f"subscriptions[{s}].{name}",
+                                f"subscription {sub.id!r} was recorded with {name} "
+                                f"{_shown(before)}, not {_shown(now)}: its start is never "
+                                "edited (the API's change-plan and cancel change it)",
+                            )
+                        )
                 continue
             try:
                 start(conn, sub.tenant_id, sub.plan, sub.start, sub.id, source="catalog")
@@ -1099,6 +1115,8 @@ def _record_once(
 
 
 def _shown(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
     return "none" if value is None else str(value)
 
 

@@ -383,6 +383,28 @@ def test_subscription_cannot_move_to_another_tenant(warehouse: str, tmp_path: Pa
     assert _counts(warehouse) == (1, 6, 5, 5, 5)
 
 
+def test_a_started_subscriptions_entry_is_never_edited(warehouse: str, tmp_path: Path) -> None:
+    """Before, a catalog moving sub_acme's start or plan applied, said "0 subscriptions
+    started" and changed nothing: the edit was lost without a word."""
+    assert apply(DEMO).exit_code == 0
+    for name, value, shown in (
+        ("start", "2026-11-15T00:00:00Z", "start 2026-01-01T00:00:00Z, not 2026-11-15T00:00:00Z"),
+        ("plan", "starter", "plan pro, not starter"),
+    ):
+        doc = demo_doc()
+        doc["subscriptions"][0][name] = value
+        edited = tmp_path / "edited.yaml"
+        edited.write_text(yaml.safe_dump(doc, sort_keys=False))
+        result = apply(edited)
+        assert result.exit_code == 2, result.output
+        assert (
+            f"subscriptions[0].{name}: subscription 'sub_acme' was recorded with {shown}: its "
+            "start is never edited (the API's change-plan and cancel change it)"
+        ) in " ".join(result.output.split())
+    assert _counts(warehouse) == (1, 6, 5, 5, 5)
+    assert apply(DEMO).exit_code == 0  # the entry as recorded
+
+
 def test_discounts_and_grants_are_records_never_edited(warehouse: str, tmp_path: Path) -> None:
     doc = demo_doc()
     doc["discounts"] = [DISCOUNT]
