@@ -476,8 +476,26 @@ _format = click.option(
     default="table",
     show_default=True,
 )
+
+
+def _png_to_write(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    """--plot names a PNG in a directory that exists: refused before the report is read."""
+    if value is None:
+        return None
+    if value.suffix.lower() != ".png":
+        raise click.BadParameter(f"{value}: the chart is a PNG; name the file .png")
+    folder = value.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise click.BadParameter(f"{value}: no directory {str(folder)!r} to write it in")
+    return value
+
+
 _plot = click.option(
-    "--plot", "plot_file", type=click.Path(path_type=Path), help="Also draw a chart to FILE.png."
+    "--plot",
+    "plot_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    callback=_png_to_write,
+    help="Also draw a chart to FILE.png.",
 )
 
 
@@ -495,9 +513,10 @@ def _emit(built: Report, fmt: str, plot_file: Path | None) -> None:
     else:
         console.print(rendered)
     if plot_file is not None:
-        if plot_file.suffix.lower() != ".png":
-            fail(f"--plot {plot_file}: the chart is a PNG; name the file .png", 2)
-        plot(built, plot_file)
+        try:
+            plot(built, plot_file)
+        except OSError as exc:
+            fail(f"--plot {plot_file}: cannot write: {exc}")
         err_console.print(f"chart written to {plot_file}")
 
 

@@ -236,5 +236,11 @@ def reports_render_the_marts_and_their_charts(url: str, tmp_path: Path) -> None:
         runner.invoke(
             main, ["report", "revenue", "--from", "2026-09", "--to", "2026-10", "--plot", "x.jpg"]
         ),
+        runner.invoke(  # a traceback before: the chart was drawn, then its file not opened
+            main,
+            ["report", "revenue", "--from", "2026-09", "--to", "2026-10", "--plot", "no/x.png"],
+        ),
     ]
-    assert [b.exit_code for b in bad] == [2, 2, 2, 2]
+    assert [b.exit_code for b in bad] == [2, 2, 2, 2, 2]
+    assert "the chart is a PNG; name the file .png" in bad[3].output
+    assert "x.png: no directory 'no' to write it in" in bad[4].output
