@@ -65,6 +65,10 @@ class SubscriptionState:
     # the end of the trial its first plan gave it (null: no trial)
     trial_ends_at: datetime | None = None
 
+    @property
+    def starts_at(self) -> datetime:
+        return self.history[0]["effective_at"]
+
     def as_json(self) -> dict[str, Any]:
         return {
             "id": self.subscription_id,
@@ -181,7 +185,7 @@ def _running(conn: psycopg.Connection, tenant_id: str, at: datetime) -> Subscrip
     ).fetchall()
     for (subscription_id,) in ids:
         state = subscription_state(conn, subscription_id)
-        if state.ends_at is None or state.ends_at > at:
+        if state.ends_at is None or state.ends_at > max(at, state.starts_at):
             return state
     return None
 
@@ -224,16 +228,17 @@ def start(
         return subscription_state(conn, subscription_id)
 
 
-def _active_at(state: SubscriptionState, at: datetime) -> None:
-    started = state.history[0]["effective_at"]
-    if at < started:
-        raise SubscriptionError("at", f"{at.isoformat()} is before the subscription started")
+def _active_at(state: SubscriptionState, at: datetime) -> datetime:
+    """When a change asked for at ``at`` takes effect: then, or at the subscription's start
+    if it has not started by then (a subscription scheduled to start later can be moved to
+    another plan or cancelled before it runs: it starts on that plan, or never runs)."""
     if state.ends_at is not None:
         raise SubscriptionError(
             "id",
             f"subscription {state.subscription_id!r} is cancelled (ends {state.ends_at})",
             kind="conflict",
         )
+    return max(at, state.starts_at)
 
 
 def change_plan(
@@ -249,7 +254,7 @@ def change_plan(
     with conn.transaction():
         lock_history(conn)
         state = subscription_state(conn, subscription_id)
-        _active_at(state, at)
+        at = _active_at(state, at)
         if plan == state.plan:
             raise SubscriptionError("plan", f"the subscription is on {plan!r} already")
         _plan_for_tenant(conn, plan, state.tenant_id, "plan")
@@ -268,12 +273,15 @@ def cancel(
     earliest: datetime | None = None,
 ) -> SubscriptionState:
     """End the subscription at ``at``, or at the end of ``at``'s month; a plan change
-    scheduled after the end is dropped."""
+    scheduled after the end is dropped. One that has not started by then ends at its
+    start (it never runs), or at the end of that month if it starts in it."""
     _from_now_on(at, earliest, "at")
     with conn.transaction():
         lock_history(conn)
         state = subscription_state(conn, subscription_id)
-        _active_at(state, at)
+        if at_period_end and _month_end(at) <= state.starts_at:
+            at_period_end = False
+        at = _active_at(state, at)
         record_subscription_event(
             conn, subscription_id, state.tenant_id, "cancel", at, at_period_end=at_period_end
         )

@@ -182,6 +182,60 @@ def test_subscriptions_are_a_state_machine(
     assert "subscriptions[5].tenant_id" in applied.output and "sub_globex" in applied.output
 
 
+def test_a_subscription_not_started_yet_is_moved_or_cancelled_before_it_runs(
+    api: TestClient, catalog_loaded: str
+) -> None:
+    """A tenant that scheduled its subscription to start next month could neither cancel it
+    (422: "before the subscription started") nor start another now (409: "cancel it
+    first") until that month came. A change asked before the start takes effect at the
+    start; a cancel then means the subscription never runs, and bills nothing."""
+    acme = bearer(tenant_key("acme"))
+    ended = api.post("/v1/subscriptions/sub_acme/cancel", json={"at_period_end": False})
+    assert ended.status_code == 200, ended.text
+    now = datetime.now(UTC)
+    next_month = (now.replace(day=1) + timedelta(days=32)).replace(
+        day=1, hour=0, minute=0, second=0, microsecond=0
+    )
+    scheduled = api.post(
+        "/v1/subscriptions",
+        json={"tenant_id": "acme", "plan": "pro", "start": next_month.isoformat()},
+        headers=acme,
+    )
+    assert scheduled.status_code == 201, scheduled.text
+    path = f"/v1/subscriptions/{scheduled.json()['id']}"
+
+    def effective(state: dict[str, Any]) -> list[tuple[str, str | None, datetime]]:
+        return [
+            (h["action"], h["plan"], datetime.fromisoformat(h["effective_at"]))
+            for h in state["history"]
+        ]
+
+    moved = api.post(f"{path}/change-plan", json={"plan": "starter"}, headers=acme)
+    assert moved.status_code == 200, moved.text
+    assert effective(moved.json())[-1] == ("change_plan", "starter", next_month)
+    cancelled = api.post(f"{path}/cancel", json={"at_period_end": True}, headers=acme)
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["status"] == "canceled"
+    assert datetime.fromisoformat(cancelled.json()["ends_at"]) == next_month  # never runs
+    assert effective(cancelled.json())[-1] == ("cancel", None, next_month)
+
+    again = api.post(
+        "/v1/subscriptions", json={"tenant_id": "acme", "plan": "ai_usage"}, headers=acme
+    )
+    assert again.status_code == 201, again.text
+    with psycopg.connect(catalog_loaded) as conn:
+        plan = conn.execute(  # what quotas read
+            "select app.plan_at('acme', %s)", (next_month + timedelta(days=10),)
+        ).fetchone()
+        intervals = conn.execute(  # the engine's: the one scheduled has none
+            """select subscription_id, plan_key from intermediate.int_subscription_intervals
+               where tenant_id = 'acme' and valid_to > %s""",
+            (now,),
+        ).fetchall()
+    assert plan == ("ai_usage",)
+    assert intervals == [(again.json()["id"], "ai_usage")]
+
+
 def test_subscription_changes_are_checked(api: TestClient) -> None:
     bad = {
         "plan": api.post("/v1/subscriptions", json={"tenant_id": "acme", "plan": "nope"}),
