@@ -30,7 +30,7 @@ from pydantic import (
 )
 
 from warehouse.currencies import MINOR_UNITS
-from warehouse.subscriptions import SubscriptionError, start
+from warehouse.subscriptions import SubscriptionError, running, start
 
 MAX_PRICE_DECIMALS = 12
 MAX_AMOUNT = 10**12  # a commitment, a discount's or a grant's amount, in major units
@@ -898,9 +898,26 @@ def apply_catalog(conn: psycopg.Connection, catalog: Catalog, source: str) -> Ap
 
 
 def _check_against_warehouse(conn: psycopg.Connection, catalog: Catalog) -> list[Problem]:
-    """Rules that need what is already loaded: a subscription id keeps its tenant, and a
-    metric finalized invoices billed keeps its definition (_billed_metrics_kept)."""
+    """Rules that need what is already loaded: a subscription id keeps its tenant, a tenant
+    keeps its currency while a subscription runs, and a metric finalized invoices billed
+    keeps its definition (_billed_metrics_kept)."""
     problems = _billed_metrics_kept(conn, catalog)
+    currencies: dict[str, str] = dict(
+        conn.execute("select tenant_id, currency from app.tenants").fetchall()
+    )
+    now = conn.execute("select now()").fetchone()[0]  # type: ignore[index]
+    for t, tenant in enumerate(catalog.tenants):
+        before = currencies.get(tenant.id, tenant.currency)
+        other = running(conn, tenant.id, now) if before != tenant.currency else None
+        if other is not None:
+            problems.append(
+                Problem(
+                    f"tenants[{t}].currency",
+                    f"tenant {tenant.id!r} pays in {before} for subscription "
+                    f"{other.subscription_id!r} (plan {other.plan!r}): its currency changes "
+                    "once no subscription runs (cancel it first)",
+                )
+            )
     owners: dict[str, str] = dict(
         conn.execute(
             "select distinct on (subscription_id) subscription_id, tenant_id "

@@ -177,7 +177,7 @@ def _from_now_on(at: datetime, earliest: datetime | None, field: str) -> None:
         )
 
 
-def _running(conn: psycopg.Connection, tenant_id: str, at: datetime) -> SubscriptionState | None:
+def running(conn: psycopg.Connection, tenant_id: str, at: datetime) -> SubscriptionState | None:
     """The tenant's subscription that runs at or after ``at`` (its end is later), if any."""
     ids = conn.execute(
         "select distinct subscription_id from raw.subscription_events where tenant_id = %s",
@@ -213,13 +213,13 @@ def start(
                 "id", f"subscription {subscription_id!r} exists", kind="conflict"
             )
         _plan_for_tenant(conn, plan, tenant_id, "plan")
-        running = _running(conn, tenant_id, at)
-        if running is not None:
-            until = "" if running.ends_at is None else f" until {running.ends_at.isoformat()}"
+        other = running(conn, tenant_id, at)
+        if other is not None:
+            until = "" if other.ends_at is None else f" until {other.ends_at.isoformat()}"
             raise SubscriptionError(
                 "tenant_id",
-                f"tenant {tenant_id!r} has an active subscription {running.subscription_id!r}"
-                f" (plan {running.plan!r}{until}): change its plan, or cancel it first",
+                f"tenant {tenant_id!r} has an active subscription {other.subscription_id!r}"
+                f" (plan {other.plan!r}{until}): change its plan, or cancel it first",
                 kind="conflict",
             )
         record_subscription_event(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -403,6 +404,33 @@ def test_a_started_subscriptions_entry_is_never_edited(warehouse: str, tmp_path:
         ) in " ".join(result.output.split())
     assert _counts(warehouse) == (1, 6, 5, 5, 5)
     assert apply(DEMO).exit_code == 0  # the entry as recorded
+
+
+def test_a_tenant_keeps_its_currency_while_a_subscription_runs(
+    warehouse: str, tmp_path: Path
+) -> None:
+    """Before, a catalog moving acme to eur applied when the file did not list acme's
+    subscription (started by the API, or listed elsewhere), and the next run held acme's
+    invoice with currency_mismatch. It is refused now, naming the field; once no
+    subscription runs, the currency changes."""
+    from warehouse.subscriptions import cancel
+
+    assert apply(DEMO).exit_code == 0
+    doc = demo_doc()
+    doc["tenants"][0]["currency"] = "eur"
+    doc["subscriptions"] = doc["subscriptions"][1:]  # sub_acme is the history's
+    doc["credit_grants"] = [g for g in doc["credit_grants"] if g["tenant_id"] != "acme"]
+    moved = tmp_path / "moved.yaml"
+    moved.write_text(yaml.safe_dump(doc, sort_keys=False))
+    result = apply(moved)
+    assert result.exit_code == 2, result.output
+    assert (
+        "tenants[0].currency: tenant 'acme' pays in usd for subscription 'sub_acme' (plan "
+        "'pro'): its currency changes once no subscription runs (cancel it first)"
+    ) in " ".join(result.output.split())
+    with psycopg.connect(warehouse) as conn:
+        cancel(conn, "sub_acme", datetime.now(UTC), at_period_end=False)
+    assert apply(moved).exit_code == 0
 
 
 def test_discounts_and_grants_are_records_never_edited(warehouse: str, tmp_path: Path) -> None:
