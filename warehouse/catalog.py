@@ -940,7 +940,7 @@ def _billed_metrics_kept(conn: psycopg.Connection, catalog: Catalog) -> list[Pro
     """What makes a metric's quantity (its aggregation, property and dimensions) cannot
     change once a finalized invoice billed the metric: metrics are not versioned, so a late
     event for a closed month would re-price the whole month by the new definition and bill
-    the difference as an adjustment (DECISIONLOG.md, catalog)."""
+    the difference as an adjustment (DECISIONLOG.md, "Catalog history")."""
     stored = {
         key: (aggregation, prop, json.loads(dimensions) if dimensions else [], month)
         for key, aggregation, prop, dimensions, month in conn.execute(
