@@ -400,7 +400,7 @@ def invoices() -> None:
 @click.option("--tenant", help="Tenant id")
 def invoices_list(month: str | None, tenant: str | None) -> None:
     """List invoices."""
-    from billing.reports import NotBuiltYet, invoice_table, list_invoices
+    from billing.reports import NotBuiltYet, ReportError, invoice_table, list_invoices
     from orchestration.dbt_vars import parse_month
 
     try:
@@ -409,7 +409,7 @@ def invoices_list(month: str | None, tenant: str | None) -> None:
         fail(f"--month: {exc}", 2)
     try:
         rows = list_invoices(month=first, tenant=tenant)
-    except NotBuiltYet as exc:
+    except (NotBuiltYet, ReportError) as exc:
         fail(str(exc), 2)
     console.print(invoice_table(rows))
 
@@ -453,12 +453,16 @@ def credits() -> None:
 def credits_list(tenant: str | None) -> None:
     """Every credit grant with what finalized invoices used, what expired or was voided,
     and the balance left; then the balance per tenant."""
-    from billing.reports import credit_table, money
+    from billing.reports import ReportError, credit_table, money, require_tenant
     from ingest.credits import balances, credit_grants
     from warehouse.db import connect
 
     warehouse_up()
     with connect() as conn:
+        try:
+            require_tenant(conn, tenant)
+        except ReportError as exc:
+            fail(str(exc), 2)
         grants = credit_grants(conn, tenant)
     console.print(credit_table(grants))
     for total in balances(grants):

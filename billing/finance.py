@@ -18,16 +18,12 @@ from typing import Any
 
 from rich.table import Table
 
-from billing.reports import money, require_built
+from billing.reports import ReportError, money, require_built, require_tenant
 from ingest.usage import MAX_DAYS, daily_usage
 from warehouse.currencies import MINOR_UNITS
 from warehouse.db import connect
 
 FORMATS = ("table", "csv", "json")
-
-
-class ReportError(ValueError):
-    """Bad input to a report: the message names the option."""
 
 
 @dataclass(frozen=True)
@@ -99,8 +95,7 @@ def usage_report(tenant: str, first: date, last: date) -> Report:
     if (last - first).days >= MAX_DAYS:
         raise ReportError(f"at most {MAX_DAYS} days a report")
     with connect() as conn:
-        if not conn.execute("select 1 from app.tenants where tenant_id = %s", (tenant,)).fetchone():
-            raise ReportError(f"--tenant: unknown tenant {tenant!r}")
+        require_tenant(conn, tenant)
         metrics = conn.execute(
             "select metric_key, dimensions from app.metrics order by 1"
         ).fetchall()

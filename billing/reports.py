@@ -20,6 +20,20 @@ class InvoiceNotFound(LookupError):
     pass
 
 
+class ReportError(ValueError):
+    """Bad input to a report: the message names the option."""
+
+
+def require_tenant(conn: psycopg.Connection[Any], tenant: str | None) -> None:
+    """Raise ReportError unless ``tenant`` (when given) is a tenant of the catalog: a typo
+    would list nothing, which reads as "none"."""
+    if (
+        tenant is not None
+        and not conn.execute("select 1 from app.tenants where tenant_id = %s", (tenant,)).fetchone()
+    ):
+        raise ReportError(f"--tenant: unknown tenant {tenant!r}")
+
+
 class NotBuiltYet(LookupError):
     """A read of a mart no monthly run has built in this warehouse yet."""
 
@@ -60,6 +74,7 @@ def list_invoices(month: date | None = None, tenant: str | None = None) -> list[
                and (%(tenant)s::text is null or tenant_id = %(tenant)s::text)
              order by period_start, tenant_id, currency"""
     with connect() as conn:
+        require_tenant(conn, tenant)
         require_built(conn, "marts.fct_invoices", "invoices")
         rows = conn.execute(sql, {"month": month, "tenant": tenant}).fetchall()
     return [InvoiceRow(*row) for row in rows]

@@ -240,7 +240,12 @@ def reports_render_the_marts_and_their_charts(url: str, tmp_path: Path) -> None:
             main,
             ["report", "revenue", "--from", "2026-09", "--to", "2026-10", "--plot", "no/x.png"],
         ),
+        # a tenant's typo listed nothing and exited 0, which read as "no invoices"
+        runner.invoke(main, ["invoices", "list", "--tenant", "acme "]),
+        runner.invoke(main, ["credits", "list", "--tenant", "nobody"]),
     ]
-    assert [b.exit_code for b in bad] == [2, 2, 2, 2, 2]
+    assert [b.exit_code for b in bad] == [2] * 7
     assert "the chart is a PNG; name the file .png" in bad[3].output
     assert "x.png: no directory 'no' to write it in" in bad[4].output
+    assert "--tenant: unknown tenant 'acme '" in bad[5].output
+    assert "--tenant: unknown tenant 'nobody'" in bad[6].output
