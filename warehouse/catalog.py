@@ -841,30 +841,15 @@ def apply_catalog(conn: psycopg.Connection, catalog: Catalog, source: str) -> Ap
                 ],
             )
         # every start through the one state machine the API uses (one subscription per
-        # tenant at a time); a subscription already started is the history's, not the file's:
-        # its entry must name the start recorded (as a discount's, never edited)
+        # tenant at a time); a subscription already started is the history's, not the file's
+        # (its entry names the start recorded: _check_against_warehouse)
         started, problems = [], []
-        starts: dict[str, tuple[str, datetime]] = {
-            r[0]: (r[1], r[2])
-            for r in conn.execute(
-                "select subscription_id, plan_key, effective_at from raw.subscription_events "
-                "where action = 'start'"
-            )
+        known = {
+            r[0]
+            for r in conn.execute("select distinct subscription_id from raw.subscription_events")
         }
         for s, sub in enumerate(catalog.subscriptions):
-            if sub.id in starts:
-                for name, before, now in zip(
-                    ("plan", "start"), starts[sub.id], (sub.plan, sub.start), strict=True
-                ):
-                    if before != now:
-                        problems.append(
-                            Problem(
-                                f"subscriptions[{s}].{name}",
-                                f"subscription {sub.id!r} was recorded with {name} "
-                                f"{_shown(before)}, not {_shown(now)}: its start is never "
-                                "edited (the API's change-plan and cancel change it)",
-                            )
-                        )
+            if sub.id in known:
                 continue
             try:
                 start(conn, sub.tenant_id, sub.plan, sub.start, sub.id, source="catalog")
@@ -898,9 +883,10 @@ def apply_catalog(conn: psycopg.Connection, catalog: Catalog, source: str) -> Ap
 
 
 def _check_against_warehouse(conn: psycopg.Connection, catalog: Catalog) -> list[Problem]:
-    """Rules that need what is already loaded: a subscription id keeps its tenant, a tenant
-    keeps its currency while a subscription runs, and a metric finalized invoices billed
-    keeps its definition (_billed_metrics_kept)."""
+    """Rules that need what is already loaded: a started subscription's entry names its
+    tenant, plan and start as recorded, a tenant keeps its currency while a subscription
+    runs, and a metric finalized invoices billed keeps its definition
+    (_billed_metrics_kept)."""
     problems = _billed_metrics_kept(conn, catalog)
     currencies: dict[str, str] = dict(
         conn.execute("select tenant_id, currency from app.tenants").fetchall()
@@ -918,21 +904,40 @@ def _check_against_warehouse(conn: psycopg.Connection, catalog: Catalog) -> list
                     "once no subscription runs (cancel it first)",
                 )
             )
-    owners: dict[str, str] = dict(
-        conn.execute(
-            "select distinct on (subscription_id) subscription_id, tenant_id "
-            "from raw.subscription_events order by subscription_id, event_seq"
-        ).fetchall()
-    )
+    # a subscription already started keeps its entry: tenant, plan and start as recorded
+    # (as a discount's or a grant's, never edited)
+    starts: dict[str, tuple[str, str, datetime]] = {
+        r[0]: (r[1], r[2], r[3])
+        for r in conn.execute(
+            "select subscription_id, tenant_id, plan_key, effective_at "
+            "from raw.subscription_events where action = 'start'"
+        )
+    }
     for s, sub in enumerate(catalog.subscriptions):
-        owner = owners.get(sub.id)
-        if owner is not None and owner != sub.tenant_id:
+        if sub.id not in starts:
+            continue
+        owner, plan, started = starts[sub.id]
+        if owner != sub.tenant_id:
             problems.append(
                 Problem(
                     f"subscriptions[{s}].tenant_id",
                     f"subscription {sub.id!r} already belongs to tenant {owner!r}",
                 )
             )
+        entry: tuple[tuple[str, Any, Any], ...] = (
+            ("plan", plan, sub.plan),
+            ("start", started, sub.start),
+        )
+        for name, recorded, given in entry:
+            if recorded != given:
+                problems.append(
+                    Problem(
+                        f"subscriptions[{s}].{name}",
+                        f"subscription {sub.id!r} was recorded with {name} "
+                        f"{_shown(recorded)}, not {_shown(given)}: its start is never "
+                        "edited (the API's change-plan and cancel change it)",
+                    )
+                )
     return problems
 
 
