@@ -293,6 +293,7 @@ def test_events_on_days_before_every_run_reach_the_marts_through_the_ticks(
     from fastapi.testclient import TestClient
 
     from ingest.app import create_app
+    from tests.ingest.test_events_api import event
 
     result = CliRunner().invoke(main, ["catalog", "apply", str(DEMO_CATALOG)])
     assert result.exit_code == 0, result.output
@@ -302,13 +303,7 @@ def test_events_on_days_before_every_run_reach_the_marts_through_the_ticks(
     def send(*events: tuple[str, str, int]) -> None:
         body = {
             "events": [
-                {
-                    "tenant_id": "acme",
-                    "metric": "api_calls",
-                    "amount": amount,
-                    "timestamp": at,
-                    "idempotency_key": idempotency_key,
-                }
+                event(amount=amount, timestamp=at, idempotency_key=idempotency_key)
                 for at, idempotency_key, amount in events
             ]
         }
