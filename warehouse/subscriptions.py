@@ -69,6 +69,30 @@ class SubscriptionState:
     def starts_at(self) -> datetime:
         return self.history[0]["effective_at"]
 
+    def plan_at(self, moment: datetime) -> str | None:
+        """The plan in effect at ``moment`` (the last start or change at or before it that
+        stands; None before the start)."""
+        plan = None
+        for entry in self.history:
+            if entry["effective_at"] > moment:
+                break
+            if entry["action"] != "cancel" and not entry["dropped"]:
+                plan = entry["plan"]
+        return plan
+
+    def next_change(self, moment: datetime) -> dict[str, Any] | None:
+        """The first plan change scheduled after ``moment`` that stands, if any."""
+        return next(
+            (
+                entry
+                for entry in self.history
+                if entry["effective_at"] > moment
+                and entry["action"] == "change_plan"
+                and not entry["dropped"]
+            ),
+            None,
+        )
+
     def as_json(self) -> dict[str, Any]:
         return {
             "id": self.subscription_id,
@@ -255,8 +279,20 @@ def change_plan(
         lock_history(conn)
         state = subscription_state(conn, subscription_id)
         at = _active_at(state, at)
-        if plan == state.plan:
-            raise SubscriptionError("plan", f"the subscription is on {plan!r} already")
+        if plan == state.plan_at(at):
+            # a move to the plan it is on would split the month (each part priced on its
+            # own) and change nothing else: a change scheduled later stands
+            scheduled = state.next_change(at)
+            then = (
+                ""
+                if scheduled is None
+                else f"; the move to {scheduled['plan']!r} scheduled at "
+                f"{scheduled['effective_at'].isoformat()} stands: to keep {plan!r}, "
+                "change the plan at that time"
+            )
+            raise SubscriptionError(
+                "plan", f"the subscription is on {plan!r} at {at.isoformat()} already{then}"
+            )
         _plan_for_tenant(conn, plan, state.tenant_id, "plan")
         record_subscription_event(
             conn, subscription_id, state.tenant_id, "change_plan", at, plan_key=plan

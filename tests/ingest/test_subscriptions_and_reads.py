@@ -236,6 +236,104 @@ def test_a_subscription_not_started_yet_is_moved_or_cancelled_before_it_runs(
     assert intervals == [(again.json()["id"], "ai_usage")]
 
 
+def test_a_change_is_checked_against_the_plan_in_effect_when_it_takes_effect(
+    api: TestClient, catalog_loaded: str
+) -> None:
+    """acme, on pro, schedules a move to starter next month. Asking to stay on pro now was
+    recorded as a move from pro to pro (the month split in two, each part priced on its
+    own) and left the move in place; asking for starter now was refused as "on 'starter'
+    already". A change is checked against the plan in effect when it takes effect."""
+    acme = bearer(tenant_key("acme"))
+    path = "/v1/subscriptions/sub_acme/change-plan"
+    now = datetime.now(UTC)
+    next_month = (now.replace(day=1) + timedelta(days=32)).replace(
+        day=1, hour=0, minute=0, second=0, microsecond=0
+    )
+    move = {"plan": "starter", "at": next_month.isoformat()}
+    assert api.post(path, json=move, headers=acme).status_code == 200
+
+    same = api.post(path, json={"plan": "pro"}, headers=acme)
+    assert same.status_code == 422, same.text
+    assert same.json()["error"]["details"][0]["field"] == "plan"
+    assert "'starter'" in same.json()["error"]["message"]  # the move, and when to undo it
+    assert next_month.isoformat() in same.json()["error"]["message"]
+
+    # staying on pro: pro from the moment the move was scheduled for, one interval
+    kept = api.post(path, json={"plan": "pro", "at": next_month.isoformat()}, headers=acme)
+    assert kept.status_code == 200, kept.text
+    assert kept.json()["plan"] == "pro"
+
+    def intervals() -> list[tuple[str, datetime]]:
+        with psycopg.connect(catalog_loaded) as conn:
+            return conn.execute(  # the engine's
+                """select plan_key, valid_from from intermediate.int_subscription_intervals
+                   where subscription_id = 'sub_acme' order by valid_from"""
+            ).fetchall()
+
+    assert intervals() == [("pro", datetime(2026, 1, 1, tzinfo=UTC))]
+
+    # the move scheduled again, then asked for now: it is made now
+    assert api.post(path, json=move, headers=acme).status_code == 200
+    sooner = api.post(path, json={"plan": "starter"}, headers=acme)
+    assert sooner.status_code == 200, sooner.text
+    [(first, start), (second, moved_at)] = intervals()
+    assert (first, start, second) == ("pro", datetime(2026, 1, 1, tzinfo=UTC), "starter")
+    assert now <= moved_at < next_month
+
+
+def test_a_move_undone_bills_as_if_never_asked(
+    api: TestClient, catalog_loaded: str, tmp_path: Path
+) -> None:
+    """hooli moves to starter on the 16th, then keeps pro after all (pro from the 16th);
+    pied stays on pro. The same usage bills the same lines: one pro segment for the month,
+    its included calls whole, where two pro segments each took half of them."""
+    tenants = ("hooli", "pied")
+    with_demo(tmp_path, tenants=[{"id": t, "name": t, "currency": "usd"} for t in tenants])
+    for tenant in tenants:
+        created = api.post(
+            "/v1/subscriptions",
+            json={"tenant_id": tenant, "plan": "pro", "start": "2026-09-01T00:00:00Z",
+                  "id": f"sub_{tenant}"},
+        )  # fmt: skip
+        assert created.status_code == 201, created.text
+    for plan in ("starter", "pro"):
+        changed = api.post(
+            "/v1/subscriptions/sub_hooli/change-plan",
+            json={"plan": plan, "at": "2026-09-16T00:00:00Z"},
+        )
+        assert changed.status_code == 200, changed.text
+    sent = api.post(
+        "/v1/events",
+        json={
+            "events": [
+                {"tenant_id": tenant, "metric": "api_calls", "amount": 150_000,
+                 "timestamp": "2026-09-02T10:00:00Z", "idempotency_key": f"{tenant}-1"}
+                for tenant in tenants
+            ]
+        },
+    )  # fmt: skip
+    assert sent.status_code == 200, sent.text
+
+    run_monthly(date(2026, 9, 1), quiet=True)
+    with psycopg.connect(catalog_loaded) as conn:
+        lines = {
+            tenant: conn.execute(
+                """select line_type, plan, metric, quantity, amount_minor
+                   from marts.fct_invoice_lines
+                   where tenant_id = %s and period_start = '2026-09-01'
+                   order by line_type, metric""",
+                (tenant,),
+            ).fetchall()
+            for tenant in tenants
+        }
+    assert lines["hooli"] == lines["pied"]
+    # 49.00, then 50,000 calls past the 100,000 included at 0.0004
+    assert [(t, m, a) for t, _, m, _, a in lines["pied"] if a] == [
+        ("base_fee", None, 4900),
+        ("usage", "api_calls", 2000),
+    ]
+
+
 def test_subscription_changes_are_checked(api: TestClient) -> None:
     bad = {
         "plan": api.post("/v1/subscriptions", json={"tenant_id": "acme", "plan": "nope"}),

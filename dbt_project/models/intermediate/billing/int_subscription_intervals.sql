@@ -2,10 +2,11 @@
     subscription's trial ends (`in_trial` before). Built from the whole subscription history,
     so a change recorded late still lands where it belongs. The first cancellation ends the
     subscription: a plan change scheduled after it is dropped (DECISIONLOG.md,
-    "Subscriptions"). The trial is the subscription's: the plan version it started on sets
-    its length (`trial_days` from the start) and whether its usage is billed; a trial
-    bills no base fee, and a subscription that ends before its trial does bills nothing
-    (`bills_usage` false everywhere) (DECISIONLOG.md, "Trials"). -#}
+    "Subscriptions"). A change to the plan in effect is none. The trial is the
+    subscription's: the plan version it started on sets its length (`trial_days` from the
+    start) and whether its usage is billed; a trial bills no base fee, and a subscription
+    that ends before its trial does bills nothing (`bills_usage` false everywhere)
+    (DECISIONLOG.md, "Trials"). -#}
 with events as (
     select * from {{ ref('stg_raw__subscription_events') }}
 ),
@@ -53,6 +54,34 @@ ordered as (
     from plans
 ),
 
+standing as (
+    -- of the changes at one instant the last recorded stands
+    select *
+    from ordered
+    where next_effective_at is null or next_effective_at > effective_at
+),
+
+moves as (
+    -- a change to the plan in effect is no change: it neither splits the month (each part
+    -- priced on its own) nor starts a new yearly period (DECISIONLOG.md, "Subscriptions")
+    select
+        standing.*,
+        lag(plan_key) over (
+            partition by subscription_id order by effective_at, event_seq
+        ) as previous_plan_key
+    from standing
+),
+
+bounded as (
+    select
+        moves.*,
+        lead(effective_at) over (
+            partition by subscription_id order by effective_at, event_seq
+        ) as valid_to
+    from moves
+    where previous_plan_key is null or previous_plan_key <> plan_key
+),
+
 trials as (
     -- without a trial it ends where the subscription starts
     select
@@ -70,17 +99,16 @@ trials as (
 
 plan_intervals as (
     select
-        ordered.subscription_id,
-        ordered.tenant_id,
-        ordered.plan_key,
-        ordered.effective_at as valid_from,
-        coalesce(ordered.next_effective_at, ordered.ended_at, {{ ts_infinity() }}) as valid_to,
-        coalesce(trials.trial_end, ordered.effective_at) as trial_end,
+        bounded.subscription_id,
+        bounded.tenant_id,
+        bounded.plan_key,
+        bounded.effective_at as valid_from,
+        coalesce(bounded.valid_to, bounded.ended_at, {{ ts_infinity() }}) as valid_to,
+        coalesce(trials.trial_end, bounded.effective_at) as trial_end,
         coalesce(trials.trial_bills_usage, false) as trial_bills_usage,
-        coalesce(ordered.ended_at <= trials.trial_end, false) as ended_in_trial
-    from ordered
-    left join trials on trials.subscription_id = ordered.subscription_id
-    where ordered.next_effective_at is null or ordered.next_effective_at > ordered.effective_at
+        coalesce(bounded.ended_at <= trials.trial_end, false) as ended_in_trial
+    from bounded
+    left join trials on trials.subscription_id = bounded.subscription_id
 ),
 
 split as (
