@@ -14,10 +14,18 @@ from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    Field,
+    WithJsonSchema,
+)
 
 from ingest.writer import MAX_OFFSET, Row, copy_text, instant_text
 from warehouse.catalog import ID_PATTERN, ID_RE, ID_RULE, KEY_PATTERN
+from warehouse.db import in_utc
 
 MAX_EVENTS = 10_000
 MAX_BODY_BYTES = 5 * 1024 * 1024
@@ -107,8 +115,8 @@ _PLAIN_INSTANT = re.compile(
 def parse_timestamp(value: Any, now: datetime) -> tuple[datetime, str]:
     """The instant of an RFC 3339 date-time, and its text as stored: the client's own in the
     plain form (``_PLAIN_INSTANT``), else ``instant_text``'s."""
-    if type(value) is str and _PLAIN_INSTANT.fullmatch(value):
-        text = value
+    plain = type(value) is str and _PLAIN_INSTANT.fullmatch(value) is not None
+    if plain:
         try:
             parsed = datetime.fromisoformat(value)
         except ValueError:  # a day or an hour out of range
@@ -127,13 +135,10 @@ def parse_timestamp(value: Any, now: datetime) -> tuple[datetime, str]:
             raise ValueError(f"{value!r} is not an RFC 3339 date-time") from None
         if parsed.tzinfo is None:
             raise ValueError(f"{value!r} has no UTC offset; add Z or +hh:mm")
-        try:
-            text = instant_text(parsed)
-        except OverflowError:
-            raise ValueError(f"{value!r} is out of range in UTC") from None
+    in_utc(parsed, value)
     if parsed - now > MAX_FUTURE:
         raise ValueError(f"{value!r} is more than 5 minutes in the future")
-    return parsed, text
+    return parsed, value if plain else instant_text(parsed)
 
 
 def printable(text: str) -> str:
@@ -278,8 +283,12 @@ def _rfc3339_text(value: Any) -> Any:
 
 
 # An instant in a body: an RFC 3339 string with an offset, as the schema says (pydantic's
-# lax mode would also take a number of seconds)
-Rfc3339 = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text)]
+# lax mode would also take a number of seconds), that UTC can hold
+Rfc3339 = Annotated[
+    AwareDatetime,
+    BeforeValidator(_rfc3339_text),
+    AfterValidator(lambda moment: in_utc(moment, moment.isoformat())),
+]
 
 
 def amount_schema(*, positive: bool) -> WithJsonSchema:

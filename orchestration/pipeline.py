@@ -177,7 +177,9 @@ def plan_daily(window: Window | None, settings: Settings | None = None) -> Daily
         # and the days among theirs that a daily run has built (none before the first run:
         # then these events are not read) or that no run would build: those before the
         # first day of every daily run's window, this one's included (a clock at 1970,
-        # history loaded before the first run), which would be in no mart otherwise
+        # history loaded before the first run), which would be in no mart otherwise. Not
+        # those before the calendar's first day (a time in 1 BC, stored before ingest refused
+        # them): no run can name their day, and Python cannot read it
         row = conn.execute(
             f"""with first_window_day as (
                    select least(min(window_start), %(start)s) as day
@@ -196,6 +198,7 @@ def plan_daily(window: Window | None, settings: Settings | None = None) -> Daily
                             from {UNSTORED}
                             where event_ts < (select cast(day as timestamp) at time zone 'UTC'
                                               from first_window_day)
+                              and event_ts >= timestamptz '0001-01-01T00:00:00Z'
                             order by 1)""",
             {"start": window.start if window else None},
         ).fetchone()

@@ -30,6 +30,7 @@ from pydantic import (
 )
 
 from warehouse.currencies import MINOR_UNITS
+from warehouse.db import in_utc
 from warehouse.subscriptions import SubscriptionError, running, start
 
 MAX_PRICE_DECIMALS = 12
@@ -93,7 +94,7 @@ def _timestamp(value: Any) -> datetime:
         raise ValueError(f"{value!r} is not an RFC 3339 timestamp")
     if parsed.tzinfo is None:
         raise ValueError(f"{value!r} has no UTC offset; write it like 2026-01-01T00:00:00Z")
-    return parsed
+    return in_utc(parsed, value)
 
 
 def _price(value: Any) -> Decimal:

@@ -4,11 +4,26 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import MAXYEAR, MINYEAR, UTC, datetime
+from typing import Any
 
 import psycopg
 
 from warehouse import embedded
 from warehouse.settings import Settings, get_settings
+
+
+def in_utc(moment: datetime, value: Any) -> datetime:
+    """``moment`` (aware), refused (ValueError naming ``value``, as sent) when UTC cannot
+    hold it: on the calendar's first or last day an offset can take an instant past it.
+    PostgreSQL stores 0001-01-01T00:00:00+05:00 as a time in 1 BC, which Python cannot read
+    back: one such event made every daily run fail."""
+    if moment.year in (MINYEAR, MAXYEAR):  # elsewhere any offset stays inside the calendar
+        try:
+            moment.astimezone(UTC)
+        except OverflowError:
+            raise ValueError(f"{value!r} is out of range in UTC") from None
+    return moment
 
 
 def database_url(settings: Settings | None = None, *, start: bool = True, api: bool = False) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import MAXYEAR, UTC, datetime, timedelta
 from typing import Any, Literal
 
 import psycopg
@@ -190,8 +190,17 @@ def _month_end(moment: datetime) -> datetime:
     return (first + timedelta(days=32)).replace(day=1)
 
 
-def _from_now_on(at: datetime, earliest: datetime | None, field: str) -> None:
-    """A caller limited to ``earliest`` (a tenant key: now) cannot backdate a change."""
+# A subscription's times lie before the calendar's last two years, so that what follows from
+# them is a time too: the end of their month (a cancel at period end), a trial's end (at
+# most catalog.MAX_TRIAL_DAYS, a year). A cancel at period end in December 9999 was a 500.
+LAST_TIME = datetime(MAXYEAR - 1, 1, 1, tzinfo=UTC)
+
+
+def _check_time(at: datetime, earliest: datetime | None, field: str) -> None:
+    """A time of a change is before LAST_TIME; a caller limited to ``earliest`` (a tenant
+    key: now) cannot backdate a change."""
+    if at >= LAST_TIME:
+        raise SubscriptionError(field, f"{at.isoformat()} is not before {LAST_TIME.isoformat()}")
     if earliest is not None and at < earliest:
         raise SubscriptionError(
             field,
@@ -226,7 +235,7 @@ def start(
 ) -> SubscriptionState:
     """Start a subscription of ``tenant_id`` to ``plan`` at ``at``: a tenant has at most one
     subscription at a time, so the one it has must end by ``at``."""
-    _from_now_on(at, earliest, "start")
+    _check_time(at, earliest, "start")
     subscription_id = subscription_id or f"sub_{secrets.token_hex(8)}"
     with conn.transaction():
         lock_history(conn)
@@ -274,7 +283,7 @@ def change_plan(
     earliest: datetime | None = None,
 ) -> SubscriptionState:
     """Move the subscription to ``plan`` from ``at``; the month is split there."""
-    _from_now_on(at, earliest, "at")
+    _check_time(at, earliest, "at")
     with conn.transaction():
         lock_history(conn)
         state = subscription_state(conn, subscription_id)
@@ -311,7 +320,7 @@ def cancel(
     """End the subscription at ``at``, or at the end of ``at``'s month; a plan change
     scheduled after the end is dropped. One that has not started by then ends at its
     start (it never runs), or at the end of that month if it starts in it."""
-    _from_now_on(at, earliest, "at")
+    _check_time(at, earliest, "at")
     with conn.transaction():
         lock_history(conn)
         state = subscription_state(conn, subscription_id)

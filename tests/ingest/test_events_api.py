@@ -282,6 +282,17 @@ BAD_BODIES: dict[str, tuple[str | dict[str, Any], int, str | None]] = {
         422,
         "timestamp",
     ),
+    # PostgreSQL stored these in 1 BC, and every daily run failed reading their day
+    "before year 1 in UTC, as clients write it": (
+        {"events": [event(timestamp="0001-01-01T00:00:00+05:00")]},
+        422,
+        "timestamp",
+    ),
+    "before year 1 in UTC, with a space": (
+        {"events": [event(timestamp="0001-01-01 04:59:59.5+05:00")]},
+        422,
+        "timestamp",
+    ),
     "timestamp an hour ahead": ({"events": [event(timestamp=FUTURE)]}, 422, "timestamp"),
     "unknown metric": ({"events": [event(metric="api_callz")]}, 422, "metric"),
     "missing key": ({"events": [event(idempotency_key=...)]}, 422, "idempotency_key"),

@@ -345,6 +345,28 @@ def test_subscription_changes_are_checked(api: TestClient) -> None:
     for field, response in bad.items():
         assert response.status_code == 422, (field, response.text)
         assert field in [d["field"] for d in response.json()["error"]["details"]]
+    # times whose month, or UTC, the calendar cannot hold (a 500 before, or a time in 1 BC)
+    at_the_ends = {
+        "start": api.post(
+            "/v1/subscriptions",
+            json={"tenant_id": "hooli", "plan": "pro", "start": "0001-01-01T00:00:00+05:00"},
+        ),
+        "at": api.post(
+            "/v1/subscriptions/sub_acme/cancel",
+            json={"at_period_end": True, "at": "9999-12-15T00:00:00Z"},
+        ),
+        "at ": api.post(
+            "/v1/subscriptions/sub_acme/change-plan",
+            json={"plan": "starter", "at": "9999-12-31T23:59:59Z"},
+        ),
+        "granted_at": api.post(
+            "/v1/credits",
+            json={"tenant_id": "acme", "amount": "5.00", "granted_at": "0001-01-01T00:00:00+01:00"},
+        ),
+    }
+    for field, response in at_the_ends.items():
+        assert response.status_code == 422, (field, response.text)
+        assert field.strip() in [d["field"] for d in response.json()["error"]["details"]]
     # a jpy plan for a usd tenant
     mismatch = api.post("/v1/subscriptions", json={"tenant_id": "acme", "plan": "team_jp"})
     assert mismatch.status_code == 422

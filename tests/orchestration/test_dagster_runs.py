@@ -287,9 +287,11 @@ def test_events_on_days_before_every_run_reach_the_marts_through_the_ticks(
     warehouse: str,
 ) -> None:
     """Events no window would ever cover, sent with a tenant's key: a device whose clock
-    stood at 1970, history from before the first run. The daily tick that stores them
-    builds their days, so finance sees them (in fct_unbilled_usage where no subscription
-    covers them); before, they were stored and in no mart."""
+    stood at 1970 or at Go's zero time, history from before the first run. The daily tick
+    that stores them builds their days, so finance sees them (in fct_unbilled_usage where no
+    subscription covers them); before, they were stored and in no mart. An event in 1 BC,
+    which ingest stored before it refused such times (0001-01-01T00:00:00+05:00), made
+    every daily run fail (Python cannot read its day); it stays out of the marts."""
     from fastapi.testclient import TestClient
 
     from ingest.app import create_app
@@ -314,25 +316,32 @@ def test_events_on_days_before_every_run_reach_the_marts_through_the_ticks(
     unbilled = "select usage_date, amount_sum from marts.fct_unbilled_usage order by 1"
     daily = "select usage_date, quantity from marts.fct_usage_daily order by 1"
     send(
+        ("0001-01-01T00:00:00Z", "zero-1", 2),
         ("1970-01-01T00:00:07Z", "clock-1", 3),
         ("2026-09-20T10:00:00Z", "history-1", 40),
         ("2026-10-01T10:00:00Z", "october-1", 500),
     )
+    with psycopg.connect(warehouse) as conn:
+        conn.execute(
+            """insert into raw.events (tenant_id, metric, amount, event_ts, idempotency_key)
+               values ('acme', 'api_calls', 1, '0001-01-01T00:00:00+05:00', 'bc-1')"""
+        )
     instance = DagsterInstance.ephemeral()
     (request,) = tick(instance, "daily_usage_0100_utc", datetime(2026, 10, 2, 1, tzinfo=UTC))
     execute(instance, "daily_usage_0100_utc", request)
     assert rows(warehouse, daily) == [
+        (date(1, 1, 1), 2),
         (date(1970, 1, 1), 3),
         (date(2026, 9, 20), 40),  # sub_acme covers it: usage of a month never invoiced
         (date(2026, 10, 1), 500),
     ]
-    assert rows(warehouse, unbilled) == [(date(1970, 1, 1), 3)]
+    assert rows(warehouse, unbilled) == [(date(1, 1, 1), 2), (date(1970, 1, 1), 3)]
 
     # a day before every window, reached again after the first run
     send(("1970-01-01T05:00:00Z", "clock-2", 4), ("2026-10-02T10:00:00Z", "october-2", 6))
     (request,) = tick(instance, "daily_usage_0100_utc", datetime(2026, 10, 3, 1, tzinfo=UTC))
     execute(instance, "daily_usage_0100_utc", request)
-    assert rows(warehouse, unbilled) == [(date(1970, 1, 1), 7)]
+    assert rows(warehouse, unbilled) == [(date(1, 1, 1), 2), (date(1970, 1, 1), 7)]
     assert (date(2026, 10, 2), 6) in rows(warehouse, daily)
 
 

@@ -265,6 +265,16 @@ BAD_CATALOGS: dict[str, tuple[Callable[[], str], str, str]] = {
         "subscriptions[0].start",
         "has no UTC offset",
     ),
+    "timestamp in 1 BC in UTC": (
+        mutate(_set(["subscriptions", 0, "start"], "0001-01-01T00:00:00+05:00")),
+        "subscriptions[0].start",
+        "out of range in UTC",
+    ),
+    "subscription past the calendar": (
+        mutate(_set(["subscriptions", 0, "start"], "9999-06-01T00:00:00Z")),
+        "subscriptions[0].start",
+        "is not before 9998-01-01",
+    ),
     "misspelt field": (
         mutate(_set(["plans", 0, "charges", 0, "unit_prcie"], "1")),
         "plans[0].charges[0].unit_prcie",
