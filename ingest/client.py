@@ -110,9 +110,16 @@ class BillingClient:
         metadata: dict[str, Any] | None = None,
     ) -> str:
         """Enqueue one event and return its idempotency key (made here, kept across
-        retries). Never blocks: with the buffer full the event is dropped and counted."""
+        retries). Never blocks: with the buffer full the event is dropped and counted. A
+        ``timestamp`` without a UTC offset is refused here (ValueError)."""
         if self._closed:
             raise RuntimeError("the client is closed")
+        if timestamp is not None and timestamp.utcoffset() is None:
+            # the API would refuse it (no UTC offset) and the event would be lost
+            raise ValueError(
+                f"timestamp: {timestamp.isoformat()} has no UTC offset; "
+                "pass an aware datetime such as datetime.now(UTC)"
+            )
         key = idempotency_key or uuid.uuid4().hex
         event: dict[str, Any] = {
             "tenant_id": tenant_id,

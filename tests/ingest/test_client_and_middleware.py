@@ -9,6 +9,7 @@ import textwrap
 import threading
 import time
 from collections import Counter
+from datetime import UTC, datetime
 
 import httpx
 import psycopg
@@ -208,6 +209,18 @@ def test_a_full_buffer_drops_counts_and_logs_and_never_blocks(
     assert any("dropped" in record.message for record in caplog.records)
     client.close(timeout=0.5)  # the API never came back: the rest is dropped too, and said
     assert client.dropped == 1_000 and client.sent == 0
+
+
+def test_a_timestamp_without_an_offset_is_refused_when_tracked() -> None:
+    """`datetime.now()` (no zone) was sent, refused by the API (422: no UTC offset), and the
+    event went to on_error: every event of a caller that forgot the zone was lost, and said
+    so only in a log. track() refuses it at once, naming `timestamp`."""
+    client = BillingClient(f"http://127.0.0.1:{free_port()}", "key", flush_interval=0.01)
+    with pytest.raises(ValueError, match="timestamp: 2026-10-01T12:00:00 has no UTC offset"):
+        client.track("acme", "api_calls", 1, timestamp=datetime(2026, 10, 1, 12))
+    client.track("acme", "api_calls", 1, timestamp=datetime(2026, 10, 1, 12, tzinfo=UTC))
+    client.close(timeout=0.2)  # nothing listens: the aware one is dropped, and counted
+    assert client.dropped == 1
 
 
 def test_middleware_never_blocks_the_event_loop_while_the_api_is_down() -> None:
