@@ -59,7 +59,6 @@ class SubscriptionError(ValueError):
 class SubscriptionState:
     subscription_id: str
     tenant_id: str
-    plan: str | None
     ends_at: datetime | None
     history: list[dict[str, Any]]
     # the end of the trial its first plan gave it (null: no trial)
@@ -69,12 +68,17 @@ class SubscriptionState:
     def starts_at(self) -> datetime:
         return self.history[0]["effective_at"]
 
-    def plan_at(self, moment: datetime) -> str | None:
+    @property
+    def plan(self) -> str | None:
+        """The last plan of the history that stands, a move scheduled later included."""
+        return self.plan_at(None)
+
+    def plan_at(self, moment: datetime | None) -> str | None:
         """The plan in effect at ``moment`` (the last start or change at or before it that
-        stands; None before the start)."""
+        stands; None before the start), or at the end of the history (None)."""
         plan = None
         for entry in self.history:
-            if entry["effective_at"] > moment:
+            if moment is not None and entry["effective_at"] > moment:
                 break
             if entry["action"] != "cancel" and not entry["dropped"]:
                 plan = entry["plan"]
@@ -150,7 +154,6 @@ def subscription_state(conn: psycopg.Connection, subscription_id: str) -> Subscr
         if action == "cancel":
             end = _month_end(effective_at) if at_period_end else effective_at
             ends_at = end if ends_at is None else min(ends_at, end)
-    plan: str | None = None
     history = []
     for _, action, plan_key, effective_at, at_period_end in rows:
         dropped = action != "cancel" and ends_at is not None and effective_at >= ends_at
@@ -163,11 +166,7 @@ def subscription_state(conn: psycopg.Connection, subscription_id: str) -> Subscr
                 "dropped": dropped,
             }
         )
-        if action != "cancel" and not dropped:
-            plan = plan_key
-    return SubscriptionState(
-        subscription_id, rows[0][0], plan, ends_at, history, _trial_end(conn, rows)
-    )
+    return SubscriptionState(subscription_id, rows[0][0], ends_at, history, _trial_end(conn, rows))
 
 
 def _trial_end(conn: psycopg.Connection, rows: list[Any]) -> datetime | None:
