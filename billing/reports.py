@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from warehouse.currencies import MINOR_UNITS
-from warehouse.db import connect
+from warehouse.db import connect, relations_exist
 
 
 class InvoiceNotFound(LookupError):
@@ -40,8 +40,7 @@ class NotBuiltYet(LookupError):
 
 def require_built(conn: psycopg.Connection[Any], relation: str, what: str) -> None:
     """Raise NotBuiltYet, saying what builds it, unless ``relation`` exists."""
-    found = conn.execute("select to_regclass(%s)", (relation,)).fetchone()
-    if not found or found[0] is None:
+    if not relations_exist(conn, relation):
         raise NotBuiltYet(f"no {what} yet: run `billing run monthly --month YYYY-MM` first")
 
 

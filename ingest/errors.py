@@ -27,6 +27,14 @@ class ApiError(Exception):
         self.headers = headers
 
 
+class NotBuilt(ApiError):
+    """A read of what `billing db up` builds (dbt's views, the marts' live parts) on a
+    warehouse that lacks it: 503 with ``code``, naming ``what``."""
+
+    def __init__(self, code: str, what: str) -> None:
+        super().__init__(503, code, f"the warehouse's {what} is not built yet: run `billing db up`")
+
+
 def invalid_field(field: str, message: str) -> ApiError:
     """A 422 about one field of the request, named in the message and the details."""
     return ApiError(

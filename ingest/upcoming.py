@@ -16,20 +16,17 @@ from typing import Any
 
 import psycopg
 
-from ingest.errors import ApiError
+from ingest.errors import NotBuilt
 from ingest.routes.reads import INVOICE_COLUMNS, LINE_COLUMNS, invoice_line
 from orchestration.pipeline import PREVIEW_INVOICES
+from warehouse.db import relations_exist
 
 
-class PreviewMissing(ApiError):
+class PreviewMissing(NotBuilt):
     """The warehouse has no preview view yet: `billing db up` builds it."""
 
     def __init__(self) -> None:
-        super().__init__(
-            503,
-            "upcoming_invoice_not_built",
-            "the warehouse's upcoming invoice is not built yet: run `billing db up`",
-        )
+        super().__init__("upcoming_invoice_not_built", "upcoming invoice")
 
 
 def upcoming_invoices(
@@ -39,8 +36,7 @@ def upcoming_invoices(
     currency it is billed in; none without a subscription that month), lines nested, as
     GET /v1/invoices answers them."""
     with conn.transaction():
-        built = conn.execute("select to_regclass(%s) is not null", (PREVIEW_INVOICES,)).fetchone()
-        if not (built and built[0]):
+        if not relations_exist(conn, PREVIEW_INVOICES):
             raise PreviewMissing()
         # the view reads both settings when it runs, so one plan serves every tenant and
         # month: planned once per connection

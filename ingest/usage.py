@@ -18,22 +18,18 @@ from decimal import Decimal
 import psycopg
 from psycopg import errors, sql
 
-from ingest.errors import ApiError
+from ingest.errors import NotBuilt
 
 LIVE_USAGE = "intermediate.int_usage_live"
 # the longest range one read covers, in days (first and last included)
 MAX_DAYS = 366
 
 
-class LiveUsageMissing(ApiError):
+class LiveUsageMissing(NotBuilt):
     """The warehouse has no live-usage view yet: `billing db up` builds it."""
 
     def __init__(self) -> None:
-        super().__init__(
-            503,
-            "live_usage_not_built",
-            "the warehouse's live usage is not built yet: run `billing db up`",
-        )
+        super().__init__("live_usage_not_built", "live usage")
 
 
 @dataclass(frozen=True)

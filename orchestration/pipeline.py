@@ -38,7 +38,7 @@ from orchestration.dbt_vars import (
     monthly_vars,
     whole_months,
 )
-from warehouse.db import connect, database_url
+from warehouse.db import connect, database_url, relations_exist
 from warehouse.migrate import apply_migrations
 from warehouse.outbox import record_event
 from warehouse.settings import DBT_PROJECT_DIR, Settings, get_settings
@@ -552,11 +552,7 @@ def look_for_alert_crossings(settings: Settings | None = None) -> int:
 
 def _preview_found(settings: Settings) -> bool:
     with connect(settings, autocommit=True) as conn:
-        row = conn.execute(
-            "select to_regclass(%s) is not null",
-            (PREVIEW_INVOICES,),
-        ).fetchone()
-    return bool(row and row[0])
+        return relations_exist(conn, PREVIEW_INVOICES)
 
 
 def _live_found(settings: Settings) -> tuple[bool, bool]:
@@ -565,15 +561,12 @@ def _live_found(settings: Settings) -> tuple[bool, bool]:
     from ingest.usage import LIVE_USAGE
 
     with connect(settings, autocommit=True) as conn:
-        row = conn.execute(
-            "select to_regclass(%s) is not null and to_regclass(%s) is not null "
-            "and to_regclass(%s) is not null and to_regclass(%s) is not null "
-            "and to_regclass(%s) is not null, "
-            "to_regclass('intermediate.int_events_arrivals') is not null",
-            (LIVE_USAGE, UNSTORED, CREDIT_BALANCES, USAGE_PARTIALS, USAGE_MONTH_VALUES),
-        ).fetchone()
-    assert row is not None
-    return bool(row[0]), bool(row[1])
+        return (
+            relations_exist(
+                conn, LIVE_USAGE, UNSTORED, CREDIT_BALANCES, USAGE_PARTIALS, USAGE_MONTH_VALUES
+            ),
+            relations_exist(conn, "intermediate.int_events_arrivals"),
+        )
 
 
 def require_postgres_to_finalize(settings: Settings | None = None) -> None:

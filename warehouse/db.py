@@ -47,6 +47,16 @@ def database_url(settings: Settings | None = None, *, start: bool = True, api: b
     return uri
 
 
+def relations_exist(conn: psycopg.Connection[Any], *relations: str) -> bool:
+    """Whether every one of ``relations`` (``schema.name``: a table or a view) exists: what
+    dbt or the migrations build, read before anything reads it."""
+    row = conn.execute(
+        "select bool_and(to_regclass(name) is not null) from unnest(%s::text[]) as name",
+        (list(relations),),
+    ).fetchone()
+    return bool(row and row[0])
+
+
 @contextmanager
 def connect(
     settings: Settings | None = None, *, autocommit: bool = False

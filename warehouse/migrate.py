@@ -8,6 +8,7 @@ from pathlib import Path
 import psycopg
 
 from warehouse.currencies import MINOR_UNITS
+from warehouse.db import relations_exist
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # Any constant shared by every process: concurrent `db up`s queue on it instead of racing.
@@ -61,8 +62,7 @@ def apply_migrations(conn: psycopg.Connection) -> list[str]:
 
 def pending_migrations(conn: psycopg.Connection) -> list[str]:
     """The versions not applied yet, read only (the API's role may not apply them)."""
-    found = conn.execute("select to_regclass('app.schema_migrations') is not null").fetchone()
     done: set[str] = set()
-    if found and found[0]:
+    if relations_exist(conn, "app.schema_migrations"):
         done = {row[0] for row in conn.execute("select version from app.schema_migrations")}
     return [m.version for m in available() if m.version not in done]

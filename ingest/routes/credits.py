@@ -17,7 +17,7 @@ from ingest.auth import Principal
 from ingest.bodies import json_body, read_model, validation_details
 from ingest.credits import CREDIT_BALANCES, balances, credit_grants
 from ingest.deps import authenticate, require_admin
-from ingest.errors import ApiError, invalid_field
+from ingest.errors import ApiError, NotBuilt, invalid_field
 from ingest.routes.reads import tenant_of
 from ingest.schemas import Rfc3339, amount_schema, parse_amount
 from warehouse.catalog import (
@@ -29,6 +29,7 @@ from warehouse.catalog import (
     record_grant,
     void_grant,
 )
+from warehouse.db import relations_exist
 
 router = APIRouter(tags=["credits"])
 
@@ -68,11 +69,8 @@ async def get_credits(
 
     def read() -> dict[str, Any]:
         with request.app.state.pool.connection() as conn:
-            built = conn.execute("select to_regclass(%s) is not null", (CREDIT_BALANCES,))
-            if not built.fetchone()[0]:
-                raise ApiError(
-                    503, "not_built", "the credit balances are not built: run `billing db up`"
-                )
+            if not relations_exist(conn, CREDIT_BALANCES):
+                raise NotBuilt("not_built", "credit balances")
             grants = credit_grants(conn, tenant)
         return {"balances": balances(grants), "grants": grants}
 

@@ -20,6 +20,7 @@ from ingest.errors import ApiError
 from ingest.usage import MAX_DAYS, daily_usage
 from orchestration.dbt_vars import DAY_PATTERN, parse_day
 from warehouse.catalog import KEY_PATTERN
+from warehouse.db import relations_exist
 
 router = APIRouter(tags=["reads"])
 
@@ -229,8 +230,7 @@ def invoices_with_lines(
 ) -> list[dict[str, Any]] | None:
     """Invoices from the marts, lines nested, or None when they are not built (before the
     first monthly run)."""
-    built = conn.execute("select to_regclass('marts.fct_invoices') is not null").fetchone()
-    if not built or not built[0]:
+    if not relations_exist(conn, "marts.fct_invoices"):
         return None
     params = {"tenant": tenant, "month": month}
     where = """(%(tenant)s::text is null or tenant_id = %(tenant)s::text)

@@ -513,11 +513,25 @@ def test_live_usage_on_a_bare_warehouse_waits_for_db_up(
             error = response.json()["error"]
             assert error["code"] == "live_usage_not_built"
             assert "billing db up" in error["message"]
+        # what else `billing db up` builds: each read says what is missing and what builds
+        # it; the invoices are the monthly run's (none yet)
+        reads = {
+            "/v1/invoices/upcoming": "upcoming_invoice_not_built",
+            "/v1/credits": "not_built",
+        }
+        for path, code in reads.items():
+            response = api.get(path, params={"tenant_id": "acme"})
+            assert response.status_code == 503, (path, response.text)
+            assert response.json()["error"]["code"] == code
+            assert "run `billing db up`" in response.json()["error"]["message"]
+        assert api.get("/v1/invoices", params={"tenant_id": "acme"}).json() == {"invoices": []}
         up = CliRunner().invoke(main, ["db", "up"])
         assert up.exit_code == 0, up.output
         days = api.get("/v1/usage", params=usage).json()["days"]
         assert [(Decimal(d["quantity"]), d["event_count"]) for d in days] == [(Decimal(5), 2)]
         assert api.post("/v1/quotas/check", json=check).status_code == 200
+        for path in reads:
+            assert api.get(path, params={"tenant_id": "acme"}).status_code == 200, path
     again = CliRunner().invoke(main, ["db", "up"])  # built once: the views are left alone
     assert again.exit_code == 0, again.output
 
