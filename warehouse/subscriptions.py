@@ -85,23 +85,35 @@ class SubscriptionState:
         return plan
 
     def next_change(self, moment: datetime) -> dict[str, Any] | None:
-        """The first plan change scheduled after ``moment`` that stands, if any."""
-        return next(
-            (
-                entry
-                for entry in self.history
-                if entry["effective_at"] > moment
+        """The first move scheduled after ``moment`` that stands and changes the plan in
+        effect: ``{"plan", "effective_at"}``, the plan in effect from then (a move and a
+        move back at the same time move nothing), or None."""
+        current = self.plan_at(moment)
+        for entry in self.history:
+            if (
+                entry["effective_at"] > moment
                 and entry["action"] == "change_plan"
                 and not entry["dropped"]
-            ),
-            None,
-        )
+            ):
+                then = self.plan_at(entry["effective_at"])
+                if then != current:
+                    return {"plan": then, "effective_at": entry["effective_at"]}
+        return None
 
-    def as_json(self) -> dict[str, Any]:
+    def as_json(self, now: datetime) -> dict[str, Any]:
+        """The API's answer: ``plan`` the last plan that stands (a move scheduled later
+        included), ``current_plan`` the one in effect ``now`` (None before the start and
+        from the end on), ``next_change`` the move scheduled next after ``now``."""
+        runs = self.starts_at <= now and (self.ends_at is None or now < self.ends_at)
+        upcoming = self.next_change(now)
         return {
             "id": self.subscription_id,
             "tenant_id": self.tenant_id,
             "plan": self.plan,
+            "current_plan": self.plan_at(now) if runs else None,
+            "next_change": None
+            if upcoming is None
+            else {"plan": upcoming["plan"], "at": upcoming["effective_at"]},
             "status": "canceled" if self.ends_at is not None else "active",
             "ends_at": self.ends_at,
             "trial_ends_at": self.trial_ends_at,

@@ -65,7 +65,7 @@ async def _run(
     def work() -> dict[str, Any]:
         with request.app.state.pool.connection() as conn:
             state = action(conn, *args, earliest=earliest)
-            return state.as_json()
+            return state.as_json(now)
 
     try:
         return await run_in_threadpool(work)

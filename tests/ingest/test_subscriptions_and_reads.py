@@ -134,6 +134,7 @@ def test_subscriptions_are_a_state_machine(
     assert cancelled.status_code == 200, cancelled.text
     state = cancelled.json()
     assert state["status"] == "canceled" and state["plan"] == "pro"
+    assert (state["current_plan"], state["next_change"]) == (None, None)  # ended, move dropped
     assert [(h["action"], h["dropped"]) for h in state["history"]] == [
         ("start", False),
         ("cancel", False),
@@ -213,6 +214,8 @@ def test_a_subscription_not_started_yet_is_moved_or_cancelled_before_it_runs(
     moved = api.post(f"{path}/change-plan", json={"plan": "starter"}, headers=acme)
     assert moved.status_code == 200, moved.text
     assert effective(moved.json())[-1] == ("change_plan", "starter", next_month)
+    assert moved.json()["current_plan"] is None  # not started: it starts on starter
+    assert moved.json()["next_change"]["plan"] == "starter"
     cancelled = api.post(f"{path}/cancel", json={"at_period_end": True}, headers=acme)
     assert cancelled.status_code == 200, cancelled.text
     assert cancelled.json()["status"] == "canceled"
@@ -250,7 +253,14 @@ def test_a_change_is_checked_against_the_plan_in_effect_when_it_takes_effect(
         day=1, hour=0, minute=0, second=0, microsecond=0
     )
     move = {"plan": "starter", "at": next_month.isoformat()}
-    assert api.post(path, json=move, headers=acme).status_code == 200
+    moved = api.post(path, json=move, headers=acme)
+    assert moved.status_code == 200, moved.text
+    # the answer tells the plan now from the one scheduled
+    assert moved.json()["current_plan"] == "pro"
+    assert moved.json()["plan"] == "starter"
+    scheduled = moved.json()["next_change"]
+    assert scheduled["plan"] == "starter"
+    assert datetime.fromisoformat(scheduled["at"]) == next_month
 
     same = api.post(path, json={"plan": "pro"}, headers=acme)
     assert same.status_code == 422, same.text
@@ -262,6 +272,8 @@ def test_a_change_is_checked_against_the_plan_in_effect_when_it_takes_effect(
     kept = api.post(path, json={"plan": "pro", "at": next_month.isoformat()}, headers=acme)
     assert kept.status_code == 200, kept.text
     assert kept.json()["plan"] == "pro"
+    # the move and the move back at the same time move nothing
+    assert (kept.json()["current_plan"], kept.json()["next_change"]) == ("pro", None)
 
     def intervals() -> list[tuple[str, datetime]]:
         with psycopg.connect(catalog_loaded) as conn:
