@@ -27,10 +27,9 @@ class ReportError(ValueError):
 def require_tenant(conn: psycopg.Connection[Any], tenant: str | None) -> None:
     """Raise ReportError unless ``tenant`` (when given) is a tenant of the catalog: a typo
     would list nothing, which reads as "none"."""
-    if (
-        tenant is not None
-        and not conn.execute("select 1 from app.tenants where tenant_id = %s", (tenant,)).fetchone()
-    ):
+    from warehouse.catalog import tenant_exists
+
+    if tenant is not None and not tenant_exists(conn, tenant):
         raise ReportError(f"--tenant: unknown tenant {tenant!r}")
 
 

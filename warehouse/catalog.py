@@ -55,6 +55,13 @@ ID_RE = re.compile(f"[{ID_CHARS}]{{1,64}}")
 ID_RULE = f"1 to 64 of {ID_CHARS} (letters, digits, _ . : -)"
 
 
+def tenant_exists(conn: psycopg.Connection[Any], tenant_id: str) -> bool:
+    """Whether ``tenant_id`` is a tenant of the catalog (tenants are never removed)."""
+    return bool(
+        conn.execute("select 1 from app.tenants where tenant_id = %s", (tenant_id,)).fetchone()
+    )
+
+
 def _decimal(value: Any) -> Decimal:
     """A non-negative decimal from a string or an integer; floats are refused as inexact."""
     if isinstance(value, bool) or not isinstance(value, str | int):

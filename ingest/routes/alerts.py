@@ -18,7 +18,7 @@ from ingest.auth import Principal
 from ingest.bodies import json_body, read_model
 from ingest.deps import authenticate
 from ingest.errors import ApiError, invalid_field
-from ingest.routes.reads import tenant_of
+from ingest.routes.reads import require_cataloged, tenant_of
 from ingest.schemas import amount_schema, parse_amount
 from orchestration.dbt_vars import current_month
 from warehouse.catalog import ID_PATTERN, KEY_PATTERN, check_amount
@@ -131,6 +131,7 @@ async def get_alerts(
 
     def read() -> dict[str, Any]:
         with request.app.state.pool.connection() as conn:
+            require_cataloged(conn, principal, tenant)
             rows = conn.execute(
                 f"""select {ALERT_COLUMNS} from app.usage_alerts
                     where %(tenant)s::text is null or tenant_id = %(tenant)s::text

@@ -18,7 +18,7 @@ from ingest.bodies import json_body, read_model, validation_details
 from ingest.credits import CREDIT_BALANCES, balances, credit_grants
 from ingest.deps import authenticate, require_admin
 from ingest.errors import ApiError, NotBuilt, invalid_field
-from ingest.routes.reads import tenant_of
+from ingest.routes.reads import require_cataloged, tenant_of
 from ingest.schemas import Rfc3339, amount_schema, parse_amount
 from warehouse.catalog import (
     ID_PATTERN,
@@ -69,6 +69,7 @@ async def get_credits(
 
     def read() -> dict[str, Any]:
         with request.app.state.pool.connection() as conn:
+            require_cataloged(conn, principal, tenant)
             if not relations_exist(conn, CREDIT_BALANCES):
                 raise NotBuilt("not_built", "credit balances")
             grants = credit_grants(conn, tenant)

@@ -19,7 +19,7 @@ from ingest.deps import authenticate
 from ingest.errors import ApiError
 from ingest.usage import MAX_DAYS, daily_usage
 from orchestration.dbt_vars import DAY_PATTERN, parse_day
-from warehouse.catalog import KEY_PATTERN
+from warehouse.catalog import KEY_PATTERN, tenant_exists
 from warehouse.db import relations_exist
 
 router = APIRouter(tags=["reads"])
@@ -38,6 +38,18 @@ def tenant_of(principal: Principal, tenant_id: str | None, required: bool) -> st
     if tenant_id is not None and tenant_id != principal.tenant_id:
         raise ApiError(403, "forbidden", f"this key reads only tenant {principal.tenant_id!r}")
     return principal.tenant_id
+
+
+def require_cataloged(conn: Any, principal: Principal, tenant: str | None) -> None:
+    """The tenant_id an admin names is a tenant of the catalog: a typo read as "none" (an
+    empty list). A tenant key reads its own tenant, cataloged or not yet."""
+    if principal.is_admin and tenant is not None and not tenant_exists(conn, tenant):
+        raise ApiError(
+            404,
+            "not_found",
+            f"unknown tenant {tenant!r}",
+            [{"field": "tenant_id", "message": "not a tenant of the catalog"}],
+        )
 
 
 def _day(value: str, name: str) -> date:
@@ -171,6 +183,7 @@ async def get_upcoming_invoice(
 
     def read() -> list[dict[str, Any]]:
         with request.app.state.pool.connection() as conn:
+            require_cataloged(conn, principal, tenant)
             return upcoming_invoices(conn, tenant, month)
 
     invoices = await run_in_threadpool(read)
@@ -198,6 +211,7 @@ async def get_invoices(
 
     def read() -> dict[str, Any]:
         with request.app.state.pool.connection() as conn:
+            require_cataloged(conn, principal, tenant)
             return {"invoices": invoices_with_lines(conn, tenant, first) or []}
 
     return await run_in_threadpool(read)

@@ -576,6 +576,14 @@ def test_reads_are_kept_to_the_callers_tenant(api: TestClient, catalog_loaded: s
         if response.status_code == 200:
             assert {i["tenant_id"] for i in response.json()["invoices"]} <= {"acme"}
     assert api.get("/v1/usage", params=usage).status_code == 422  # admin must name the tenant
+    # a tenant the catalog does not have, named by the admin, is a 404 naming tenant_id: an
+    # empty list read as "no invoices" (its usage reads on: its events are stored)
+    for path in ("/v1/invoices", "/v1/invoices/upcoming", "/v1/credits", "/v1/alerts"):
+        unknown = api.get(path, params={"tenant_id": "acmee"})
+        assert unknown.status_code == 404, (path, unknown.text)
+        assert unknown.json()["error"]["details"][0]["field"] == "tenant_id"
+        assert "'acmee'" in unknown.json()["error"]["message"]
+    assert api.get("/v1/usage", params=usage | {"tenant_id": "acmee"}).json()["days"] == []
     assert api.get("/v1/usage", params=usage | {"tenant_id": "globex"}).status_code == 200
     assert api.get("/v1/usage", params=usage, headers={}).status_code == 422
     assert (
