@@ -356,11 +356,8 @@ def sync_stripe(month: str | None) -> None:
         first = parse_month(month) if month else None
     except ValueError as exc:
         fail(f"--month: {exc}", 2)
-    from warehouse.db import connect
-    from warehouse.migrate import apply_migrations
-
-    with connect() as conn:  # the tables the push reads, on a warehouse set up by none
-        apply_migrations(conn)
+    with migrated_connection():  # the tables the push reads, on a warehouse set up by none
+        pass
     with Progress(
         TextColumn("pushing to Stripe"),
         BarColumn(),
