@@ -102,3 +102,22 @@ select * from pending
         now()
     {%- endif -%}
 {%- endmacro %}
+
+{#- A post-hook of the arrivals (PostgreSQL): summarize the page ranges of raw.events that
+    its BRIN index on received_at does not summarize yet (those the batch just read, and
+    any left since), so that the next reads of what arrived since a horizon (the next
+    batch, the live reads: unstored_arrivals) scan the pages received since it alone, not
+    every range autovacuum has not summarized yet (migration 0020). Summarizing takes the
+    table's SHARE UPDATE EXCLUSIVE lock, which inserts do not wait for; when a vacuum of the
+    table holds it, the vacuum summarizes them, and the batch does not wait. -#}
+{% macro summarize_received_ranges() -%}
+    {%- set events = source('raw', 'events') -%}
+    do $$
+    begin
+        lock table {{ events }} in share update exclusive mode nowait;
+        perform brin_summarize_new_values('{{ events.schema }}.events_received_at_brin');
+    exception when lock_not_available then
+        null;
+    end
+    $$
+{%- endmacro %}

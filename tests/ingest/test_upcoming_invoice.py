@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import yaml
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
@@ -226,3 +227,50 @@ def test_upcoming_invoice_is_the_callers_own(api: TestClient, tmp_path: Path) ->
     nothing = api.get("/v1/invoices/upcoming", headers=bearer(tenant_key("hooli")))
     assert nothing.status_code == 404, nothing.text
     assert "hooli" in nothing.json()["error"]["message"]
+
+
+def test_upcoming_invoice_reads_days_a_redefined_metric_stored_event_by_event(
+    api: TestClient, catalog_loaded: str, tmp_path: Path
+) -> None:
+    """A metric redefined after a daily run stored its days (no finalized invoice billed it
+    yet): the days' partials, aggregated by the old definition, are not merged; the events
+    are read again, as the monthly run reads them."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    month = current_month(now)
+    month_start = datetime.combine(month, datetime.min.time(), UTC)
+    hour = min(timedelta(hours=1), (now - month_start) / 8)
+    with_demo(tmp_path)
+    acme = tenant_key("acme")
+    stored = [
+        _event("acme", f"u{n}", "active_users", 1, month_start + n * hour, user_id=u, team=t)
+        for n, (u, t) in enumerate((("x", "red"), ("y", "red"), ("z", "blue")))
+    ]
+    assert api.post("/v1/events", json={"events": stored}, headers=bearer(acme)).status_code == 200
+    run_daily(month, now.date(), quiet=True)
+
+    def active(invoices: list[dict[str, Any]]) -> list[str]:
+        return [
+            line["quantity"]
+            for invoice in invoices
+            for line in invoice["lines"]
+            if line["metric"] == "active_users"
+        ]
+
+    before = api.get("/v1/invoices/upcoming", headers=bearer(acme)).json()["invoices"]
+    assert active(before) == ["3"]  # three users, from the month's stored values
+    # active teams counted from now on: the catalog applied again
+    doc = yaml.safe_load((tmp_path / "catalog.yaml").read_text())
+    (metric,) = (m for m in doc["metrics"] if m["key"] == "active_users")
+    metric["property"] = "team"
+    (tmp_path / "catalog.yaml").write_text(yaml.safe_dump(doc))
+    applied = CliRunner().invoke(main, ["catalog", "apply", str(tmp_path / "catalog.yaml")])
+    assert applied.exit_code == 0, applied.output
+
+    after = api.get("/v1/invoices/upcoming", headers=bearer(acme))
+    assert after.status_code == 200, after.text
+    upcoming = after.json()["invoices"]
+    assert active(upcoming) == ["2"]  # the partials' users would say 3
+    ran = CliRunner().invoke(main, ["run", "monthly", "--month", f"{month:%Y-%m}"])
+    assert ran.exit_code == 0, ran.output
+    monthly = api.get("/v1/invoices", params={"tenant_id": "acme", "month": f"{month:%Y-%m}"})
+    assert monthly.json()["invoices"] == upcoming

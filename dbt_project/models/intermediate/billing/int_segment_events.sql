@@ -97,6 +97,20 @@ month_charges as (
       )
 ),
 
+redefined_days as {{ materialized() }} (
+    -- the days of a charge some partial of which aggregated its metric by another
+    -- definition than the one now (a metric redefined): the charge's partials read once,
+    -- not once for each of its days
+    select distinct partials.tenant_id, partials.metric, partials.usage_date
+    from charges
+    inner join partials
+        on partials.tenant_id = charges.tenant_id
+       and partials.metric = charges.metric
+       and partials.usage_date >= cast(timezone('UTC', charges.segment_start) as date)
+       and partials.usage_date <= cast(timezone('UTC', charges.segment_end) as date)
+    where partials.definition <> charges.definition
+),
+
 charge_days as (
     -- each UTC day the other segment charges touch, and whether its partials stand for
     -- it: a whole day of the segment, the charge not priced per event, every partial of
@@ -106,14 +120,7 @@ charge_days as (
         days.usage_date,
         days.day_start >= charges.segment_start
             and days.day_start + interval '24 hours' <= charges.segment_end as whole_day,
-        not charges.per_event
-        and not exists (
-            select 1 from partials
-            where partials.tenant_id = charges.tenant_id
-              and partials.metric = charges.metric
-              and partials.usage_date = days.usage_date
-              and partials.definition <> charges.definition
-        ) as mergeable
+        not charges.per_event and redefined_days.usage_date is null as mergeable
     from charges
     cross join lateral (
         -- UTC days are 24 hours long, whatever the session's time zone
@@ -123,6 +130,10 @@ charge_days as (
             charges.segment_end - interval '1 microsecond',
             interval '24 hours') as day
     ) as days
+    left join redefined_days
+        on redefined_days.tenant_id = charges.tenant_id
+       and redefined_days.metric = charges.metric
+       and redefined_days.usage_date = days.usage_date
     where not exists (
         select 1 from month_charges
         where month_charges.segment_id = charges.segment_id
