@@ -103,19 +103,21 @@ select * from pending
     {%- endif -%}
 {%- endmacro %}
 
-{#- A post-hook of the arrivals (PostgreSQL): summarize the page ranges of raw.events that
-    its BRIN index on received_at does not summarize yet (those the batch just read, and
-    any left since), so that the next reads of what arrived since a horizon (the next
-    batch, the live reads: unstored_arrivals) scan the pages received since it alone, not
-    every range autovacuum has not summarized yet (migration 0020). Summarizing takes the
-    table's SHARE UPDATE EXCLUSIVE lock, which inserts do not wait for; when a vacuum of the
-    table holds it, the vacuum summarizes them, and the batch does not wait. -#}
-{% macro summarize_received_ranges() -%}
-    {%- set events = source('raw', 'events') -%}
+{#- A post-hook of the arrivals (PostgreSQL): summarize the page ranges of `relation` that
+    its BRIN index `index` does not summarize yet, those the batch just wrote or read among
+    them (what a range holds is known only once it is filled: the last stays unsummarized).
+    A read by the index scans every page of a range it does not summarize, and PostgreSQL
+    summarizes ranges only as it vacuums the table, which autovacuum does once a fifth of it
+    has been inserted since the last time: the reads of what arrived since a horizon (the
+    next batch, the live reads: unstored_arrivals, on raw.events.received_at) and of the
+    days of a run (on the arrivals' event_ts) would scan up to a fifth of the table.
+    Summarizing takes the table's SHARE UPDATE EXCLUSIVE lock, which inserts do not wait
+    for; when a vacuum holds it, the vacuum summarizes them, and the batch does not wait. -#}
+{% macro summarize_new_ranges(relation, index) -%}
     do $$
     begin
-        lock table {{ events }} in share update exclusive mode nowait;
-        perform brin_summarize_new_values('{{ events.schema }}.events_received_at_brin');
+        lock table {{ relation }} in share update exclusive mode nowait;
+        perform brin_summarize_new_values('{{ relation.schema }}.{{ index }}');
     exception when lock_not_available then
         null;
     end

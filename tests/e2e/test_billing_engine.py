@@ -479,15 +479,15 @@ def test_the_tables_a_run_creates_have_statistics_before_what_reads_them(
 
 
 @pytest.mark.timeout(300)  # a daily run waiting for the lock held below would hang
-def test_a_daily_run_summarizes_the_received_ranges_it_stored(
-    warehouse: str, tmp_path: Path
-) -> None:
-    """The BRIN index on raw.events.received_at finds what arrived since a batch's horizon
-    (the next batch, the upcoming invoice); a page range it has not summarized matches every
-    such read. Each range filled asks autovacuum to summarize it (migration 0020), and a
-    daily run's arrivals summarize the ranges their batch read, unless another process (a
-    vacuum) holds the table's lock: then the run does not wait for it. Here autovacuum is
-    kept out, so that only the runs summarize."""
+def test_a_daily_run_summarizes_the_brin_ranges_it_stored(warehouse: str, tmp_path: Path) -> None:
+    """A read by a BRIN index scans every page of a range the index has not summarized, and
+    PostgreSQL summarizes ranges when it vacuums the table (a fifth of it inserted since the
+    last time). A daily run's arrivals summarize the new ranges of the two indexes the next
+    reads go by, raw.events.received_at (what arrived since a batch's horizon: the next
+    batch, the upcoming invoice) and the arrivals' event_ts (a run's days), unless another
+    process (a vacuum) holds the table's lock: then the run does not wait for it. Each range
+    of raw.events filled also asks autovacuum to summarize it (migration 0020). Here
+    autovacuum is kept out, so that only the runs summarize."""
     apply_catalog(CATALOG, tmp_path)
     with psycopg.connect(warehouse, autocommit=True) as conn:
         brin = "raw.events_received_at_brin"
@@ -497,12 +497,12 @@ def test_a_daily_run_summarizes_the_received_ranges_it_stored(
         conn.execute("alter table raw.events set (autovacuum_enabled = false)")
         conn.execute("set enable_seqscan = off")
 
-        def unsummarized_pages() -> int:
-            """The pages a read of what arrived from now on scans (every page of a range the
+        def unsummarized_pages(table: str, column: str) -> int:
+            """The pages a read of ``column`` from now on scans (every page of a range the
             index does not summarize): the lossy blocks of its bitmap scan."""
             (plan,) = conn.execute(
-                """explain (analyze, format json)
-                   select count(*) from raw.events where received_at > 'infinity'"""
+                f"explain (analyze, format json) select count(*) from {table}"
+                f" where {column} > 'infinity'"
             ).fetchone() or ([],)
             found = []
 
@@ -514,13 +514,18 @@ def test_a_daily_run_summarizes_the_received_ranges_it_stored(
             walk(plan[0]["Plan"])
             return sum(found)
 
+        received = ("raw.events", "received_at")
+        days = ("intermediate.int_events_arrivals", "event_ts")
         store(warehouse, usage(7, utc(2026, 10, 1), utc(2026, 10, 3), "a", 20_000))
         with psycopg.connect(warehouse) as vacuum:
             vacuum.execute("lock table raw.events in share update exclusive mode")
             run_daily(date(2026, 10, 1), date(2026, 10, 2), quiet=True)
-            stored = unsummarized_pages()
+            stored = unsummarized_pages(*received)
             assert stored > 128  # more than a range (128 pages), left for the vacuum
+        assert unsummarized_pages(*days) == 0  # its index built after the first batch
+        conn.execute(f"alter table {days[0]} set (autovacuum_enabled = false)")
         store(warehouse, usage(8, utc(2026, 10, 3), utc(2026, 10, 4), "b", 20_000))
         run_daily(date(2026, 10, 3), date(2026, 10, 3), quiet=True)
-        # every range the two batches read, the last (not filled yet) perhaps apart
-        assert unsummarized_pages() <= 128 < stored
+        # every range the batches wrote or read, the last (not filled yet) perhaps apart
+        assert unsummarized_pages(*received) <= 128 < stored
+        assert unsummarized_pages(*days) <= 128

@@ -5,5 +5,5 @@
 -- is vacuumed, which autovacuum does once a fifth of the table has been inserted since the
 -- last time: up to a fifth of the events scanned by every such read. With it, each range
 -- filled asks autovacuum to summarize it at its next round (about a minute). The daily
--- run's arrivals summarize the ranges their batch read (dbt macro summarize_received_ranges).
+-- run's arrivals summarize the ranges their batch read (dbt macro summarize_new_ranges).
 alter index raw.events_received_at_brin set (autosummarize = on);

@@ -9,8 +9,9 @@
     metric and days by the usage-day index. The first batch of a warehouse (every event it
     holds when its first daily run comes) is loaded as a bulk load: the indexes are dropped
     while the arrivals are empty and built once after the insert, rather than updated row
-    by row (1M events: the insert 6.4 s with them). The last post-hook summarizes the
-    ranges of raw.events the batch read in their BRIN index (summarize_received_ranges). -#}
+    by row (1M events: the insert 6.4 s with them). The last post-hooks summarize the new
+    page ranges of the BRIN indexes the next reads go by (summarize_new_ranges): the
+    arrivals' event times (a run's days) and raw.events' received_at (what arrived since). -#}
 {{
     config(
         materialized='incremental',
@@ -20,7 +21,8 @@
         post_hook=postgres_only(create_index_hooks(arrivals_indexes()) + [
             "alter table {{ this }} alter column event_ts set statistics 10",
             "analyze {{ this }} (event_ts)",
-            "{{ summarize_received_ranges() }}",
+            "{{ summarize_new_ranges(this, 'int_events_arrivals_ts') }}",
+            "{{ summarize_new_ranges(source('raw', 'events'), 'events_received_at_brin') }}",
         ]),
     )
 }}
