@@ -126,9 +126,15 @@ tenants:
     return "\n".join(lines + subs) + "\n"
 
 
-def generate_sql(events: int, tenants: int, first_day: str, days: int, seed_offset: int) -> str:
+def generate_sql(
+    events: int, tenants: int, first_day: str, days: int, seed_offset: int, *, now: bool = False
+) -> str:
     """Events generated inside PostgreSQL: skewed tenants (a power law), five metrics, about
-    1% client retries (a reused key), received shortly after they happened."""
+    1% client retries (a reused key), received shortly after they happened, or ``now`` (as
+    the API stamps a batch: its transaction's start). Events a daily run has not stored yet
+    must be received now: a run stores those received since the last batch's horizon, and
+    nothing can be received in the past."""
+    received = "now()" if now else "ts + interval '2 seconds'"
     return f"""
         insert into raw.events (tenant_id, metric, amount, event_ts, idempotency_key, metadata,
                                 received_at)
@@ -142,7 +148,7 @@ def generate_sql(events: int, tenants: int, first_day: str, days: int, seed_offs
             'evt-' || ({seed_offset} + case when g % 100 = 0 then g - 1 else g end),
             case when metric = 'active_users'
                  then jsonb_build_object('user_id', 'u' || floor(random() * 2000)::int) end,
-            ts + interval '2 seconds'
+            {received}
         from (
             select g,
                    (array['api_calls','api_calls','active_users','storage_gb','builds','seats'])
@@ -198,11 +204,18 @@ def run(events: int, tenants: int, workdir: Path) -> MonthCloseResult:
         full_s = full.wall
         new_day = events // 31
         with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(generate_sql(new_day, tenants, "2026-11-01", 1, events + 1))
+            # received after the month's batch, as a day's events are
+            conn.execute(generate_sql(new_day, tenants, "2026-11-01", 1, events + 1, now=True))
+            stored = "select count(*) from intermediate.int_events_arrivals"
+            before = conn.execute(stored).fetchone()
             invoices = conn.execute("select count(*) from marts.fct_invoices").fetchone()
         day = Breakdown()
         timed_billing(env, ("run", "daily", "--date", "2026-11-01"), day)
         incremental_s = day.wall
+        with psycopg.connect(url, autocommit=True) as conn:
+            after = conn.execute(stored).fetchone()
+        # the day measured stored its events (a day received in the past stored none)
+        assert before is not None and after is not None and after[0] - before[0] == new_day
     floor_s = dedup_s + group_s
     assert invoices is not None
     return MonthCloseResult(
