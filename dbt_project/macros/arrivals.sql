@@ -105,7 +105,7 @@ select * from pending
 
 {#- A post-hook of the arrivals (PostgreSQL): summarize the page ranges of `relation` that
     its BRIN index `index` does not summarize yet, those the batch just wrote or read among
-    them (what a range holds is known only once it is filled: the last stays unsummarized).
+    them (the last range, not filled yet, perhaps apart).
     A read by the index scans every page of a range it does not summarize, and PostgreSQL
     summarizes ranges only as it vacuums the table, which autovacuum does once a fifth of it
     has been inserted since the last time: the reads of what arrived since a horizon (the
