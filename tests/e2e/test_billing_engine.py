@@ -497,22 +497,18 @@ def test_a_daily_run_summarizes_the_brin_ranges_it_stored(warehouse: str, tmp_pa
         conn.execute("alter table raw.events set (autovacuum_enabled = false)")
         conn.execute("set enable_seqscan = off")
 
+        def lossy(node: dict[str, Any]) -> int:
+            return node.get("Lossy Heap Blocks", 0) + sum(map(lossy, node.get("Plans", [])))
+
         def unsummarized_pages(table: str, column: str) -> int:
             """The pages a read of ``column`` from now on scans (every page of a range the
             index does not summarize): the lossy blocks of its bitmap scan."""
-            (plan,) = conn.execute(
+            row = conn.execute(
                 f"explain (analyze, format json) select count(*) from {table}"
                 f" where {column} > 'infinity'"
-            ).fetchone() or ([],)
-            found = []
-
-            def walk(node: dict[str, Any]) -> None:
-                found.append(node.get("Lossy Heap Blocks", 0))
-                for child in node.get("Plans", []):
-                    walk(child)
-
-            walk(plan[0]["Plan"])
-            return sum(found)
+            ).fetchone()
+            assert row is not None
+            return lossy(row[0][0]["Plan"])
 
         received = ("raw.events", "received_at")
         days = ("intermediate.int_events_arrivals", "event_ts")
