@@ -53,11 +53,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The tests that take minutes first, the longest first (`minutes(N)`, about N minutes
-    on two cores within the suite; every test of a quarter minute or more has one), so that
-    the last to start are short and the workers end at about the same time (within 4 s in
-    a run of 651 s). pytest-xdist sends each worker two tests at first and then one at a
-    time (`--maxschedchunk 1`): the two longest (the bench smoke and the Spark parity test)
-    run one after the other on the first worker while the other takes the next ones."""
+    on two cores within the suite; every test of 8 s or more alone has one, about its
+    seconds alone / 40), so that the last to start take a few seconds at most and the
+    workers end at about the same time (within 4 s in a run of 651 s). pytest-xdist sends
+    each worker two tests at first and then one at a time (`--maxschedchunk 1`): the two
+    longest (the bench smoke and the Spark parity test) run one after the other on the
+    first worker while the other takes the next ones."""
 
     def minutes(item: pytest.Item) -> float:
         marker = item.get_closest_marker("minutes")

@@ -37,6 +37,7 @@ def billed_for_october(url: str) -> dict[str, int]:
     return {tenant: int(total) for tenant, total in rows}
 
 
+@pytest.mark.minutes(0.25)
 def test_an_ingest_transaction_open_across_the_finalize_is_billed_once(
     warehouse: str, tmp_path: Path
 ) -> None:

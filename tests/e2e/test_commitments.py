@@ -263,6 +263,7 @@ def test_commitments_discounts_and_credits_close_push_and_correct(
     assert mrr == (5100, 1000, 5000, -900)
 
 
+@pytest.mark.minutes(0.2)
 def test_a_close_refuses_credits_another_close_or_a_void_took_meanwhile(
     warehouse: str, tmp_path: Path
 ) -> None:

@@ -78,6 +78,7 @@ def webhook(
     assert response.status_code == 200, response.text
 
 
+@pytest.mark.minutes(0.2)
 def test_revenue_mrr_reconciliation_and_the_reports(
     closed_months: dict[str, Any], tmp_path: Path
 ) -> None:

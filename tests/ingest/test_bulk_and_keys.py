@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from tests.helpers import billing
 from warehouse.settings import get_settings
@@ -138,6 +139,7 @@ def worker_pids(parent: int) -> list[int]:
     return found
 
 
+@pytest.mark.minutes(0.2)
 def test_apikey_list_and_revoke_every_worker_refuses_within_a_second(
     catalog_loaded: str,
 ) -> None:

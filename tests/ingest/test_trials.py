@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 from fastapi.testclient import TestClient
 
 from orchestration.pipeline import run_monthly
@@ -113,6 +114,7 @@ def test_a_tenant_that_cancels_its_own_trial_is_billed_nothing(
     assert plan == (10, True)
 
 
+@pytest.mark.minutes(0.2)
 def test_trials_end_mid_month_and_a_cancellation_in_one_reaches_a_closed_month(
     api: TestClient, catalog_loaded: str, tmp_path: Path
 ) -> None:

@@ -225,6 +225,7 @@ def test_a_tick_on_a_warehouse_nothing_set_up_applies_its_migrations(empty_datab
     assert result.exit_code == 0, result.output
 
 
+@pytest.mark.minutes(0.25)
 def test_late_events_rebuild_exactly_their_days(warehouse: str) -> None:
     load_demo(warehouse)
     run_daily(date(2026, 10, 1), date(2026, 10, 3), quiet=True)

@@ -46,6 +46,7 @@ def billing_dbt(
     )
 
 
+@pytest.mark.minutes(0.25)
 def test_commands_share_one_warm_worker_with_their_own_output_and_exit(
     warehouse: str, sockets: Path
 ) -> None:

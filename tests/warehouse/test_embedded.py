@@ -69,6 +69,7 @@ def test_processes_starting_at_once_share_one_server_and_db_down_stops_it(tmp_pa
         embedded.stop(pgdata)
 
 
+@pytest.mark.minutes(0.3)
 def test_external_warehouse_by_url(tmp_path: Path) -> None:
     other = tmp_path / "other" / "pgdata"
     url = embedded.ensure_running(other)
