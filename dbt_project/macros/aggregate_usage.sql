@@ -83,11 +83,12 @@
 
 
 {#- Usage per tenant, metric, UTC day and combination of the metric's dimension values
-    (dimensions, '{}' for a metric without) of `events` (event_seq, tenant_id, metric,
-    amount, event_ts, metadata; the counted events only), aggregated by each metric's rule:
-    fct_usage_daily over the stored arrivals of its days, int_usage_live over every counted
-    event for the API's live reads. -#}
-{% macro usage_by_day(events) -%}
+    (dimensions, '{}' for a metric without), aggregated by each metric's rule, of the rows
+    of `events` (event_seq, tenant_id, metric, amount, event_ts, metadata; the counted events
+    only) and those of `partials` (rows of int_usage_partials, aggregated by each metric's
+    definition now): fct_usage_daily over the stored arrivals of its days, int_usage_live over
+    every counted event for the API's live reads. -#}
+{% macro usage_by_day(events, partials=none) -%}
 with metrics as (
     select * from {{ ref('stg_app__metrics') }}
 ),
@@ -109,6 +110,28 @@ day_events as {{ not_materialized() }} (
              then {{ json_text('events.metadata', 'metrics.property') }} end as property_value
     from {{ events }} as events
     inner join metrics on metrics.metric = events.metric
+    {%- if partials is not none %}
+
+    union all
+
+    -- a partial holds its dimension values as the events' metadata held them
+    select
+        partials.tenant_id,
+        partials.metric,
+        metrics.aggregation,
+        partials.usage_date,
+        {{ dimension_key('partials.dimensions', ['metrics.dimension_1', 'metrics.dimension_2',
+                                                 'metrics.dimension_3']) }} as dimensions,
+        partials.amount,
+        partials.event_count,
+        partials.max_amount,
+        partials.latest_amount,
+        partials.event_ts,
+        partials.event_seq,
+        partials.property_value
+    from {{ partials }} as partials
+    inner join metrics on metrics.metric = partials.metric
+    {%- endif %}
 ),
 
 quantities as (

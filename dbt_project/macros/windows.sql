@@ -1,10 +1,19 @@
 {#- The days a daily run rebuilds: [min_date, max_date) plus the `extra_days` that late
-    events arrived for (a list of YYYY-MM-DD chosen by the orchestrator). -#}
-{% macro in_daily_window(ts_column) -%}
-    (({{ ts_column }} >= {{ ts_literal(var('min_date')) }}
-      and {{ ts_column }} < {{ ts_literal(var('max_date')) }})
+    events arrived for (a list of YYYY-MM-DD chosen by the orchestrator). `column` is an
+    instant, or with `dates` a UTC date (compared with dates: an index on it serves). -#}
+{% macro in_daily_window(column, dates=false) -%}
+    {%- if dates -%}
+    (({{ column }} >= cast('{{ var("min_date") }}' as date)
+      and {{ column }} < cast('{{ var("max_date") }}' as date))
     {%- for day in var("extra_days") %}
-     or ({{ ts_column }} >= {{ ts_literal(day) }}
-         and {{ ts_column }} < {{ dbt.dateadd('day', 1, ts_literal(day)) }})
+     or {{ column }} = cast('{{ day }}' as date)
     {%- endfor %})
+    {%- else -%}
+    (({{ column }} >= {{ ts_literal(var('min_date')) }}
+      and {{ column }} < {{ ts_literal(var('max_date')) }})
+    {%- for day in var("extra_days") %}
+     or ({{ column }} >= {{ ts_literal(day) }}
+         and {{ column }} < {{ dbt.dateadd('day', 1, ts_literal(day)) }})
+    {%- endfor %})
+    {%- endif -%}
 {%- endmacro %}

@@ -234,7 +234,8 @@ def test_upcoming_invoice_reads_days_a_redefined_metric_stored_event_by_event(
 ) -> None:
     """A metric redefined after a daily run stored its days (no finalized invoice billed it
     yet): the days' partials, aggregated by the old definition, are not merged; the events
-    are read again, as the monthly run reads them."""
+    are read again, as the monthly run reads them, and as a daily run reads them for
+    fct_usage_daily (made of the partials of its days otherwise)."""
     now = datetime.now(UTC).replace(microsecond=0)
     month = current_month(now)
     month_start = datetime.combine(month, datetime.min.time(), UTC)
@@ -274,3 +275,11 @@ def test_upcoming_invoice_reads_days_a_redefined_metric_stored_event_by_event(
     assert ran.exit_code == 0, ran.output
     monthly = api.get("/v1/invoices", params={"tenant_id": "acme", "month": f"{month:%Y-%m}"})
     assert monthly.json()["invoices"] == upcoming
+
+    daily = """select usage_date, quantity, event_count from marts.fct_usage_daily
+               where tenant_id = 'acme' and metric = 'active_users'"""
+    with psycopg.connect(catalog_loaded) as conn:
+        assert conn.execute(daily).fetchall() == [(month, 3, 3)]  # users, by the partials
+    run_daily(month, now.date(), quiet=True)
+    with psycopg.connect(catalog_loaded) as conn:
+        assert conn.execute(daily).fetchall() == [(month, 2, 3)]  # teams, event by event

@@ -1,15 +1,16 @@
 {#- The counted events stored so far, aggregated per arrival batch, tenant, metric, UTC day,
     combination of the metric's dimension values (`dimensions`, a JSON object of them) and,
     for a unique_count, property value: the rows aggregate_usage merges (their sum, count,
-    largest and last amount). The upcoming invoice (macros/preview.sql) reads a whole day
-    of a segment from them instead of each of its stored events. A batch's first arrivals
-    never change, so a daily run appends the partials of the batches it stored and nothing
-    else. `definition` is the metric's as it was aggregated: a day whose partials hold
+    largest and last amount). fct_usage_daily is made of its days' partials, and the
+    upcoming invoice (macros/preview.sql) reads a whole day of a segment from them, instead
+    of each of its stored events. A batch's first arrivals never change, so a daily run
+    appends the partials of the batches it stored and nothing else. `definition` is the metric's as it was aggregated: a day whose partials hold
     another is read event by event. PostgreSQL only, as the preview. -#}
 {#- the first batch is a bulk load, as the arrivals' (drop_indexes_when_empty) -#}
 {%- set indexes = [
     ('int_usage_partials_day', '', '(tenant_id, metric, usage_date)'),
     ('int_usage_partials_batch', '', '(arrival_batch)'),
+    ('int_usage_partials_usage_date', '', '(usage_date)'),
 ] -%}
 {{
     config(
