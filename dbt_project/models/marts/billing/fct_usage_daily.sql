@@ -53,7 +53,8 @@ partials as (
 ),
 
 events as (
-    -- read only when a day is redefined, by the arrivals' usage-day index
+    -- read only when a day is redefined (then as the planner finds best: at 10M events
+    -- a scan of the arrivals, as before partials were read)
     select events.*
     from {{ ref('int_events_deduplicated') }} as events
     inner join redefined_days
