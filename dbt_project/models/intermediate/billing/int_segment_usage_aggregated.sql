@@ -3,7 +3,9 @@
     timestamp falls in the segment, by the metric's aggregation over the whole segment
     (a unique_count is distinct over the segment, not a sum of daily counts). A charge
     without group_by has its row when nothing was used; one with group_by has a row per
-    combination used. -#}
+    combination used. The segments' events are few groups, hashed (hash_groups). -#}
+{{ config(pre_hook=hash_groups()) }}
+
 with segment_charges as (
     select * from {{ ref('int_segment_charges') }}
 ),

@@ -6,12 +6,9 @@
     of each of its stored events. A batch's first arrivals never change, so a daily run
     appends the partials of the batches it stored and nothing else. `definition` is the metric's as it was aggregated: a day whose partials hold
     another is read event by event. PostgreSQL only, as the preview. -#}
-{#- the first batch is a bulk load, as the arrivals' (drop_indexes_when_empty). The groups
-    are hashed, not sorted (enable_sort off, this model's transaction alone): their keys are
-    expressions over a join (the day, the dimensions, the property value), of which the
-    planner knows nothing, so it expects a group per event and sorts them all, where a
-    metric's events of a day are few groups (10M events, 2.9M groups: the sort 31-37 s on
-    disk, the hash 23-24 s: DECISIONLOG.md, Deduplication) -#}
+{#- the first batch is a bulk load, as the arrivals' (drop_indexes_when_empty); the groups
+    (keyed by the day, the dimensions and the property value, expressions over a join) are
+    hashed (hash_groups) -#}
 {%- set indexes = [
     ('int_usage_partials_day', '', '(tenant_id, metric, usage_date)'),
     ('int_usage_partials_batch', '', '(arrival_batch)'),
@@ -22,7 +19,7 @@
         materialized='incremental',
         incremental_strategy='append',
         enabled=(target.type == 'postgres'),
-        pre_hook=postgres_only([drop_indexes_when_empty(indexes), 'set local enable_sort = off']),
+        pre_hook=postgres_only([drop_indexes_when_empty(indexes)]) + hash_groups(),
         post_hook=postgres_only(create_index_hooks(indexes)),
     )
 }}
