@@ -45,12 +45,16 @@
     ]) }}
 {%- endmacro %}
 
-{#- Post-hooks: create each index the model's table lacks. -#}
+{#- Post-hooks: create each index the model's table lacks. The catalog is asked first:
+    `create index if not exists` locks the table before it finds the index there, and
+    waits behind an autovacuum of it, a second (deadlock_timeout) until it cancels that
+    vacuum, in every run that follows a big batch. -#}
 {% macro create_index_hooks(indexes) -%}
     {%- set statements = [] -%}
     {%- for name, kind, definition in indexes -%}
-        {%- do statements.append("create " ~ kind ~ " index if not exists " ~ name
-                                 ~ " on {{ this }} " ~ definition) -%}
+        {%- do statements.append("do $$ begin if to_regclass('{{ this.schema }}." ~ name
+                                 ~ "') is null then create " ~ kind ~ " index " ~ name
+                                 ~ " on {{ this }} " ~ definition ~ "; end if; end $$") -%}
     {%- endfor -%}
     {{ return(statements) }}
 {%- endmacro %}

@@ -525,3 +525,41 @@ def test_a_daily_run_summarizes_the_brin_ranges_it_stored(warehouse: str, tmp_pa
         # every range the batches wrote or read, the last (not filled yet) perhaps apart
         assert unsummarized_pages(*received) <= 128 < stored
         assert unsummarized_pages(*days) <= 128
+
+
+def test_a_daily_run_does_not_wait_for_a_vacuum_of_the_partials_or_month_values(
+    warehouse: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A vacuum holds a table's SHARE UPDATE EXCLUSIVE lock, and autovacuum vacuums the
+    partials and the month values after every big batch. The next run finds their indexes
+    there without locking the tables (`create index if not exists` would wait, behind
+    autovacuum a second until it cancels the vacuum; behind this session for ever), and
+    looks each value of a month up in the unique index: the month's distinct users count
+    a user once, whichever day brought them."""
+    apply_catalog(CATALOG, tmp_path)
+    store(warehouse, usage(9, utc(2026, 10, 1), utc(2026, 10, 2), "a", 2_000))
+    run_daily(date(2026, 10, 1), date(2026, 10, 1), quiet=True)
+    tables = "intermediate.int_usage_partials, intermediate.int_usage_month_values"
+    store(warehouse, usage(9, utc(2026, 10, 2), utc(2026, 10, 3), "b", 2_000))
+    # dbt's sessions (libpq reads PGOPTIONS): a statement waiting for a lock fails the run
+    # rather than hang the test
+    monkeypatch.setenv("PGOPTIONS", "-c lock_timeout=20s")
+    with psycopg.connect(warehouse) as vacuum:
+        vacuum.execute(f"lock table {tables} in share update exclusive mode")
+        run_daily(date(2026, 10, 2), date(2026, 10, 2), quiet=True)
+    with psycopg.connect(warehouse) as conn:
+        by_value = conn.execute(
+            """select tenant_id, property_value, count(*) from intermediate.int_usage_month_values
+               where metric = 'users' and property_value is not null
+               group by tenant_id, property_value having count(*) > 1"""
+        ).fetchall()
+        users = conn.execute(
+            """select count(distinct (tenant_id, metadata ->> 'user_id'))
+               from raw.events where metric = 'users'"""
+        ).fetchone()
+        stored = conn.execute(
+            """select count(*) from intermediate.int_usage_month_values
+               where metric = 'users' and property_value is not null"""
+        ).fetchone()
+    assert by_value == []  # each user of the month once, though both days had some again
+    assert users is not None and stored == users
