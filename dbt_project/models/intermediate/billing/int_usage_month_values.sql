@@ -9,7 +9,10 @@
     definition now. Made of the partials (int_usage_partials): a daily run appends those of
     the batches the partials gained, each value looked up in the unique index. PostgreSQL
     only, as the partials. -#}
-{%- set value_key = 'tenant_id, metric, usage_month, definition, dimensions, property_value' -%}
+{%- set value_columns = [
+    'tenant_id', 'metric', 'usage_month', 'definition', 'dimensions', 'property_value'
+] -%}
+{%- set value_key = value_columns | join(', ') -%}
 {#- the first batch is a bulk load, as the arrivals' (drop_indexes_when_empty) -#}
 {%- set indexes = [
     ('int_usage_month_values_value', 'unique', '(' ~ value_key ~ ')'),
@@ -55,19 +58,17 @@ valued as (
     select
         partials.*,
         row_number() over (
-            partition by {{ 'partials.' ~ value_key.split(', ') | join(', partials.') }}
+            partition by partials.{{ value_columns | join(', partials.') }}
             order by partials.arrival_batch, partials.usage_date
         ) = 1
         {%- if look_up_seen %} and seen.found is null{% endif %} as is_new
     from partials
     {%- if look_up_seen %}
-    {{ join_one('left', this, 'seen',
-                'seen.tenant_id = partials.tenant_id
-                 and seen.metric = partials.metric
-                 and seen.usage_month = partials.usage_month
-                 and seen.definition = partials.definition
-                 and seen.dimensions = partials.dimensions
-                 and seen.property_value = partials.property_value') }}
+    {%- set same_value = [] -%}
+    {%- for column in value_columns -%}
+        {%- do same_value.append('seen.' ~ column ~ ' = partials.' ~ column) -%}
+    {%- endfor %}
+    {{ join_one('left', this, 'seen', same_value | join(' and ')) }}
     {%- endif %}
     where partials.property_value is not null
 ),
