@@ -39,10 +39,11 @@
     schema changes, the types to widen) and then inserts them from it: for an append, a
     copy written once and read once. Through a view the rows are written once, into the
     model's table (10M events, the statement alone: the arrivals' first batch 58.5-60.7 s
-    against 61.0-67.1 through a table; DECISIONLOG.md, Deduplication). The view's query runs in the insert's statement, whose snapshot is taken
-    when it begins: reads of the model's own table (the batch number, the stored keys) see
-    it as it was before the insert. delete+insert reads its temporary relation twice and
-    keeps the table. PostgreSQL only. -#}
+    against 61.0-67.1 through a table; DECISIONLOG.md, Deduplication). The view's query
+    runs in the insert's statement, whose snapshot is taken when it begins: reads of the
+    model's own table (the batch number, the stored keys) see it as it was before the
+    insert. delete+insert reads its temporary relation twice and keeps the table.
+    PostgreSQL only. -#}
 {% macro postgres__get_create_table_as_sql(temporary, relation, sql) -%}
     {%- if temporary and model.resource_type == 'model'
           and config.get('materialized') == 'incremental'
