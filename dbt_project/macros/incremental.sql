@@ -29,10 +29,13 @@
     ])) }}
 {%- endmacro %}
 
-{#- A table's indexes, each (name, `unique` or not, what follows `on <table>`), for create_index_hooks and
-    drop_indexes_when_empty. The arrivals': their keys for the incremental batches, the
-    retries for the conflicts mart, the batches for the watermark, the event times (BRIN)
-    for the windows, and the usage-day index of the live reads (int_usage_live). -#}
+{#- A table's indexes, each (name, `unique` or not, what follows `on <table>`), for
+    create_index_hooks and drop_indexes_when_empty. The arrivals': their keys for the
+    incremental batches, the retries for the conflicts mart, the batches for the watermark,
+    the event times (BRIN) for the windows, and the UTC day, tenant and metric of the live
+    reads (int_usage_live) and the preview. That one is keyed by the day first, so a day's
+    batch adds its entries at the index's end; keyed by the tenant first, it wrote into
+    every tenant's part of the index each day (DECISIONLOG.md, Deduplication). -#}
 {% macro arrivals_indexes() -%}
     {{ return([
         ('int_events_arrivals_seq', 'unique', '(event_seq)'),
@@ -40,17 +43,23 @@
         ('int_events_arrivals_retries', '', '(tenant_id, idempotency_key) where not is_first'),
         ('int_events_arrivals_batch', '', '(arrival_batch)'),
         ('int_events_arrivals_ts', '', 'using brin (event_ts)'),
-        ('int_events_arrivals_usage_day', '',
-         '(tenant_id, metric, (' ~ utc_date('event_ts') ~ ')) where is_first'),
+        ('int_events_arrivals_day_tenant', '',
+         '((' ~ utc_date('event_ts') ~ '), tenant_id, metric) where is_first'),
     ]) }}
 {%- endmacro %}
 
-{#- Post-hooks: create each index the model's table lacks. The catalog is asked first:
+{#- Post-hooks: create each index the model's table lacks, and drop the `retired` ones (names
+    of indexes an earlier version created) it still has. The catalog is asked first:
     `create index if not exists` locks the table before it finds the index there, and
     waits behind an autovacuum of it, a second (deadlock_timeout) until it cancels that
     vacuum, in every run that follows a big batch. -#}
-{% macro create_index_hooks(indexes) -%}
+{% macro create_index_hooks(indexes, retired=[]) -%}
     {%- set statements = [] -%}
+    {%- for name in retired -%}
+        {%- do statements.append("do $$ begin if to_regclass('{{ this.schema }}." ~ name
+                                 ~ "') is not null then drop index {{ this.schema }}." ~ name
+                                 ~ "; end if; end $$") -%}
+    {%- endfor -%}
     {%- for name, kind, definition in indexes -%}
         {%- do statements.append("do $$ begin if to_regclass('{{ this.schema }}." ~ name
                                  ~ "') is null then create " ~ kind ~ " index " ~ name

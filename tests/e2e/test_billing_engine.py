@@ -563,3 +563,69 @@ def test_a_daily_run_does_not_wait_for_a_vacuum_of_the_partials_or_month_values(
         ).fetchone()
     assert by_value == []  # each user of the month once, though both days had some again
     assert users is not None and stored == users
+
+
+def test_a_daily_run_replaces_the_indexes_keyed_by_tenant_with_those_keyed_by_day(
+    warehouse: str, tmp_path: Path
+) -> None:
+    """A warehouse an earlier version built has the arrivals' and partials' read indexes
+    keyed by tenant first, into which every day's batch wrote all over. The next daily run
+    drops them by name and builds those keyed by the UTC day first, and the live reads of
+    one tenant's days go by the new one: its expression is the view's."""
+    apply_catalog(CATALOG, tmp_path)
+    store(warehouse, usage(11, utc(2026, 10, 1), utc(2026, 10, 2), "a", 500))
+    run_daily(date(2026, 10, 1), date(2026, 10, 1), quiet=True)
+    day = "((event_ts at time zone 'UTC')::date)"
+    with psycopg.connect(warehouse, autocommit=True) as conn:
+        # as the version before 2026-12-04 left them
+        conn.execute(
+            "drop index intermediate.int_events_arrivals_day_tenant, "
+            "intermediate.int_usage_partials_date_tenant"
+        )
+        conn.execute(
+            "create index int_events_arrivals_usage_day on intermediate.int_events_arrivals "
+            f"(tenant_id, metric, {day}) where is_first"
+        )
+        conn.execute(
+            "create index int_usage_partials_day on intermediate.int_usage_partials "
+            "(tenant_id, metric, usage_date)"
+        )
+        conn.execute(
+            "create index int_usage_partials_usage_date on intermediate.int_usage_partials "
+            "(usage_date)"
+        )
+    store(warehouse, usage(12, utc(2026, 10, 2), utc(2026, 10, 3), "b", 500))
+    run_daily(date(2026, 10, 2), date(2026, 10, 2), quiet=True)
+    with psycopg.connect(warehouse) as conn:
+        indexes = {
+            name: definition.split(" USING ")[1]
+            for name, definition in conn.execute(
+                """select indexname, indexdef from pg_indexes
+                   where schemaname = 'intermediate'
+                     and tablename in ('int_events_arrivals', 'int_usage_partials')"""
+            ).fetchall()
+        }
+        conn.execute("set enable_seqscan = off")
+        plan = "\n".join(
+            row[0]
+            for row in conn.execute(
+                """explain select * from intermediate.int_usage_live
+                   where tenant_id = 't_up' and metric = 'api_calls'
+                     and usage_date between '2026-10-01' and '2026-10-31'"""
+            ).fetchall()
+        )
+    assert indexes.keys() == {
+        "int_events_arrivals_seq",
+        "int_events_arrivals_first_key",
+        "int_events_arrivals_retries",
+        "int_events_arrivals_batch",
+        "int_events_arrivals_ts",
+        "int_events_arrivals_day_tenant",
+        "int_usage_partials_batch",
+        "int_usage_partials_date_tenant",
+    }
+    assert indexes["int_events_arrivals_day_tenant"].startswith(
+        "btree ((((event_ts AT TIME ZONE 'UTC'::text))::date), tenant_id, metric)"
+    )
+    assert indexes["int_usage_partials_date_tenant"] == "btree (usage_date, tenant_id, metric)"
+    assert "int_events_arrivals_day_tenant" in plan

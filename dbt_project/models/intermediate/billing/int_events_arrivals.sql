@@ -6,19 +6,21 @@
     statistics of event_ts (a ten-bucket sample, milliseconds): the day just appended lies
     past the old histogram, and without it PostgreSQL estimates one row for it and plans
     the day's models as nested loops. The live reads (int_usage_live) find a tenant's
-    metric and days by the usage-day index. The first batch of a warehouse (every event it
-    holds when its first daily run comes) is loaded as a bulk load: the indexes are dropped
-    while the arrivals are empty and built once after the insert, rather than updated row
-    by row (1M events: the insert 6.4 s with them). The last post-hooks summarize the new
-    page ranges of the BRIN indexes the next reads go by (summarize_new_ranges): the
-    arrivals' event times (a run's days) and raw.events' received_at (what arrived since). -#}
+    metric and days by the index on the UTC day, tenant and metric (arrivals_indexes).
+    The first batch of a warehouse (every event it holds when its first daily run comes)
+    is loaded as a bulk load: the indexes are dropped while the arrivals are empty and
+    built once after the insert, rather than updated row by row (1M events: the insert
+    6.4 s with them). The last post-hooks summarize the new page ranges of the BRIN
+    indexes the next reads go by (summarize_new_ranges): the arrivals' event times (a
+    run's days) and raw.events' received_at (what arrived since). -#}
 {{
     config(
         materialized='incremental',
         incremental_strategy='append',
         on_schema_change='append_new_columns',
         pre_hook=postgres_only([drop_indexes_when_empty(arrivals_indexes())]),
-        post_hook=postgres_only(create_index_hooks(arrivals_indexes()) + [
+        post_hook=postgres_only(create_index_hooks(
+            arrivals_indexes(), retired=['int_events_arrivals_usage_day']) + [
             "alter table {{ this }} alter column event_ts set statistics 10",
             "analyze {{ this }} (event_ts)",
             "{{ summarize_new_ranges(this, 'int_events_arrivals_ts') }}",

@@ -4,7 +4,10 @@
     monthly run re-rates the months it reaches (int_invoice_rerate_months), the rest are
     listed (fct_unbilled_late_usage). Each branch reads the events itself, not a CTE both
     share: PostgreSQL materializes a CTE read twice, every stored event, before a reader's
-    condition on the tenant (the upcoming invoice's) reaches it (10M events: 6 s a read). -#}
+    condition on the tenant (the upcoming invoice's) reaches it (10M events: 6 s a read).
+    The months' UTC days are conditions too, the same as their instants: the index a
+    tenant's events are found by is keyed by the UTC day first (arrivals_indexes), and
+    with them a closed month leads the plan, whichever tenant the planner estimated. -#}
 {{ config(materialized='view') }}
 
 with closed as (
@@ -19,6 +22,8 @@ late as (
         on events.arrival_batch > closed.arrivals_through
        and events.event_ts >= closed.period_start
        and events.event_ts < closed.period_end
+       and {{ utc_date('events.event_ts') }} >= {{ utc_date('closed.period_start') }}
+       and {{ utc_date('events.event_ts') }} < {{ utc_date('closed.period_end') }}
     union all
     -- a month closed before watermarks: received after it was finalized
     select events.tenant_id, events.metric, closed.period_start, events.amount
@@ -28,6 +33,8 @@ late as (
        and events.received_at > closed.finalized_at
        and events.event_ts >= closed.period_start
        and events.event_ts < closed.period_end
+       and {{ utc_date('events.event_ts') }} >= {{ utc_date('closed.period_start') }}
+       and {{ utc_date('events.event_ts') }} < {{ utc_date('closed.period_end') }}
 ),
 
 final as (

@@ -48,6 +48,11 @@ partials_through as (
     select coalesce(max(arrival_batch), 0) as arrival_batch from partials
 ),
 
+stored_through as (
+    select coalesce(max(arrival_batch), 0) as arrival_batch
+    from {{ ref('int_events_arrivals') }}
+),
+
 month_values as {{ not_materialized() }} (
     select * from {{ ref('int_usage_month_values') }}
 ),
@@ -187,10 +192,15 @@ rows as (
 
     union all
 
-    -- the events no partial holds yet: stored since, or received since
+    -- the events no partial holds yet: stored since, or received since. The batches are
+    -- bounded above too (the newest stored), which keeps no row out: the planner guesses
+    -- a `>` of a value it cannot see at a third of the events, a range at 0.5%, so the
+    -- batch index leads whichever tenant it estimated (10M events, the biggest tenant
+    -- first on a connection: 0.7 s a read, every tenant, against 40 ms)
     {{ segment_event_rows('segment_charges', 'events',
         "(events.arrival_batch is null
-          or events.arrival_batch > (select arrival_batch from partials_through))") }}
+          or events.arrival_batch > (select arrival_batch from partials_through)
+             and events.arrival_batch <= (select arrival_batch from stored_through))") }}
 ),
 {%- else %}
 

@@ -4,15 +4,17 @@
     largest and last amount). fct_usage_daily is made of its days' partials, and the
     upcoming invoice (macros/preview.sql) reads a whole day of a segment from them, instead
     of each of its stored events. A batch's first arrivals never change, so a daily run
-    appends the partials of the batches it stored and nothing else. `definition` is the metric's as it was aggregated: a day whose partials hold
-    another is read event by event. PostgreSQL only, as the preview. -#}
+    appends the partials of the batches it stored and nothing else. `definition` is the
+    metric's as it was aggregated: a day whose partials hold another is read event by
+    event. PostgreSQL only, as the preview. -#}
 {#- the first batch is a bulk load, as the arrivals' (drop_indexes_when_empty); the groups
     (keyed by the day, the dimensions and the property value, expressions over a join) are
-    hashed (hash_groups) -#}
+    hashed (hash_groups). The index of the reads (daily usage by day, the preview by day,
+    tenant and metric) is keyed by the day first, so a batch adds its entries at its end,
+    as the arrivals' (arrivals_indexes). -#}
 {%- set indexes = [
-    ('int_usage_partials_day', '', '(tenant_id, metric, usage_date)'),
+    ('int_usage_partials_date_tenant', '', '(usage_date, tenant_id, metric)'),
     ('int_usage_partials_batch', '', '(arrival_batch)'),
-    ('int_usage_partials_usage_date', '', '(usage_date)'),
 ] -%}
 {{
     config(
@@ -20,7 +22,8 @@
         incremental_strategy='append',
         enabled=(target.type == 'postgres'),
         pre_hook=postgres_only([drop_indexes_when_empty(indexes)]) + hash_groups(),
-        post_hook=postgres_only(create_index_hooks(indexes)),
+        post_hook=postgres_only(create_index_hooks(
+            indexes, retired=['int_usage_partials_day', 'int_usage_partials_usage_date'])),
     )
 }}
 
