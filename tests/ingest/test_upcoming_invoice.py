@@ -283,3 +283,45 @@ def test_upcoming_invoice_reads_days_a_redefined_metric_stored_event_by_event(
     run_daily(month, now.date(), quiet=True)
     with psycopg.connect(catalog_loaded) as conn:
         assert conn.execute(daily).fetchall() == [(month, 2, 3)]  # teams, event by event
+
+
+def test_upcoming_invoice_bills_a_closed_months_late_usage_as_the_monthly_run_does(
+    api: TestClient, catalog_loaded: str
+) -> None:
+    """Usage of a finalized month that arrives after its close is an adjustment on the next
+    invoice. The upcoming invoice reads the closed months, their frozen invoices and their
+    late usage for its tenant alone, and answers the adjustment the monthly run bills."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    month = current_month(now)
+    last = current_month(datetime.combine(month, datetime.min.time(), UTC) - timedelta(days=1))
+    last_start = datetime.combine(last, datetime.min.time(), UTC)
+    acme, globex = tenant_key("acme"), tenant_key("globex")
+
+    def send(key: str, events: list[dict[str, Any]]) -> None:
+        response = api.post("/v1/events", json={"events": events}, headers=bearer(key))
+        assert response.status_code == 200, response.text
+
+    send(acme, [_event("acme", "a1", "api_calls", 12_000, last_start + timedelta(days=2))])
+    send(globex, [_event("globex", "g1", "api_calls", 3_000, last_start + timedelta(days=3))])
+    runner = CliRunner()
+    closed = runner.invoke(main, ["run", "monthly", "--month", f"{last:%Y-%m}", "--finalize"])
+    assert closed.exit_code == 0, closed.output
+    # after the close: acme's late usage of the closed month, past what its plan includes
+    send(acme, [_event("acme", "late1", "api_calls", 200_000, last_start + timedelta(days=4))])
+    run_daily(month, now.date(), quiet=True)
+
+    upcoming = {}
+    for tenant, key in (("acme", acme), ("globex", globex)):
+        response = api.get("/v1/invoices/upcoming", headers=bearer(key))
+        assert response.status_code == 200, response.text
+        (invoice,) = response.json()["invoices"]
+        upcoming[tenant] = invoice
+    adjustments = [line for line in upcoming["acme"]["lines"] if line["line_type"] == "adjustment"]
+    assert adjustments and all(line["amount_minor"] > 0 for line in adjustments)
+    assert not [line for line in upcoming["globex"]["lines"] if line["line_type"] == "adjustment"]
+
+    ran = runner.invoke(main, ["run", "monthly", "--month", f"{month:%Y-%m}"])
+    assert ran.exit_code == 0, ran.output
+    for tenant in upcoming:
+        response = api.get("/v1/invoices", params={"tenant_id": tenant, "month": f"{month:%Y-%m}"})
+        assert response.json()["invoices"] == [upcoming[tenant]]

@@ -6,6 +6,13 @@
     close"), whether the tenant
     has an invoice that month or not. Those months are re-rated so that the difference can
     be billed as adjustments; one that changed nothing gives no line. -#}
+{#- the closed months a run may re-rate: before its first, within the lookback -#}
+{%- set in_lookback -%}
+    period_start < {{ run_month_start() }}
+      and period_start >= {{ dbt.dateadd('month', -var('adjustment_lookback_months'),
+                                         run_month_start()) }}
+{%- endset %}
+
 with closed as (
     select * from {{ ref('int_closed_months') }}
 ),
@@ -36,16 +43,17 @@ ended_in_trial as (
 candidates as (
     select *
     from closed
-    where period_start < {{ run_month_start() }}
-      and period_start >= {{ dbt.dateadd('month', -var('adjustment_lookback_months'),
-                                         run_month_start()) }}
+    where {{ in_lookback }}
 ),
 
 late_usage as (
+    -- the candidates' months (late usage is of closed months alone), as conditions that
+    -- PostgreSQL pushes into int_late_usage: a subquery's (`in (select ...)`) stays
+    -- outside it, and a read would look for late usage in every month ever closed
     select distinct tenant_id, period_start
     from late_usage_months
     where {{ preview_tenant('tenant_id') }}
-      and period_start in (select period_start from candidates)
+      and {{ in_lookback }}
 ),
 
 late_subscription_changes as (

@@ -2,8 +2,11 @@
     finalization, and the lines of draft invoices as computed by the last run. Lines of
     type usage, base_fee, minimum, discount and adjustment make the subtotal; credit lines
     (prepaid credits) are used after tax. -#}
+{#- the upcoming invoice reads one tenant's (preview_tenant): the frozen invoices of every
+    tenant grow with each close (10,000 tenants, five months closed: 131k lines a read) -#}
 with frozen as (
     select * from {{ ref('stg_app__finalized_invoice_lines') }}
+    where {{ preview_tenant('tenant_id') }}
 ),
 
 drafts as (
@@ -12,6 +15,7 @@ drafts as (
 
 finalized as (
     select * from {{ ref('stg_app__finalized_invoices') }}
+    where {{ preview_tenant('tenant_id') }}
 ),
 
 all_lines as (

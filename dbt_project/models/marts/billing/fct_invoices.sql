@@ -3,19 +3,23 @@
     prepaid credits it uses, after tax; `amount_due_minor` what is left to collect.
     A finalized invoice is read from its frozen copy with its latest payment status; a
     draft is summed from its lines, and is `held` (with its reason) when the tenant's data
-    would bill it wrongly: the close leaves it out (int_invoice_holds). A view, so that a payment status a Stripe webhook
-    stored is read at once, without a dbt run. -#}
+    would bill it wrongly: the close leaves it out (int_invoice_holds). A view, so that a
+    payment status a Stripe webhook stored is read at once, without a dbt run. -#}
 {{ config(materialized=monthly_view()) }}
 with lines as (
     select * from {{ ref('fct_invoice_lines') }}
 ),
 
+{#- the upcoming invoice reads one tenant's (preview_tenant), as fct_invoice_lines: the
+    frozen invoices and their status events, ranked below, of that tenant alone -#}
 finalized as (
     select * from {{ ref('stg_app__finalized_invoices') }}
+    where {{ preview_tenant('tenant_id') }}
 ),
 
 status_events as (
     select * from {{ ref('stg_app__invoice_status_events') }}
+    where invoice_id in (select invoice_id from finalized)
 ),
 
 tenants as (
