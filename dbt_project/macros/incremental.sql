@@ -56,16 +56,21 @@
 {% macro create_index_hooks(indexes, retired=[]) -%}
     {%- set statements = [] -%}
     {%- for name in retired -%}
-        {%- do statements.append("do $$ begin if to_regclass('{{ this.schema }}." ~ name
-                                 ~ "') is not null then drop index {{ this.schema }}." ~ name
-                                 ~ "; end if; end $$") -%}
+        {%- do statements.append(if_index(name, 'is not null',
+                                          'drop index {{ this.schema }}.' ~ name)) -%}
     {%- endfor -%}
     {%- for name, kind, definition in indexes -%}
-        {%- do statements.append("do $$ begin if to_regclass('{{ this.schema }}." ~ name
-                                 ~ "') is null then create " ~ kind ~ " index " ~ name
-                                 ~ " on {{ this }} " ~ definition ~ "; end if; end $$") -%}
+        {%- do statements.append(if_index(name, 'is null', 'create ' ~ kind ~ ' index ' ~ name
+                                          ~ ' on {{ this }} ' ~ definition)) -%}
     {%- endfor -%}
     {{ return(statements) }}
+{%- endmacro %}
+
+{#- A hook's `statement`, run when the model's index `name` `is null` (missing) or `is not
+    null` in the catalog. -#}
+{% macro if_index(name, test, statement) -%}
+    {{ return("do $$ begin if to_regclass('{{ this.schema }}." ~ name ~ "') " ~ test
+              ~ " then " ~ statement ~ "; end if; end $$") }}
 {%- endmacro %}
 
 {#- A pre-hook: when an incremental model's table is empty (is_empty), drop its indexes, so

@@ -10,6 +10,14 @@
     with them a closed month leads the plan, whichever tenant the planner estimated. -#}
 {{ config(materialized='view') }}
 
+{#- an event of the closed month: its instant, and its UTC day, the same condition -#}
+{%- set in_month -%}
+    events.event_ts >= closed.period_start
+       and events.event_ts < closed.period_end
+       and {{ utc_date('events.event_ts') }} >= {{ utc_date('closed.period_start') }}
+       and {{ utc_date('events.event_ts') }} < {{ utc_date('closed.period_end') }}
+{%- endset %}
+
 with closed as (
     select * from {{ ref('int_closed_months') }}
 ),
@@ -20,10 +28,7 @@ late as (
     from closed
     inner join {{ ref('int_events_deduplicated') }} as events
         on events.arrival_batch > closed.arrivals_through
-       and events.event_ts >= closed.period_start
-       and events.event_ts < closed.period_end
-       and {{ utc_date('events.event_ts') }} >= {{ utc_date('closed.period_start') }}
-       and {{ utc_date('events.event_ts') }} < {{ utc_date('closed.period_end') }}
+       and {{ in_month }}
     union all
     -- a month closed before watermarks: received after it was finalized
     select events.tenant_id, events.metric, closed.period_start, events.amount
@@ -31,10 +36,7 @@ late as (
     inner join {{ ref('int_events_deduplicated') }} as events
         on closed.arrivals_through is null
        and events.received_at > closed.finalized_at
-       and events.event_ts >= closed.period_start
-       and events.event_ts < closed.period_end
-       and {{ utc_date('events.event_ts') }} >= {{ utc_date('closed.period_start') }}
-       and {{ utc_date('events.event_ts') }} < {{ utc_date('closed.period_end') }}
+       and {{ in_month }}
 ),
 
 final as (
