@@ -181,6 +181,16 @@ def subscription_state(conn: psycopg.Connection, subscription_id: str) -> Subscr
     return SubscriptionState(subscription_id, rows[0][0], ends_at, history, _trial_end(conn, rows))
 
 
+def tenant_subscriptions(conn: psycopg.Connection, tenant_id: str) -> list[SubscriptionState]:
+    """Every subscription of the tenant, ended and scheduled ones included, by their start."""
+    ids = conn.execute(
+        """select subscription_id from raw.subscription_events where tenant_id = %s
+           group by subscription_id order by min(effective_at), subscription_id""",
+        (tenant_id,),
+    ).fetchall()
+    return [subscription_state(conn, subscription_id) for (subscription_id,) in ids]
+
+
 def _trial_end(conn: psycopg.Connection, rows: list[Any]) -> datetime | None:
     """The trial's end: its start plus the trial_days of the plan version in effect then
     (as int_subscription_intervals reads them)."""

@@ -1,11 +1,12 @@
-"""Subscription changes, appended to the history the dbt engine reads."""
+"""Subscription changes, appended to the history the dbt engine reads, and the reads of a
+subscription's state (the answer every change gives)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
@@ -13,9 +14,17 @@ from ingest.auth import Principal
 from ingest.bodies import json_body, read_model
 from ingest.deps import authenticate
 from ingest.errors import ApiError
+from ingest.routes.reads import require_cataloged, tenant_of
 from ingest.schemas import Rfc3339
 from warehouse.catalog import ID_PATTERN, KEY_PATTERN
-from warehouse.subscriptions import SubscriptionError, cancel, change_plan, start
+from warehouse.subscriptions import (
+    SubscriptionError,
+    cancel,
+    change_plan,
+    start,
+    subscription_state,
+    tenant_subscriptions,
+)
 
 router = APIRouter(tags=["subscriptions"])
 
@@ -152,3 +161,45 @@ async def cancel_subscription(
         body.at or now,
         body.at_period_end,
     )
+
+
+@router.get(
+    "/v1/subscriptions/{subscription_id}",
+    summary="A subscription as it stands: its plan now, its next change and its history",
+)
+async def get_subscription(
+    subscription_id: SubscriptionId,
+    request: Request,
+    principal: Annotated[Principal, Depends(authenticate)],
+) -> dict[str, Any]:
+    await _owned(request, principal, subscription_id)
+    now = datetime.now(UTC)
+
+    def read() -> dict[str, Any]:
+        with request.app.state.pool.connection() as conn:
+            return subscription_state(conn, subscription_id).as_json(now)
+
+    return await run_in_threadpool(read)
+
+
+@router.get(
+    "/v1/subscriptions",
+    summary="A tenant's subscriptions, ended and scheduled ones included, the oldest first",
+)
+async def list_subscriptions(
+    request: Request,
+    principal: Annotated[Principal, Depends(authenticate)],
+    tenant_id: Annotated[
+        str | None, Query(description="Required with the admin key", examples=["acme"])
+    ] = None,
+) -> dict[str, Any]:
+    tenant = tenant_of(principal, tenant_id, required=True)
+    assert tenant is not None
+    now = datetime.now(UTC)
+
+    def read() -> list[dict[str, Any]]:
+        with request.app.state.pool.connection() as conn:
+            require_cataloged(conn, principal, tenant)
+            return [state.as_json(now) for state in tenant_subscriptions(conn, tenant)]
+
+    return {"tenant_id": tenant, "as_of": now, "subscriptions": await run_in_threadpool(read)}

@@ -238,6 +238,21 @@ def test_a_subscription_not_started_yet_is_moved_or_cancelled_before_it_runs(
     assert plan == ("ai_usage",)
     assert intervals == [(again.json()["id"], "ai_usage")]
 
+    # the tenant reads back what each change answered: one subscription, and all of its own
+    # by their start (the one it ended, the one running, the one that never runs)
+    assert api.get(path, headers=acme).json() == cancelled.json()
+    listed = api.get("/v1/subscriptions", headers=acme)
+    assert listed.status_code == 200, listed.text
+    assert listed.json()["tenant_id"] == "acme"
+    states = {s["id"]: s for s in listed.json()["subscriptions"]}
+    assert list(states) == ["sub_acme", again.json()["id"], scheduled.json()["id"]]
+    assert states[again.json()["id"]] == again.json()
+    assert states[scheduled.json()["id"]] == cancelled.json()
+    assert [s["current_plan"] for s in states.values()] == [None, "ai_usage", None]
+    assert api.get("/v1/subscriptions", params={"tenant_id": "acme"}).json() | {
+        "as_of": None
+    } == listed.json() | {"as_of": None}  # the admin names the tenant
+
 
 def test_a_change_is_checked_against_the_plan_in_effect_when_it_takes_effect(
     api: TestClient, catalog_loaded: str
@@ -566,6 +581,8 @@ def test_reads_are_kept_to_the_callers_tenant(api: TestClient, catalog_loaded: s
         api.post("/v1/subscriptions/sub_globex/cancel", json={"at_period_end": True}, headers=acme),
         api.post("/v1/subscriptions/sub_globex/change-plan", json={"plan": "pro"}, headers=acme),
         api.post("/v1/subscriptions", json={"tenant_id": "globex", "plan": "pro"}, headers=acme),
+        api.get("/v1/subscriptions/sub_globex", headers=acme),
+        api.get("/v1/subscriptions", params={"tenant_id": "globex"}, headers=acme),
     ]
     for response in forbidden:
         assert response.status_code == 403, response.text
@@ -575,10 +592,21 @@ def test_reads_are_kept_to_the_callers_tenant(api: TestClient, catalog_loaded: s
         assert response.status_code in (200, 403)
         if response.status_code == 200:
             assert {i["tenant_id"] for i in response.json()["invoices"]} <= {"acme"}
-    assert api.get("/v1/usage", params=usage).status_code == 422  # admin must name the tenant
+    for path in ("/v1/usage", "/v1/subscriptions"):  # the admin must name the tenant
+        missing = api.get(path, params=usage)
+        assert missing.status_code == 422, (path, missing.text)
+        assert missing.json()["error"]["details"][0]["field"] == "tenant_id"
+    unknown = api.get("/v1/subscriptions/sub_nobody", headers=acme)
+    assert unknown.status_code == 404 and "'sub_nobody'" in unknown.json()["error"]["message"]
     # a tenant the catalog does not have, named by the admin, is a 404 naming tenant_id: an
     # empty list read as "no invoices" (its usage reads on: its events are stored)
-    for path in ("/v1/invoices", "/v1/invoices/upcoming", "/v1/credits", "/v1/alerts"):
+    for path in (
+        "/v1/invoices",
+        "/v1/invoices/upcoming",
+        "/v1/credits",
+        "/v1/alerts",
+        "/v1/subscriptions",
+    ):
         unknown = api.get(path, params={"tenant_id": "acmee"})
         assert unknown.status_code == 404, (path, unknown.text)
         assert unknown.json()["error"]["details"][0]["field"] == "tenant_id"
