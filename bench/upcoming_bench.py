@@ -1,8 +1,10 @@
 """The upcoming invoice: GET /v1/invoices/upcoming for one tenant whose current month holds
-``events`` events (stored by a daily run, and 1% more received since), one request at a
-time against `billing serve`, beside GET /healthz from the same server in the same run.
+``events`` events (stored by a daily run, and 1% more received since), among ``tenants``
+tenants that share a tenth as many again; one request at a time against `billing serve`,
+then a small tenant's reads on the same connections, beside GET /healthz from the same
+server in the same run.
 
-    .venv/bin/python -m bench.upcoming_bench --events 1000000
+    .venv/bin/python -m bench.upcoming_bench --events 1000000 --tenants 1000
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from bench.common import api_server, billing, scratch_warehouse
 from bench.month_close_bench import catalog_yaml
 
 TENANT = "tenant_1"  # the `pro` plan: every aggregation and pricing model but percentage
+SMALL = "tenant_5"  # on `pro` too, with a share of the other tenants' tenth
 TARGET_MS = 250.0
 
 
@@ -35,18 +38,31 @@ class UpcomingResult:
     p99_ms: float
     healthz_p50_ms: float
     healthz_p99_ms: float
+    tenants: int = 1
+    small_events: int = 0
+    small_p50_ms: float = 0.0
+    small_p99_ms: float = 0.0
 
 
-def _events_sql(n: int, first: datetime, last: datetime, offset: int, *, stored: bool) -> str:
-    """``n`` events of TENANT between ``first`` and ``last``: the catalog's five metrics.
-    Those to be ``stored`` by the run that follows were received 2 seconds after their
-    time; the others now, as the API receives them (after the run's batch: pending)."""
+def _events_sql(
+    n: int,
+    first: datetime,
+    last: datetime,
+    offset: int,
+    *,
+    stored: bool,
+    tenant: str = f"'{TENANT}'",
+) -> str:
+    """``n`` events of ``tenant`` (an SQL expression of the row number ``g``) between
+    ``first`` and ``last``: the catalog's five metrics. Those to be ``stored`` by the run
+    that follows were received 2 seconds after their time; the others now, as the API
+    receives them (after the run's batch: pending)."""
     received = "least(ts + interval '2 seconds', now())" if stored else "clock_timestamp()"
     seconds = max((last - first).total_seconds(), 1.0)
     return f"""
         insert into raw.events (tenant_id, metric, amount, event_ts, idempotency_key, metadata,
                                 received_at)
-        select '{TENANT}', metric,
+        select {tenant}, metric,
                case metric when 'storage_gb' then round((random() * 500)::numeric, 2)
                            when 'seats' then floor(random() * 40)::numeric
                            else floor(random() * 100)::numeric + 1 end,
@@ -80,25 +96,51 @@ def _p99(values: list[float]) -> float:
     return sorted(values)[max(0, round(len(values) * 0.99) - 1)]
 
 
-def run(events: int, requests: int, port: int, workdir: Path) -> UpcomingResult:
+def run(
+    events: int, requests: int, port: int, workdir: Path, tenants: int = 1_000
+) -> UpcomingResult:
+    """The big tenant read first on each API connection, then a small one on the same
+    connections: a connection plans the chain of views once, with the tenant it reads first
+    (a plan made for the biggest tenant once cost every later read on its connection 6 s at
+    10M events, DECISIONLOG.md), and the tenants' events are in the same tables."""
     now = datetime.now(UTC).replace(microsecond=0)
     month_start = now.replace(day=1, hour=0, minute=0, second=0)
     pending = max(events // 100, 1)
+    tenants = max(tenants, 6)  # the big tenant_1, the small tenant_5 among the others
+    others = events // 10
     with scratch_warehouse() as (url, env):
         catalog = workdir / "upcoming_catalog.yaml"
-        catalog.write_text(catalog_yaml(4))
+        catalog.write_text(catalog_yaml(tenants))
         billing(env, "catalog", "apply", str(catalog))
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(
                 _events_sql(events - pending, month_start, now - timedelta(hours=1), 0, stored=True)
             )
+            # every tenant but the big one (tenant_1) by turns: tenant_0, tenant_2, ...
+            conn.execute(
+                _events_sql(
+                    others,
+                    month_start,
+                    now - timedelta(hours=1),
+                    events,
+                    stored=True,
+                    tenant=f"'tenant_' || (case when g % {tenants - 1} = 0 then 0 "
+                    f"else 1 + g % {tenants - 1} end)",
+                )
+            )
+            small_events = conn.execute(
+                "select count(*) from raw.events where tenant_id = %s", (SMALL,)
+            ).fetchone()
         billing(env, "run", "daily", "--from", f"{month_start:%Y-%m-%d}", "--to", f"{now:%Y-%m-%d}")
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(
                 _events_sql(pending, now - timedelta(minutes=50), now, events, stored=False)
             )
             conn.execute("analyze")
-        key = billing(env, "apikey", "create", "--tenant", TENANT).strip().splitlines()[-1]
+        key, small_key = (
+            billing(env, "apikey", "create", "--tenant", tenant).strip().splitlines()[-1]
+            for tenant in (TENANT, SMALL)
+        )
         with (
             api_server(env, port, workers=2) as base,
             httpx.Client(
@@ -108,7 +150,12 @@ def run(events: int, requests: int, port: int, workdir: Path) -> UpcomingResult:
             body = client.get("/v1/invoices/upcoming").json()  # warm: the worker's first read
             _latencies(client, "/v1/invoices/upcoming", 1)
             upcoming = _latencies(client, "/v1/invoices/upcoming", requests)
+            as_small = {"Authorization": f"Bearer {small_key}"}
+            small = client.get("/v1/invoices/upcoming", headers=as_small).json()
+            assert small["tenant_id"] == SMALL and small["invoices"], small
+            small_ms = _latencies(client, "/v1/invoices/upcoming", requests, headers=as_small)
             healthz = _latencies(client, "/healthz", max(requests, 100))
+    assert small_events is not None
     return UpcomingResult(
         events,
         pending,
@@ -118,6 +165,10 @@ def run(events: int, requests: int, port: int, workdir: Path) -> UpcomingResult:
         round(_p99(upcoming), 1),
         round(statistics.median(healthz), 2),
         round(_p99(healthz), 2),
+        tenants,
+        int(small_events[0]),
+        round(statistics.median(small_ms), 1),
+        round(_p99(small_ms), 1),
     )
 
 
@@ -126,10 +177,11 @@ def main() -> None:
     parser.add_argument("--events", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--requests", type=int, default=20)
     parser.add_argument("--port", type=int, default=18_183)
+    parser.add_argument("--tenants", type=int, default=1_000)
     args = parser.parse_args()
     work = Path("/tmp")
     for n in args.events:
-        print(json.dumps(asdict(run(n, args.requests, args.port, work))))
+        print(json.dumps(asdict(run(n, args.requests, args.port, work, args.tenants))))
 
 
 if __name__ == "__main__":

@@ -25,6 +25,12 @@ from warehouse.db import relations_exist
 router = APIRouter(tags=["reads"])
 
 
+# the tenant a read names: a tenant key's own by default, the admin key's to name
+RequiredTenant = Annotated[
+    str | None, Query(description="Required with the admin key", examples=["acme"])
+]
+
+
 def tenant_of(principal: Principal, tenant_id: str | None, required: bool) -> str | None:
     if principal.is_admin:
         if tenant_id is None and required:
@@ -169,9 +175,7 @@ def _check_group_by(metric: str, names: list[str], dimensions: list[str]) -> Non
 async def get_upcoming_invoice(
     request: Request,
     principal: Annotated[Principal, Depends(authenticate)],
-    tenant_id: Annotated[
-        str | None, Query(description="Required with the admin key", examples=["acme"])
-    ] = None,
+    tenant_id: RequiredTenant = None,
 ) -> dict[str, Any]:
     from ingest.upcoming import upcoming_invoices
     from orchestration.dbt_vars import current_month

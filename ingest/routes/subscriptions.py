@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
@@ -14,7 +14,7 @@ from ingest.auth import Principal
 from ingest.bodies import json_body, read_model
 from ingest.deps import authenticate
 from ingest.errors import ApiError
-from ingest.routes.reads import require_cataloged, tenant_of
+from ingest.routes.reads import RequiredTenant, require_cataloged, tenant_of
 from ingest.schemas import Rfc3339
 from warehouse.catalog import ID_PATTERN, KEY_PATTERN
 from warehouse.subscriptions import (
@@ -189,9 +189,7 @@ async def get_subscription(
 async def list_subscriptions(
     request: Request,
     principal: Annotated[Principal, Depends(authenticate)],
-    tenant_id: Annotated[
-        str | None, Query(description="Required with the admin key", examples=["acme"])
-    ] = None,
+    tenant_id: RequiredTenant = None,
 ) -> dict[str, Any]:
     tenant = tenant_of(principal, tenant_id, required=True)
     assert tenant is not None

@@ -36,6 +36,7 @@ def test_make_bench_smoke_writes_results_with_the_peer(
         spark_sizes=(3_000,),
         spark_tenants=20,
         upcoming_sizes=(2_000,),
+        upcoming_tenants=20,
         dagster_days=2,
     )
     assert out.read_text() == text
@@ -53,6 +54,8 @@ def test_make_bench_smoke_writes_results_with_the_peer(
     assert "| stolen cores: mean / worst 0.1 s |" in text  # the machine's own noise beside
     assert "| stolen cores: HTTP / COPY |" in text
     assert "| stolen cores: floor / full |" in text
+    # the upcoming invoice of the big tenant, then of a small one on the same connections
+    assert "| 2,000 | 20 | 20 | 20 |" in text
     for batch in ingest_bench.BATCHES:  # ingest at each batch size, beside its bare COPY
         assert f"| 2,000 | {batch:,} |" in text
     spark_row = next(line for line in text.splitlines() if line.startswith("| 3,000 | 20 |"))
