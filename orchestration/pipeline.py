@@ -5,6 +5,7 @@ models a run builds comes from the dbt project's selectors (dbt_project/selector
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -67,7 +68,8 @@ LIVE_VIEWS = "live_views"
 # the upcoming invoice's view (GET /v1/invoices/upcoming): the monthly models inlined in a
 # view of the schema `preview` (dbt_project/macros/preview.sql)
 PREVIEW = "preview"
-PREVIEW_INVOICES = "preview.fct_upcoming_invoices"
+PREVIEW_SCHEMA = "preview"
+PREVIEW_INVOICES = f"{PREVIEW_SCHEMA}.fct_upcoming_invoices"
 # what the preview reads of the stored events (a daily run appends to the one, merges the
 # other)
 USAGE_PARTIALS = "intermediate.int_usage_partials"
@@ -503,8 +505,9 @@ def _build_live(settings: Settings, *, quiet: bool) -> bool:
 
 
 def build_preview(settings: Settings | None = None, *, quiet: bool = True) -> bool:
-    """Build the upcoming invoice's view (selector `preview`) if the warehouse lacks it,
-    after the live views they read; return whether it built."""
+    """Build the upcoming invoice's view (selector `preview`) if the warehouse lacks it or
+    has it from another version of the project, after the live views they read; return
+    whether it built."""
     settings = settings or get_settings()
     if _preview_found(settings):
         return False
@@ -523,7 +526,29 @@ def _build_preview(settings: Settings, *, quiet: bool) -> bool:
     target = f"{parse_target()}/preview"
     with environment({"BILLING_DBT_PREVIEW": "true", PARSE_TARGET_ENV: target}):
         run_dbt(["run", "--selector", PREVIEW, "--target-path", target], on_postgres, quiet=quiet)
+    with connect(settings, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("comment on schema {} is {}").format(
+                sql.Identifier(PREVIEW_SCHEMA), sql.Literal(_project_digest())
+            )
+        )
     return True
+
+
+def _project_digest() -> str:
+    """What the preview's SQL is made of: the dbt project's models, macros and settings,
+    each file's path and content. A run replaces only the views its own models changed,
+    and the preview is none of them: the preview's schema carries this, and a warehouse
+    whose preview another version of the project built (a change to the preview's SQL
+    alone, macros/preview.sql) builds it again at `billing db up` or the end of a run."""
+    digest = hashlib.sha256()
+    files = [DBT_PROJECT_DIR / name for name in ("dbt_project.yml", "selectors.yml")]
+    for folder in ("models", "macros"):
+        files += (path for path in (DBT_PROJECT_DIR / folder).rglob("*") if path.is_file())
+    for path in sorted(files):
+        digest.update(str(path.relative_to(DBT_PROJECT_DIR)).encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return f"billing project sha256 {digest.hexdigest()}"
 
 
 def restore_api_views(settings: Settings | None = None) -> None:
@@ -551,8 +576,15 @@ def look_for_alert_crossings(settings: Settings | None = None) -> int:
 
 
 def _preview_found(settings: Settings) -> bool:
+    """Whether the preview's view is there, built by this version of the project."""
     with connect(settings, autocommit=True) as conn:
-        return relations_exist(conn, PREVIEW_INVOICES)
+        if not relations_exist(conn, PREVIEW_INVOICES):
+            return False
+        found = conn.execute(
+            "select obj_description(oid, 'pg_namespace') from pg_namespace where nspname = %s",
+            (PREVIEW_SCHEMA,),
+        ).fetchone()
+    return found is not None and found[0] == _project_digest()
 
 
 def _live_found(settings: Settings) -> tuple[bool, bool]:

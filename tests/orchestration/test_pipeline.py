@@ -19,7 +19,9 @@ from orchestration.dbt_run import WarmDbt
 from orchestration.pipeline import (
     DBT_PROJECT_DIR,
     PREVIEW_INVOICES,
+    PREVIEW_SCHEMA,
     PipelineError,
+    build_preview,
     dbt_env,
     one_run_at_a_time,
     restore_api_views,
@@ -242,6 +244,49 @@ def test_a_process_builds_the_preview_again_each_time_a_run_dropped_it(warehouse
             conn.execute("select set_config('billing.preview_tenant', 'acme', false)")
             rows = conn.execute(f"select tenant_id from {PREVIEW_INVOICES}").fetchall()
         assert rows and {tenant for (tenant,) in rows} == {"acme"}
+
+
+def test_a_preview_an_earlier_version_built_is_built_again_by_db_up_and_by_a_run(
+    warehouse: str,
+) -> None:
+    """A run replaces only the views its own models changed, and the upcoming invoice's view
+    is none of them: a warehouse kept the preview an earlier version of the project built
+    when only the preview's SQL changed (macros/preview.sql on 2026-12-04). Its schema names
+    the project it was built from; `billing db up` and a run's end build it again from
+    another."""
+    result = CliRunner().invoke(main, ["catalog", "apply", str(DEMO_CATALOG)])
+    assert result.exit_code == 0, result.output
+
+    def built_by_an_earlier_version() -> int:
+        """As an earlier version leaves it: another SQL (its md5), another project."""
+        with psycopg.connect(warehouse, autocommit=True) as conn:
+            conn.execute(f"comment on view {PREVIEW_INVOICES} is 'dbt sql md5 0'")
+            conn.execute(f"comment on schema {PREVIEW_SCHEMA} is 'billing project sha256 0'")
+            return _view_oid(conn)
+
+    def rebuilt_since(oid: int) -> bool:
+        with psycopg.connect(warehouse, autocommit=True) as conn:
+            [(project,)] = conn.execute(
+                "select obj_description(oid, 'pg_namespace') from pg_namespace where nspname = %s",
+                (PREVIEW_SCHEMA,),
+            ).fetchall()
+            return _view_oid(conn) != oid and project.startswith("billing project sha256 ")
+
+    earlier = built_by_an_earlier_version()
+    result = CliRunner().invoke(main, ["db", "up"])
+    assert result.exit_code == 0, result.output
+    assert rebuilt_since(earlier)
+    assert not build_preview()  # this version's: nothing to build
+
+    earlier = built_by_an_earlier_version()
+    run_daily(date(2026, 10, 1), date(2026, 10, 1), quiet=True)
+    assert rebuilt_since(earlier)
+
+
+def _view_oid(conn: psycopg.Connection[Any]) -> int:
+    found = conn.execute("select %s::regclass::oid", (PREVIEW_INVOICES,)).fetchone()
+    assert found is not None
+    return int(found[0])
 
 
 def test_one_run_at_a_time_a_second_run_waits_for_the_first(warehouse: str) -> None:
