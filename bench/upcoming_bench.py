@@ -38,10 +38,10 @@ class UpcomingResult:
     p99_ms: float
     healthz_p50_ms: float
     healthz_p99_ms: float
-    tenants: int = 1
-    small_events: int = 0
-    small_p50_ms: float = 0.0
-    small_p99_ms: float = 0.0
+    tenants: int
+    small_events: int
+    small_p50_ms: float
+    small_p99_ms: float
 
 
 def _events_sql(

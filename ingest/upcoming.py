@@ -29,6 +29,18 @@ class PreviewMissing(NotBuilt):
         super().__init__("upcoming_invoice_not_built", "upcoming invoice")
 
 
+def set_preview(conn: psycopg.Connection[Any], tenant: str, month: date) -> None:
+    """The preview's tenant and month for the rest of the transaction. The view reads both
+    settings when it runs, so one plan serves every tenant and month: planned once per
+    connection, the first time it reads."""
+    conn.execute(
+        """select set_config('billing.preview_month', %s, true),
+                  set_config('billing.preview_tenant', %s, true),
+                  set_config('plan_cache_mode', 'force_generic_plan', true)""",
+        (month.isoformat(), tenant),
+    )
+
+
 def upcoming_invoices(
     conn: psycopg.Connection[Any], tenant: str, month: date
 ) -> list[dict[str, Any]]:
@@ -38,14 +50,7 @@ def upcoming_invoices(
     with conn.transaction():
         if not relations_exist(conn, PREVIEW_INVOICES):
             raise PreviewMissing()
-        # the view reads both settings when it runs, so one plan serves every tenant and
-        # month: planned once per connection
-        conn.execute(
-            """select set_config('billing.preview_month', %s, true),
-                      set_config('billing.preview_tenant', %s, true),
-                      set_config('plan_cache_mode', 'force_generic_plan', true)""",
-            (month.isoformat(), tenant),
-        )
+        set_preview(conn, tenant, month)
         rows = conn.execute(
             f"""select {", ".join(INVOICE_COLUMNS + LINE_COLUMNS)} from {PREVIEW_INVOICES}
                 where tenant_id = %s and period_start = %s::date::timestamptz

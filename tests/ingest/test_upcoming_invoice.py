@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
 from billing.cli import main
-from ingest.upcoming import upcoming_invoices
+from ingest.upcoming import set_preview, upcoming_invoices
 from orchestration.dbt_vars import current_month
 from orchestration.pipeline import PREVIEW_INVOICES, run_daily
 from tests.ingest.test_subscriptions_and_reads import bearer, tenant_key, with_demo
@@ -361,12 +361,7 @@ def test_upcoming_invoice_plans_alike_whichever_tenant_a_connection_reads_first(
                 (f"%{PREVIEW_INVOICES}%",),
             ).fetchall()
             with conn.transaction():
-                conn.execute(
-                    """select set_config('billing.preview_month', %s, true),
-                              set_config('billing.preview_tenant', 'globex', true),
-                              set_config('plan_cache_mode', 'force_generic_plan', true)""",
-                    (month.isoformat(),),
-                )
+                set_preview(conn, "globex", month)
                 # a utility statement takes no parameters: the values are literals
                 plan = conn.execute(f"explain execute {name}('globex', '{month}')").fetchall()
         return [line for (line,) in plan]
