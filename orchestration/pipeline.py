@@ -710,10 +710,11 @@ def finalize_month(month: date, through: Watermark, settings: Settings | None = 
                 },
                 key=invoice_id,
             )
-    # the closed months' statistics, which the upcoming invoice is planned on (migration
-    # 0021): autovacuum would wait for 50 changes
+    # the statistics of the frozen invoices and of the closed months (the trigger of
+    # migration 0023 wrote them), which the upcoming invoice is planned on (migration 0021):
+    # autovacuum would wait for 50 changes
     with connect(settings, autocommit=True) as conn:
-        conn.execute("analyze app.finalized_invoices")
+        conn.execute("analyze app.finalized_invoices, app.closed_months")
     return len(frozen)
 
 

@@ -157,6 +157,18 @@ def test_one_tenants_bad_data_holds_its_invoice_only(warehouse: str, tmp_path: P
         run_monthly(OCT, finalize=True, quiet=True)
         now = warehouse_invoices(warehouse, OCT)
         assert now["t_up"].status == "finalized"
+        # October keeps its first close's watermark (app.closed_months): the second froze
+        # t_up's invoice through a later subscription change, the cancellation above
+        with psycopg.connect(warehouse) as conn:
+            closed, first, later = conn.execute(
+                """select (select subscription_events_through from app.closed_months
+                           where period_start = %(oct)s::date::timestamptz),
+                          min(subscription_events_through), max(subscription_events_through)
+                   from app.finalized_invoices
+                   where period_start = %(oct)s::date::timestamptz""",
+                {"oct": OCT},
+            ).fetchone() or (None, None, None)
+        assert closed == first < later
         events, subs = load_raw(warehouse)
         rated = rate_month(parse_catalog(yaml.safe_dump(doc), "catalog.yaml"), events, subs, OCT)
         assert (now["t_up"].subtotal, now["t_up"].lines) == (

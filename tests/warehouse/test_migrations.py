@@ -104,3 +104,79 @@ def test_the_quota_plans_stamp_never_makes_catalog_and_subscriptions_wait_in_a_c
         catalog.commit()
         stamps = dict(catalog.execute("select source, stamp from app.quota_plans_stamp").fetchall())
     assert stamps == {"subscriptions": 1, "catalog": 1}
+
+
+def test_the_closed_months_keep_each_months_lowest_watermark_before_and_after_0023(
+    empty_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Migration 0023 copies in the months closed before it; from then on each freeze of
+    invoices lowers its month's watermark and first close time, never raises them, whatever
+    the order and however many invoices a statement freezes; no month is removed."""
+    from warehouse import migrate
+
+    every = migrate.available()
+
+    def freeze(conn: psycopg.Connection, *invoices: tuple[str, str, str, int | None, int]) -> None:
+        """(invoice, month, finalized at, arrivals through, subscriptions through), in one
+        statement, as the close freezes a month's invoices."""
+        conn.execute(
+            """insert into app.finalized_invoices
+                   (invoice_id, tenant_id, currency, period_start, period_end, subtotal_minor,
+                    tax_minor, total_minor, finalized_at, arrivals_through,
+                    subscription_events_through)
+               select i, 't_' || i, 'usd', m::timestamptz, m::timestamptz + interval '1 month',
+                      0, 0, 0, f::timestamptz, a, s
+               from unnest(%s::text[], %s::text[], %s::text[], %s::bigint[], %s::bigint[])
+                   as v (i, m, f, a, s)""",
+            [list(column) for column in zip(*invoices, strict=True)],
+        )
+
+    def closed(conn: psycopg.Connection) -> list[tuple[str, str, int | None, int]]:
+        return [
+            (f"{start:%Y-%m}", f"{at:%m-%d %H}", arrivals, subscriptions)
+            for start, at, arrivals, subscriptions in conn.execute(
+                """select period_start at time zone 'UTC', finalized_at at time zone 'UTC',
+                          arrivals_through, subscription_events_through
+                   from app.closed_months order by period_start"""
+            )
+        ]
+
+    with psycopg.connect(empty_database) as conn:
+        with monkeypatch.context() as before:
+            before.setattr(migrate, "available", lambda: [m for m in every if m.version < "0023"])
+            apply_migrations(conn)
+        # September closed twice before 0023; an invoice of August without a watermark (0010)
+        freeze(conn, ("a9", "2026-09-01Z", "2026-10-01 02:00Z", 7, 3))
+        freeze(conn, ("b9", "2026-09-01Z", "2026-10-04 02:00Z", 9, 2))
+        freeze(conn, ("a8", "2026-08-01Z", "2026-09-01 02:00Z", None, 1))
+        conn.commit()
+        assert apply_migrations(conn) == ["0023"]
+        assert closed(conn) == [("2026-08", "09-01 02", None, 1), ("2026-09", "10-01 02", 7, 2)]
+
+        # two months in one statement; September again, later and with a lower watermark
+        freeze(
+            conn,
+            ("a10", "2026-10-01Z", "2026-11-01 02:00Z", 12, 6),
+            ("b10", "2026-10-01Z", "2026-11-01 02:00Z", 11, 6),
+            ("c9", "2026-09-01Z", "2026-11-01 02:00Z", 5, 4),
+            ("b8", "2026-08-01Z", "2026-11-01 02:00Z", 4, 5),
+        )
+        assert closed(conn) == [
+            ("2026-08", "09-01 02", 4, 1),
+            ("2026-09", "10-01 02", 5, 2),
+            ("2026-10", "11-01 02", 11, 6),
+        ]
+        # what dbt's int_closed_months grouped from the invoices before 0023
+        assert closed(conn) == [
+            (f"{start:%Y-%m}", f"{at:%m-%d %H}", arrivals, subscriptions)
+            for start, at, arrivals, subscriptions in conn.execute(
+                """select period_start at time zone 'UTC', min(finalized_at) at time zone 'UTC',
+                          min(arrivals_through), min(subscription_events_through)
+                   from app.finalized_invoices group by period_start order by period_start"""
+            )
+        ]
+        conn.commit()
+        for statement in ("delete from app.closed_months", "truncate app.closed_months"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
+                conn.execute(statement)  # type: ignore[arg-type]
+            conn.rollback()

@@ -1,22 +1,19 @@
 {#- One row per closed month (one with finalized invoices) and the close's watermark: the
     lowest of its invoices' (a month closed more than once, a tenant's draft finalized
     later, keeps the lowest: a re-rate that changes nothing bills nothing), and the first
-    month still open, the one after the newest closed month (DECISIONLOG.md, "The close"). -#}
+    month still open, the one after the newest closed month (DECISIONLOG.md, "The close").
+    The close keeps those lowest values as it freezes the invoices (app.closed_months,
+    migration 0023), so that a read costs the months, not every invoice ever frozen. -#}
 {{ config(materialized='view') }}
 
-with finalized as (
-    select * from {{ ref('stg_app__finalized_invoices') }}
-),
-
-closed as (
+with closed as (
     select
         period_start,
         period_end,
-        min(finalized_at) as finalized_at,
-        min({{ arrivals_watermark('arrivals_through') }}) as arrivals_through,
-        min(subscription_events_through) as subscription_events_through
-    from finalized
-    group by period_start, period_end
+        finalized_at,
+        {{ arrivals_watermark('arrivals_through') }} as arrivals_through,
+        subscription_events_through
+    from {{ ref('stg_app__closed_months') }}
 ),
 
 final as (
