@@ -1,10 +1,12 @@
 """The upcoming invoice: GET /v1/invoices/upcoming for one tenant whose current month holds
 ``events`` events (stored by a daily run, and 1% more received since), among ``tenants``
-tenants that share a tenth as many again; one request at a time against `billing serve`,
-then a small tenant's reads on the same connections, beside GET /healthz from the same
-server in the same run.
+tenants that share a tenth as many again, in a warehouse with a past: ``former`` tenants
+billed for three years before these (their frozen invoices, 36 each, and their
+subscriptions' changes, 3 each); one request at a time against `billing serve`, then a
+small tenant's reads on the same connections, beside GET /healthz from the same server in
+the same run.
 
-    .venv/bin/python -m bench.upcoming_bench --events 1000000 --tenants 1000
+    .venv/bin/python -m bench.upcoming_bench --events 1000000 --tenants 1000 --former 10000
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from bench.month_close_bench import catalog_yaml
 TENANT = "tenant_1"  # the `pro` plan: every aggregation and pricing model but percentage
 SMALL = "tenant_5"  # on `pro` too, with a share of the other tenants' tenth
 TARGET_MS = 250.0
+PAST_MONTHS = 36  # the former tenants' closed months: 2023 to 2025
 
 
 @dataclass
@@ -42,6 +45,7 @@ class UpcomingResult:
     small_events: int
     small_p50_ms: float
     small_p99_ms: float
+    frozen_invoices: int
 
 
 def _events_sql(
@@ -82,6 +86,32 @@ def _events_sql(
     """
 
 
+def _past_sql(former: int) -> list[str]:
+    """Three years of a warehouse's past before this month's tenants: ``former`` tenants
+    with a frozen invoice in each month of 2023 to 2025 (stored as the close stores them,
+    app.closed_months kept by its trigger, watermarks included) and a subscription each,
+    started and moved twice. A read must cost its own tenant's history, not this."""
+    return [
+        f"""insert into app.finalized_invoices
+                (invoice_id, tenant_id, currency, period_start, period_end, subtotal_minor,
+                 tax_minor, total_minor, finalized_at, arrivals_through,
+                 subscription_events_through)
+            select 'former_' || t || '_' || m, 'former_' || t, 'usd', p.s,
+                   p.s + interval '1 month', 4900, 0, 4900,
+                   p.s + interval '1 month 2 hours', 0, 0
+            from generate_series(1, {former}) as t, generate_series(0, {PAST_MONTHS - 1}) as m,
+                 lateral (select timestamptz '2023-01-01Z' + m * interval '1 month') as p(s)""",
+        f"""insert into raw.subscription_events
+                (subscription_id, tenant_id, action, plan_key, effective_at, source)
+            select 'former_sub_' || t, 'former_' || t, v.action, v.plan_key, v.at, 'api'
+            from generate_series(1, {former}) as t,
+                 (values ('start', 'starter', timestamptz '2023-01-01Z'),
+                         ('change_plan', 'pro', timestamptz '2024-03-01Z'),
+                         ('cancel', null, timestamptz '2026-01-01Z')) as v(action, plan_key, at)
+            order by t""",
+    ]
+
+
 def _latencies(client: httpx.Client, path: str, n: int, **kwargs: object) -> list[float]:
     found = []
     for _ in range(n):
@@ -97,7 +127,12 @@ def _p99(values: list[float]) -> float:
 
 
 def run(
-    events: int, requests: int, port: int, workdir: Path, tenants: int = 1_000
+    events: int,
+    requests: int,
+    port: int,
+    workdir: Path,
+    tenants: int = 1_000,
+    former: int = 10_000,
 ) -> UpcomingResult:
     """The big tenant read first on each API connection, then a small one on the same
     connections: a connection plans the chain of views once, with the tenant it reads first
@@ -113,6 +148,8 @@ def run(
         catalog.write_text(catalog_yaml(tenants))
         billing(env, "catalog", "apply", str(catalog))
         with psycopg.connect(url, autocommit=True) as conn:
+            for statement in _past_sql(former):
+                conn.execute(statement)  # type: ignore[arg-type]
             conn.execute(
                 _events_sql(events - pending, month_start, now - timedelta(hours=1), 0, stored=True)
             )
@@ -169,6 +206,7 @@ def run(
         int(small_events[0]),
         round(statistics.median(small_ms), 1),
         round(_p99(small_ms), 1),
+        former * PAST_MONTHS,
     )
 
 
@@ -178,10 +216,12 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=20)
     parser.add_argument("--port", type=int, default=18_183)
     parser.add_argument("--tenants", type=int, default=1_000)
+    parser.add_argument("--former", type=int, default=10_000)
     args = parser.parse_args()
     work = Path("/tmp")
     for n in args.events:
-        print(json.dumps(asdict(run(n, args.requests, args.port, work, args.tenants))))
+        result = run(n, args.requests, args.port, work, args.tenants, args.former)
+        print(json.dumps(asdict(result)))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@
     so that a read computes each model once, whatever reads it twice (int_segment_events,
     int_invoice_lines_rated, fct_invoice_lines): as views, PostgreSQL would run each again
     for every view that reads it. dbt_project.yml says the same for the models without a
-    config of their own. -#}
+    config of their own. A view of the daily run that reads the preview's tenant
+    (int_subscription_intervals) is one too: the runs' own view stays as they build it. -#}
 {% macro monthly_view(materialized='view') -%}
     {{ return('ephemeral' if is_preview() else materialized) }}
 {%- endmacro %}

@@ -37,6 +37,7 @@ def test_make_bench_smoke_writes_results_with_the_peer(
         spark_tenants=20,
         upcoming_sizes=(2_000,),
         upcoming_tenants=20,
+        upcoming_former=10,
         dagster_days=2,
     )
     assert out.read_text() == text
@@ -55,7 +56,7 @@ def test_make_bench_smoke_writes_results_with_the_peer(
     assert "| stolen cores: HTTP / COPY |" in text
     assert "| stolen cores: floor / full |" in text
     # the upcoming invoice of the big tenant, then of a small one on the same connections
-    assert "| 2,000 | 20 | 20 | 20 |" in text
+    assert "| 2,000 | 20 | 20 | 360 | 20 |" in text
     for batch in ingest_bench.BATCHES:  # ingest at each batch size, beside its bare COPY
         assert f"| 2,000 | {batch:,} |" in text
     spark_row = next(line for line in text.splitlines() if line.startswith("| 3,000 | 20 |"))

@@ -4,6 +4,7 @@ data."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -369,3 +370,66 @@ def test_upcoming_invoice_plans_alike_whichever_tenant_a_connection_reads_first(
     after_acme, after_globex = globex_plan_after("acme"), globex_plan_after("globex")
     assert any("rows=" in line for line in after_acme)  # estimates shown, and compared
     assert after_acme == after_globex
+
+
+def test_upcoming_invoice_reads_no_other_tenants_closes_or_subscriptions(
+    catalog_loaded: str,
+) -> None:
+    """A read costs its tenant's history, not the warehouse's: no scan in its plan returns
+    another tenant's subscription changes or frozen invoices. The closed months are one row
+    each (app.closed_months, kept by the close), not a grouping of every invoice ever
+    frozen; the subscription intervals are computed for the tenant's subscriptions alone.
+    Both grew every read with the warehouse (10,000 tenants: 100-150 ms each)."""
+    month = current_month(datetime.now(UTC))
+    others = 300
+    with psycopg.connect(catalog_loaded, autocommit=True) as conn:
+        # a year of closes of other tenants, long ago, and their subscriptions
+        conn.execute(
+            """insert into app.finalized_invoices
+                   (invoice_id, tenant_id, currency, period_start, period_end,
+                    subtotal_minor, tax_minor, total_minor, arrivals_through,
+                    subscription_events_through)
+               select 'x' || t || '-' || m, 'x' || t, 'usd', s, s + interval '1 month',
+                      0, 0, 0, 0, 0
+               from generate_series(1, %s) as t, generate_series(0, 11) as m,
+                    lateral (select timestamptz '2020-01-01Z' + m * interval '1 month') as p(s)""",
+            (others,),
+        )
+        conn.execute(
+            """insert into raw.subscription_events
+                   (subscription_id, tenant_id, action, plan_key, effective_at, source)
+               select 'xs' || t, 'x' || t, 'start', 'starter', timestamptz '2020-01-01Z', 'api'
+               from generate_series(1, %s) as t""",
+            (others,),
+        )
+        conn.execute("analyze")
+        [own] = conn.execute(
+            "select count(*) from raw.subscription_events where tenant_id = 'globex'"
+        ).fetchone() or (0,)
+        assert own >= 1
+        upcoming_invoices(conn, "globex", month)  # prepares the read
+        [(name,)] = conn.execute(
+            "select name from pg_prepared_statements where statement like %s",
+            (f"%{PREVIEW_INVOICES}%",),
+        ).fetchall()
+        with conn.transaction():
+            set_preview(conn, "globex", month)
+            [plan] = conn.execute(
+                f"explain (analyze, format json) execute {name}('globex', '{month}')"
+            ).fetchone() or (None,)
+
+    def scans(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        if "Relation Name" in node:
+            yield node
+        for child in node.get("Plans", ()):
+            yield from scans(child)
+
+    rows: dict[str, list[float]] = {}
+    for node in scans(plan[0]["Plan"]):
+        rows.setdefault(node["Relation Name"], []).append(
+            node["Actual Rows"] * node["Actual Loops"]
+        )
+    assert rows.get("subscription_events"), rows  # read, and by the tenant at the scan
+    assert max(rows["subscription_events"]) <= own, rows
+    assert max(rows.get("finalized_invoices", [0])) == 0, rows  # globex has none frozen
+    assert max(rows.get("closed_months", [0])) <= 12, rows

@@ -4,7 +4,6 @@
     A trial's end splits a segment (`in_trial`; `bills_usage`: int_subscription_intervals). -#}
 with intervals as (
     select * from {{ ref('int_subscription_intervals') }}
-    where {{ preview_tenant('tenant_id') }}
 ),
 
 plan_versions as (
