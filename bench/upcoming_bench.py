@@ -149,7 +149,7 @@ def run(
         billing(env, "catalog", "apply", str(catalog))
         with psycopg.connect(url, autocommit=True) as conn:
             for statement in _past_sql(former):
-                conn.execute(statement)  # type: ignore[arg-type]
+                conn.execute(statement)
             conn.execute(
                 _events_sql(events - pending, month_start, now - timedelta(hours=1), 0, stored=True)
             )
