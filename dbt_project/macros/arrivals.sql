@@ -14,10 +14,14 @@
 {%- if stored is not none %}
 with
 latest as (
-    -- the newest batch stored and its horizon (an index lookup)
+    -- the newest batch stored and its horizon: the batch index read backwards, one row.
+    -- Asked as `where arrival_batch = (select max(...))`, the planner expected a batch to
+    -- be half the table and scanned the table for it, from wherever the scan began: 16,000
+    -- pages of 1M arrivals for one row (the newest batch is appended last), for every
+    -- daily run's plan and every live read
     select batch_horizon
     from {{ stored }}
-    where arrival_batch = (select max(arrival_batch) from {{ stored }})
+    order by arrival_batch desc
     limit 1
 ),
 

@@ -418,14 +418,8 @@ def test_upcoming_invoice_reads_no_other_tenants_closes_or_subscriptions(
                 f"explain (analyze, format json) execute {name}('globex', '{month}')"
             ).fetchone() or (None,)
 
-    def scans(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        if "Relation Name" in node:
-            yield node
-        for child in node.get("Plans", ()):
-            yield from scans(child)
-
     rows: dict[str, list[float]] = {}
-    for node in scans(plan[0]["Plan"]):
+    for node in plan_scans(plan[0]["Plan"]):
         rows.setdefault(node["Relation Name"], []).append(
             node["Actual Rows"] * node["Actual Loops"]
         )
@@ -433,3 +427,44 @@ def test_upcoming_invoice_reads_no_other_tenants_closes_or_subscriptions(
     assert max(rows["subscription_events"]) <= own, rows
     assert max(rows.get("finalized_invoices", [0])) == 0, rows  # globex has none frozen
     assert max(rows.get("closed_months", [0])) <= 12, rows
+
+
+def test_live_reads_find_the_newest_batch_by_its_index(catalog_loaded: str) -> None:
+    """What a daily run has not stored yet is what arrived since its newest batch's horizon,
+    which every live read, the upcoming invoice and each daily run's plan look up. Asked as
+    `arrival_batch = (select max(...))`, the planner expected half the arrivals to match
+    and scanned them from the start for one row (the newest batch lies last: 1M arrivals,
+    16,000 pages). It reads the batch index backwards: no scan of the arrivals in the
+    pending events' plan is a sequential one."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    month = current_month(now)
+    month_start = datetime.combine(month, datetime.min.time(), UTC)
+    insert = """insert into raw.events (tenant_id, metric, amount, event_ts, idempotency_key)
+                select 'acme', 'api_calls', 1, %s + (%s - %s) * random(), %s || g
+                from generate_series(1, %s) as g"""
+    with psycopg.connect(catalog_loaded, autocommit=True) as conn:
+        conn.execute(insert, (month_start, now, month_start, "stored-", 3000))
+    run_daily(month, now.date(), quiet=True)
+    with psycopg.connect(catalog_loaded, autocommit=True) as conn:
+        conn.execute(insert, (month_start, now, month_start, "pending-", 10))
+        conn.execute("analyze")
+        [plan] = conn.execute(
+            "explain (analyze, format json) select * from intermediate.int_events_pending"
+        ).fetchone() or (None,)
+        pending = conn.execute("select count(*) from intermediate.int_events_pending").fetchone()
+    assert pending == (10,)
+    arrivals = [
+        node["Node Type"]
+        for node in plan_scans(plan[0]["Plan"])
+        if node["Relation Name"] == "int_events_arrivals"
+    ]
+    assert arrivals, plan  # the arrivals are read, never scanned whole
+    assert "Seq Scan" not in arrivals, arrivals
+
+
+def plan_scans(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The nodes of an explained plan (`format json`) that read a relation."""
+    if "Relation Name" in node:
+        yield node
+    for child in node.get("Plans", ()):
+        yield from plan_scans(child)
