@@ -7,8 +7,8 @@
     start) and whether its usage is billed; a trial bills no base fee, and a subscription
     that ends before its trial does bills nothing (`bills_usage` false everywhere)
     (DECISIONLOG.md, "Trials").
-    A view in a run. In the preview a CTE of its own view (monthly_view), not the run's
-    view, which the run's models read: there it reads the preview's tenant alone. -#}
+    A view in a run; in the preview a CTE of the preview's one view (monthly_view), where
+    it reads the preview's tenant alone, and not the run's view, which the runs read. -#}
 {{ config(materialized=monthly_view()) }}
 
 with events as (
