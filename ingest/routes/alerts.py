@@ -68,7 +68,6 @@ async def create_alert(
 ) -> dict[str, Any]:
     body = await read_model(request, AlertIn)
     tenant = tenant_of(principal, body.tenant_id, required=True)
-    assert tenant is not None
     try:
         threshold = parse_amount(body.threshold)
     except ValueError as exc:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, overload
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -31,7 +31,13 @@ RequiredTenant = Annotated[
 ]
 
 
+@overload
+def tenant_of(principal: Principal, tenant_id: str | None, required: Literal[True]) -> str: ...
+@overload
+def tenant_of(principal: Principal, tenant_id: str | None, required: bool) -> str | None: ...
 def tenant_of(principal: Principal, tenant_id: str | None, required: bool) -> str | None:
+    """The tenant a request reads: the one the admin names (``required``: it must name one),
+    a tenant key's own (naming another is a 403)."""
     if principal.is_admin:
         if tenant_id is None and required:
             raise ApiError(
@@ -103,7 +109,6 @@ async def get_usage(
     ] = None,
 ) -> dict[str, Any]:
     tenant = tenant_of(principal, tenant_id, required=True)
-    assert tenant is not None
     first, last = _day(from_, "from"), _day(to, "to")
     names = [] if group_by is None else [name.strip() for name in group_by.split(",")]
     if last < first or last - first >= timedelta(days=MAX_DAYS):
@@ -181,7 +186,6 @@ async def get_upcoming_invoice(
     from orchestration.dbt_vars import current_month
 
     tenant = tenant_of(principal, tenant_id, required=True)
-    assert tenant is not None
     as_of = datetime.now(UTC)
     month = current_month(as_of)
 

@@ -192,7 +192,6 @@ async def list_subscriptions(
     tenant_id: RequiredTenant = None,
 ) -> dict[str, Any]:
     tenant = tenant_of(principal, tenant_id, required=True)
-    assert tenant is not None
     now = datetime.now(UTC)
 
     def read() -> list[dict[str, Any]]:
