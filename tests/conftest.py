@@ -51,20 +51,36 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("BILLING_SPARK_SHUFFLE_PARTITIONS", "2")
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto`: a worker more than the cores this process may use. The tests wait on
+    processes they start (servers, the CLI, Dagster's runs, a JVM's start) and on injected
+    timeouts: with a worker per core the cores stood 9% idle through the suite, with one
+    more 2% (bench/README.md)."""
+    return len(os.sched_getaffinity(0)) + 1
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The tests that take minutes first, the longest first (`minutes(N)`, about N minutes
     on two cores within the suite; every test of 8 s or more alone has one, about its
     seconds alone / 40), so that the last to start take a few seconds at most and the
-    workers end at about the same time (within 4 s in a run of 651 s). pytest-xdist sends
-    each worker two tests at first and then one at a time (`--maxschedchunk 1`): the two
-    longest (the bench smoke and the Spark parity test) run one after the other on the
-    first worker while the other takes the next ones."""
+    workers end at about the same time.
+
+    pytest-xdist hands each worker two tests at first, in this order, and then one at a
+    time as each ends (`--maxschedchunk 1`). So each worker's first two are one of the
+    longest and one of the last (a test of seconds): the longest (the bench smoke, the
+    Spark parity test, the Dagster schedules) start at once, each on a worker of its own.
+    In sorted order the first worker ran the two longest one after the other: 437 s of a
+    492 s run with three workers."""
 
     def minutes(item: pytest.Item) -> float:
         marker = item.get_closest_marker("minutes")
         return float(marker.args[0]) if marker else 0.0
 
     items.sort(key=minutes, reverse=True)
+    workers = int(getattr(config, "workerinput", {}).get("workercount", 1))
+    if workers > 1 and len(items) >= 2 * workers:
+        longest, rest, last = items[:workers], items[workers:-workers], items[-workers:]
+        items[:] = [*(t for pair in zip(longest, last, strict=True) for t in pair), *rest]
 
 
 @pytest.fixture
