@@ -56,7 +56,9 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     processes they start (servers, the CLI, Dagster's runs, a JVM's start) and on injected
     timeouts: with a worker per core the cores stood 9% idle through the suite, with one
     more 2% (bench/README.md)."""
-    return len(os.sched_getaffinity(0)) + 1
+    if hasattr(os, "sched_getaffinity"):  # Linux: the cores this process may run on
+        return len(os.sched_getaffinity(0)) + 1
+    return (os.cpu_count() or 1) + 1
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
