@@ -57,8 +57,10 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     timeouts: with a worker per core the cores stood 9% idle through the suite, with one
     more 2% (bench/README.md)."""
     if hasattr(os, "sched_getaffinity"):  # Linux: the cores this process may run on
-        return len(os.sched_getaffinity(0)) + 1
-    return (os.cpu_count() or 1) + 1
+        cores = len(os.sched_getaffinity(0))
+    else:
+        cores = os.cpu_count() or 1
+    return cores + 1
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
