@@ -181,26 +181,27 @@ def plan_daily(window: Window | None, settings: Settings | None = None) -> Daily
         # first day of every daily run's window, this one's included (a clock at 1970,
         # history loaded before the first run), which would be in no mart otherwise. Not
         # those before the calendar's first day (a time in 1 BC, stored before ingest refused
-        # them): no run can name their day, and Python cannot read it
+        # them): no run can name their day, and Python cannot read it. One scan of the
+        # unstored events, grouped by day (a few rows), answers all three
         row = conn.execute(
             f"""with first_window_day as (
                    select least(min(window_start), %(start)s) as day
                    from app.pipeline_runs
                    where kind = 'daily' and window_start < window_end
-               )
-               select exists (select 1 from {UNSTORED}),
-                      array(select day
-                            from (select distinct cast(event_ts as date) as day
-                                  from {UNSTORED}
-                                  where exists (select 1 from app.pipeline_runs
-                                                where kind = 'daily')) as unseen
-                            where {BUILT_DAY}
-                            union
-                            select distinct cast(event_ts as date)
-                            from {UNSTORED}
-                            where event_ts < (select cast(day as timestamp) at time zone 'UTC'
+               ),
+               unseen as materialized (
+                   select cast(event_ts as date) as day,
+                          bool_or(event_ts < (select cast(day as timestamp) at time zone 'UTC'
                                               from first_window_day)
-                              and event_ts >= timestamptz '0001-01-01T00:00:00Z'
+                                  and event_ts >= timestamptz '0001-01-01T00:00:00Z')
+                              as before_every_window
+                   from {UNSTORED}
+                   group by 1
+               )
+               select exists (select 1 from unseen),
+                      array(select day
+                            from unseen
+                            where before_every_window or {BUILT_DAY}
                             order by 1)""",
             {"start": window.start if window else None},
         ).fetchone()
