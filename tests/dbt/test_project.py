@@ -86,3 +86,31 @@ def test_unique_combination_lists_each_row_of_a_combination_held_twice(warehouse
             " (select max(ctid) from marts.fct_usage_daily where usage_date = '2026-10-01')"
         )
     run_dbt(only_it, quiet=True)  # each combination once: passes
+
+
+def test_unique_combination_in_a_monthly_window_reads_the_months_a_run_prices(
+    warehouse: str,
+) -> None:
+    """With `monthly_window`, the generic test reads the months of the run's vars
+    (in_monthly_window): a line id held twice in January 2025 passes a run of October 2026
+    and fails one of January, and dbt's tests without vars (every month)."""
+    run_dbt(
+        ["build", "--select", "+fct_invoice_lines", "--exclude-resource-type", "test"], quiet=True
+    )
+    with psycopg.connect(warehouse) as conn:
+        conn.execute(
+            "insert into marts.fct_invoice_lines (invoice_id, line_id, tenant_id, line_type,"
+            " amount_minor, currency, description, period_start)"
+            " select 'inv_old', 'inv_old_1', 'acme', 'base_fee', 100, 'usd', 'old fee',"
+            " timestamptz '2025-01-01Z' from generate_series(1, 2)"
+        )
+    only_it = ["test", "--select", "fct_invoice_lines,test_name:unique_combination"]
+
+    def months(start: str, end: str) -> list[str]:
+        return ["--vars", json.dumps({"min_month": start, "max_month": end})]
+
+    run_dbt(only_it + months("2026-10-01", "2026-11-01"), quiet=True)
+    with pytest.raises(PipelineError, match="Got 2 results"):
+        run_dbt(only_it + months("2025-01-01", "2025-02-01"), quiet=True)
+    with pytest.raises(PipelineError, match="Got 2 results"):
+        run_dbt(only_it, quiet=True)

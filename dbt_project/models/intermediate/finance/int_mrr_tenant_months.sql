@@ -8,7 +8,13 @@
     past and are not recurring, so they are left out; prepaid credits pay invoices and are
     not revenue. -#}
 with lines as (
-    select * from {{ ref('fct_invoice_lines') }}
+    -- the columns read below alone: `kept` is read twice, so PostgreSQL stores it, and
+    -- with every column of every finalized line (three years of 10,000 tenants, 1.8M lines)
+    -- that store went to disk
+    select
+        invoice_id, line_id, tenant_id, currency, line_type, period_start, service_start,
+        service_end, amount_minor
+    from {{ ref('fct_invoice_lines') }}
 ),
 
 invoices as (
