@@ -319,6 +319,18 @@ def test_segments_finalization_and_late_usage(warehouse: str, tmp_path: Path) ->
     december = warehouse_invoices(warehouse, DEC, ("adjustment",))
     assert not any(i.lines for i in december.values())
 
+    # built month by month (fct_invoice_lines is incremental by month), the lines are those
+    # of one build from every month
+    def all_lines() -> list[tuple[Any, ...]]:
+        with psycopg.connect(warehouse) as conn:
+            return conn.execute(
+                "select * from marts.fct_invoice_lines order by invoice_id, line_id"
+            ).fetchall()
+
+    by_month = all_lines()
+    run_dbt(["run", "--select", "fct_invoice_lines", "--full-refresh"], quiet=True)
+    assert all_lines() == by_month
+
 
 def test_a_monthly_run_tests_the_months_it_prices(warehouse: str, tmp_path: Path) -> None:
     """The invoices' data tests read the months the run prices (in_monthly_window): an
@@ -344,7 +356,7 @@ def test_a_monthly_run_tests_the_months_it_prices(warehouse: str, tmp_path: Path
                values ('inv_old', 'inv_old_1', 't_up', 'base_fee', 4000, 'usd', 'old fee',
                        '2025-01-01Z')"""
         )
-    run_monthly(NOV, quiet=True)  # its marts hold the old invoice; its tests pass
+    run_monthly(NOV, quiet=True)  # fct_invoices shows the old invoice; the tests pass
     with pytest.raises(PipelineError, match="assert_invoice_lines_sum_to_subtotal"):
         run_monthly(date(2025, 1, 1), quiet=True)
     with pytest.raises(PipelineError, match="assert_invoice_lines_sum_to_subtotal"):
