@@ -18,7 +18,10 @@ with lines as (
 ),
 
 invoices as (
-    select invoice_id, status from {{ ref('fct_invoices') }}
+    -- what was billed: finalized invoices (drafts and held ones may still change), not void.
+    -- A draft has no finalized_at, so PostgreSQL leaves the view's drafts out unread
+    select invoice_id from {{ ref('fct_invoices') }}
+    where finalized_at is not null and status <> 'void'
 ),
 
 kept as (
@@ -33,9 +36,7 @@ kept as (
         end as months_end
     from lines
     inner join invoices on invoices.invoice_id = lines.invoice_id
-    -- what was billed: finalized invoices, not void (drafts and held ones may still change)
-    where invoices.status not in ('draft', 'held', 'void')
-      and lines.line_type in ('base_fee', 'usage', 'minimum', 'discount')
+    where lines.line_type in ('base_fee', 'usage', 'minimum', 'discount')
 ),
 
 base_fee_months as (

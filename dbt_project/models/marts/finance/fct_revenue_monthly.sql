@@ -7,8 +7,10 @@
 {{ config(materialized='view') }}
 
 with invoices as (
+    -- finalized (a draft has no finalized_at: PostgreSQL leaves the view's drafts out
+    -- unread), not void
     select * from {{ ref('fct_invoices') }}
-    where status not in ('draft', 'held', 'void')
+    where finalized_at is not null and status <> 'void'
 ),
 
 lines as (
