@@ -1,8 +1,8 @@
 {#- Generic test: the combination of columns is unique (no dbt packages here). With
     `daily_window: <date column>`, only on the days the run rebuilds (`in_daily_window`);
     with `monthly_window: <month column>`, only in the months it prices
-    (`in_monthly_window`); either read from the run's vars when the test runs. It returns each row whose combination is
-    held more than once, with how many times (`n`).
+    (`in_monthly_window`); either read from the run's vars when the test runs. It returns
+    each row whose combination is held more than once, with how many times (`n`).
 
     Counted by a window over the rows sorted by the combination, not by GROUP BY ... HAVING,
     which PostgreSQL hashes (on fct_usage_daily at 1M events it guesses about 18,000
