@@ -150,7 +150,9 @@ def test_the_closed_months_keep_each_months_lowest_watermark_before_and_after_00
         freeze(conn, ("b9", "2026-09-01Z", "2026-10-04 02:00Z", 9, 2))
         freeze(conn, ("a8", "2026-08-01Z", "2026-09-01 02:00Z", None, 1))
         conn.commit()
-        assert apply_migrations(conn) == ["0023"]
+        with monkeypatch.context() as until:
+            until.setattr(migrate, "available", lambda: [m for m in every if m.version <= "0023"])
+            assert apply_migrations(conn) == ["0023"]
         assert closed(conn) == [("2026-08", "09-01 02", None, 1), ("2026-09", "10-01 02", 7, 2)]
 
         # two months in one statement; September again, later and with a lower watermark

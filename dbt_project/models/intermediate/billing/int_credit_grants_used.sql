@@ -3,8 +3,12 @@
     (int_invoice_lines_draft) and the balances (fct_credit_balances) read them from here.
     A view: a close or a void shows at once. -#}
 {{ config(materialized=monthly_view()) }}
+{#- the upcoming invoice reads one tenant's (preview_tenant): its grants, and the frozen
+    lines of its invoices, which hold every credit line of its grants (found by the lines'
+    tenant index, migration 0024, not by a scan of every tenant's) -#}
 with grants as (
     select * from {{ ref('stg_app__credit_grants') }}
+    where {{ preview_tenant('tenant_id') }}
 ),
 
 voids as (
@@ -13,6 +17,7 @@ voids as (
 
 frozen_lines as (
     select * from {{ ref('stg_app__finalized_invoice_lines') }}
+    where {{ preview_tenant('tenant_id') }}
 ),
 
 currencies as (
