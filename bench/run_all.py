@@ -95,7 +95,8 @@ def upcoming_section(results: list[upcoming_bench.UpcomingResult]) -> str:
         "`pro` with its own key, on the same connections: each plans its reads with the "
         "tenant it read first, here the biggest. The goal is for the worse p99 of the two. "
         "The warehouse has a past: former tenants billed from 2023 to 2025, a frozen invoice "
-        "each month and a subscription moved twice, which a read must not pay for."
+        "of three lines each month and a subscription moved twice, which a read must not pay "
+        "for."
     )
 
 

@@ -1,8 +1,8 @@
 """The upcoming invoice: GET /v1/invoices/upcoming for one tenant whose current month holds
 ``events`` events (stored by a daily run, and 1% more received since), among ``tenants``
 tenants that share a tenth as many again, in a warehouse with a past: ``former`` tenants
-billed for three years before these (their frozen invoices, 36 each, and their
-subscriptions' changes, 3 each); one request at a time against `billing serve`, then a
+billed for three years before these (their frozen invoices, 36 each with 3 lines, and
+their subscriptions' changes, 3 each); one request at a time against `billing serve`, then a
 small tenant's reads on the same connections, beside GET /healthz from the same server in
 the same run.
 
@@ -89,7 +89,8 @@ def _events_sql(
 def _past_sql(former: int) -> list[str]:
     """Three years of a warehouse's past before this month's tenants: ``former`` tenants
     with a frozen invoice in each month of 2023 to 2025 (stored as the close stores them,
-    app.closed_months kept by its trigger, watermarks included) and a subscription each,
+    app.closed_months kept by its trigger, watermarks included) and its three lines (a base
+    fee and two usage lines, which add up to its subtotal), and a subscription each,
     started and moved twice. A read must cost its own tenant's history, not this."""
     return [
         f"""insert into app.finalized_invoices
@@ -101,6 +102,18 @@ def _past_sql(former: int) -> list[str]:
                    p.s + interval '1 month 2 hours', 0, 0
             from generate_series(1, {former}) as t, generate_series(0, {PAST_MONTHS - 1}) as m,
                  lateral (select timestamptz '2023-01-01Z' + m * interval '1 month') as p(s)""",
+        """insert into app.finalized_invoice_lines
+                (invoice_id, line_id, tenant_id, line_type, metric, plan_key, quantity,
+                 billable_quantity, amount_minor, currency, description, service_start,
+                 service_end, period_start)
+            select i.invoice_id, i.invoice_id || '_' || k, i.tenant_id,
+                   case when k = 0 then 'base_fee' else 'usage' end,
+                   case when k = 0 then null else 'api_calls' end, 'starter',
+                   1000 * k, 1000 * k, case when k = 0 then 2900 else 1000 end, 'usd',
+                   case when k = 0 then 'base fee' else 'api calls' end,
+                   i.period_start, i.period_end, i.period_start
+            from app.finalized_invoices as i, generate_series(0, 2) as k
+            where i.invoice_id like 'former_%'""",
         f"""insert into raw.subscription_events
                 (subscription_id, tenant_id, action, plan_key, effective_at, source)
             select 'former_sub_' || t, 'former_' || t, v.action, v.plan_key, v.at, 'api'
