@@ -22,9 +22,7 @@
 {% macro empty_run_months() -%}
     {{ return(postgres_only([
         "{% if is_incremental() %}
-             delete from {{ this }}
-             where period_start >= {{ ts_literal(var('min_month')) }}
-               and period_start < {{ ts_literal(var('max_month')) }}
+             delete from {{ this }} where {{ in_monthly_window('period_start') }}
          {% else %} select 1 {% endif %}"
     ])) }}
 {%- endmacro %}

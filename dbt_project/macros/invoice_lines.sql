@@ -14,3 +14,10 @@
         {{- ', ' if not loop.last }}
     {%- endfor -%}
 {%- endmacro %}
+
+{#- What was billed: a finalized invoice (drafts and held ones may still change), not void
+    (revenue, MRR). A draft has no `finalized_at`, so on fct_invoices (a view) PostgreSQL
+    leaves its drafts out unread. -#}
+{% macro is_billed_invoice(invoices) -%}
+    {{ invoices }}.finalized_at is not null and {{ invoices }}.status <> 'void'
+{%- endmacro %}

@@ -19,10 +19,11 @@
 {%- endmacro %}
 
 {#- The months a monthly run prices: [min_month, max_month) of its vars (run_month_start),
-    every month when it was given none. `column` is a month's first instant. The data tests
-    of the invoices read these months alone: the months before are frozen (finalized
-    invoices never change) or drafts an earlier run built and tested, which this run leaves
-    as they are (DECISIONLOG.md, "What a run tests"). -#}
+    every month when it was given none. `column` is a month's first instant. The invoice
+    lines a run replaces (int_invoice_lines_draft, fct_invoice_lines, empty_run_months) and
+    the data tests of the invoices read these months alone: the months before are frozen
+    (finalized invoices never change) or drafts an earlier run built and tested, which this
+    run leaves as they are (DECISIONLOG.md, "What a run tests"). -#}
 {% macro in_monthly_window(column) -%}
     ({{ column }} >= {{ run_month_start() }} and {{ column }} < {{ run_month_end() }})
 {%- endmacro %}

@@ -18,8 +18,7 @@
 
 with rated as (
     select * from {{ ref('int_invoice_lines_rated') }}
-    where period_start >= {{ run_month_start() }}
-      and period_start < {{ run_month_end() }}
+    where {{ in_monthly_window('period_start') }}
 ),
 
 adjustments as (

@@ -18,10 +18,8 @@ with lines as (
 ),
 
 invoices as (
-    -- what was billed: finalized invoices (drafts and held ones may still change), not void.
-    -- A draft has no finalized_at, so PostgreSQL leaves the view's drafts out unread
-    select invoice_id from {{ ref('fct_invoices') }}
-    where finalized_at is not null and status <> 'void'
+    select invoice_id from {{ ref('fct_invoices') }} as invoices
+    where {{ is_billed_invoice('invoices') }}
 ),
 
 kept as (

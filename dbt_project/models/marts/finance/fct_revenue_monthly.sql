@@ -7,10 +7,8 @@
 {{ config(materialized='view') }}
 
 with invoices as (
-    -- finalized (a draft has no finalized_at: PostgreSQL leaves the view's drafts out
-    -- unread), not void
-    select * from {{ ref('fct_invoices') }}
-    where finalized_at is not null and status <> 'void'
+    select * from {{ ref('fct_invoices') }} as invoices
+    where {{ is_billed_invoice('invoices') }}
 ),
 
 lines as (
