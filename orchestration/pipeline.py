@@ -89,11 +89,15 @@ T = TypeVar("T")
 # The events received that no arrivals batch holds yet (a view of the `live` selector)
 UNSTORED = "intermediate.int_events_unstored"
 
-# Whether a daily run has built the UTC day `day` (in its window or as a late day).
-BUILT_DAY = """exists (select 1 from app.pipeline_runs r
-                      where r.kind = 'daily'
-                        and (day >= r.window_start and day < r.window_end
-                             or day = any(r.extra_days)))"""
+# The UTC days a daily run has built (in its window or as a late day), a row each.
+BUILT_DAYS = """select cast(d as date) as day
+                from app.pipeline_runs as r,
+                     generate_series(r.window_start, r.window_end - 1, interval '1 day') as d
+                where r.kind = 'daily'
+                union
+                select unnest(r.extra_days) as day
+                from app.pipeline_runs as r
+                where r.kind = 'daily'"""
 
 
 class PipelineError(RuntimeError):
@@ -176,33 +180,37 @@ def plan_daily(window: Window | None, settings: Settings | None = None) -> Daily
                 window, (), started_at, pending=not _spark_built(sources, settings), sources=sources
             )
         # whether events arrived that the arrivals do not hold yet (dbt's unstored_arrivals),
-        # and the days among theirs that a daily run has built (none before the first run:
-        # then these events are not read) or that no run would build: those before the
-        # first day of every daily run's window, this one's included (a clock at 1970,
-        # history loaded before the first run), which would be in no mart otherwise. Not
-        # those before the calendar's first day (a time in 1 BC, stored before ingest refused
-        # them): no run can name their day, and Python cannot read it. One scan of the
-        # unstored events, grouped by day (a few rows), answers all three
+        # and the days among theirs that a daily run has built (none before the first run)
+        # or that no run would build: those before the first day of every daily run's
+        # window, this one's included (a clock at 1970, history loaded before the first
+        # run), which would be in no mart otherwise. Not those before the calendar's first
+        # day (a time in 1 BC, stored before ingest refused them): no run can name their
+        # day, and Python cannot read it. One scan of the unstored events, grouped by the
+        # day of those it keeps and by a null for all the others: a few groups. A first
+        # run keeps a history from before its window alone, and looks no day up while no
+        # run has built one (10M events of its window: 6.5 s to group them by their day
+        # and look each day up, 4.3 s now)
         row = conn.execute(
             f"""with first_window_day as (
-                   select least(min(window_start), %(start)s) as day
+                   select cast(least(min(window_start), %(start)s) as timestamp)
+                          at time zone 'UTC' as starts
                    from app.pipeline_runs
                    where kind = 'daily' and window_start < window_end
                ),
+               built_days as materialized ({BUILT_DAYS}),
                unseen as materialized (
-                   select cast(event_ts as date) as day,
-                          bool_or(event_ts < (select cast(day as timestamp) at time zone 'UTC'
-                                              from first_window_day)
-                                  and event_ts >= timestamptz '0001-01-01T00:00:00Z')
-                              as before_every_window
+                   select case
+                              when event_ts < (select starts from first_window_day)
+                                   and event_ts >= timestamptz '0001-01-01T00:00:00Z'
+                                or exists (select 1 from built_days)
+                                   and cast(event_ts as date) in (select day from built_days)
+                              then cast(event_ts as date)
+                          end as day
                    from {UNSTORED}
                    group by 1
                )
                select exists (select 1 from unseen),
-                      array(select day
-                            from unseen
-                            where before_every_window or {BUILT_DAY}
-                            order by 1)""",
+                      array(select day from unseen where day is not null order by 1)""",
             {"start": window.start if window else None},
         ).fetchone()
     assert row is not None
@@ -217,9 +225,10 @@ def unbuilt_days(window: Window, settings: Settings | None = None) -> Window | N
     with connect(settings) as conn:
         row = conn.execute(
             f"""select min(day), max(day)
-               from generate_series(%(start)s::date, %(end)s::date - 1, interval '1 day') as d,
-                    lateral (select cast(d as date) as day) as days
-               where not {BUILT_DAY}""",
+               from (select cast(d as date) as day
+                     from generate_series(%(start)s::date, %(end)s::date - 1,
+                                          interval '1 day') as d
+                     except {BUILT_DAYS}) as unbuilt""",
             {"start": window.start, "end": window.end},
         ).fetchone()
     if row is None or row[0] is None:
