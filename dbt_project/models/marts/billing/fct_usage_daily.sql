@@ -5,7 +5,13 @@
     before), merged by the rule the events go by (usage_by_day), rather than of every event
     again (10M events: the query 11-13 s, against 22-23); a day of a tenant's metric some
     partial of which aggregated it by another definition than the one now (a metric
-    redefined) is read event by event. On Spark, which has no partials, from the events. -#}
+    redefined) is read event by event. On Spark, which has no partials, from the events.
+    The metrics' definitions are computed once, not for each partial they are compared
+    with, and each reader of the window's partials scans them, rather than a copy on disk
+    (10M events, a month: the query 15.4-16.2 s, now 14.1-14.9). The groups are sorted,
+    not hashed (hash_groups: 13.2-13.5 s): the table is then written in runs sorted by its
+    key, which its uniqueness test sorts by again (at 1M events 0.55 s on them, 0.97 s in
+    the hash's order). -#}
 {{
     config(
         materialized='incremental',
@@ -15,12 +21,12 @@
 }}
 {%- if target.type == 'postgres' %}
 
-with metrics as (
+with metrics as {{ materialized() }} (
     select metric, {{ metric_definition('metrics') }} as definition
     from {{ ref('stg_app__metrics') }} as metrics
 ),
 
-window_partials as (
+window_partials as {{ not_materialized() }} (
     select * from {{ ref('int_usage_partials') }}
     where {{ in_daily_window('usage_date', dates=true) }}
 ),
