@@ -89,15 +89,18 @@ T = TypeVar("T")
 # The events received that no arrivals batch holds yet (a view of the `live` selector)
 UNSTORED = "intermediate.int_events_unstored"
 
-# The UTC days a daily run has built (in its window or as a late day), a row each.
-BUILT_DAYS = """select cast(d as date) as day
-                from app.pipeline_runs as r,
-                     generate_series(r.window_start, r.window_end - 1, interval '1 day') as d
-                where r.kind = 'daily'
-                union
-                select unnest(r.extra_days) as day
-                from app.pipeline_runs as r
-                where r.kind = 'daily'"""
+# The UTC days a daily run has built (in its window or as a late day), a row each. One
+# select, whole: a set operation around it (`except`) takes it as one operand
+BUILT_DAYS = """select day
+                from (select cast(d as date) as day
+                      from app.pipeline_runs as r,
+                           generate_series(r.window_start, r.window_end - 1,
+                                           interval '1 day') as d
+                      where r.kind = 'daily'
+                      union
+                      select unnest(r.extra_days)
+                      from app.pipeline_runs as r
+                      where r.kind = 'daily') as built"""
 
 
 class PipelineError(RuntimeError):

@@ -21,8 +21,8 @@ from billing.cli import main
 from billing.demo import DEMO_CATALOG, generate_usage
 from ingest.writer import Event, copy_events
 from orchestration.dbt_run import parse_target
-from orchestration.dbt_vars import current_month
-from orchestration.pipeline import DBT_PROJECT_DIR, dbt_env, run_daily, run_monthly
+from orchestration.dbt_vars import Window, current_month
+from orchestration.pipeline import DBT_PROJECT_DIR, dbt_env, run_daily, run_monthly, unbuilt_days
 from tests.conftest import database_copy
 from tests.helpers import parse_state_file
 from warehouse.settings import get_settings
@@ -281,6 +281,11 @@ def test_late_events_rebuild_exactly_their_days(warehouse: str) -> None:
         copy_events(conn, [Event("acme", "api_calls", Decimal(7), late_at, "late-3")])
     assert run_daily(date(2026, 10, 6), date(2026, 10, 6), quiet=True).extra_days == (
         date(2026, 10, 2),
+    )
+    # a monthly run catches up the days no run built, not the late days runs rebuilt
+    assert unbuilt_days(Window(date(2026, 10, 1), date(2026, 10, 7))) is None
+    assert unbuilt_days(Window(date(2026, 10, 1), date(2026, 10, 9))) == Window(
+        date(2026, 10, 7), date(2026, 10, 9)
     )
 
 
