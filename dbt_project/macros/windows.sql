@@ -27,3 +27,29 @@
 {% macro in_monthly_window(column) -%}
     ({{ column }} >= {{ run_month_start() }} and {{ column }} < {{ run_month_end() }})
 {%- endmacro %}
+
+{#- The month a monthly run bills its adjustments on, the months before it (within the
+    lookback) the closed months it may re-rate: the next open month (`closed`, a relation
+    of int_closed_months: the month after the newest closed one) when it is one of the
+    run's months, else the run's first month (on which a run bills none: the next open
+    month is not it). A run of several months at once (a backfill in one run, or a build
+    given no months) bills what its months run one by one would: the corrections of the
+    months closed before the next open one go on its invoices, even when the run's first
+    months are among them (DECISIONLOG.md, "Late usage is an adjustment"). A run of one
+    month, and the preview, compare their first month with the next open one themselves
+    (int_invoice_adjustments), as before. -#}
+{% macro adjustment_month(closed) -%}
+    {%- set first, last = var('min_month') | string, var('max_month') | string -%}
+    {%- set months = (last[:4] | int) * 12 + (last[5:7] | int)
+                     - (first[:4] | int) * 12 - (first[5:7] | int) -%}
+    {%- if is_preview() or months == 1 -%}
+        {{ run_month_start() }}
+    {%- else -%}
+        (select case when max(next_open_month) >= {{ run_month_start() }}
+                      and max(next_open_month) < {{ run_month_end() }}
+                     then max(next_open_month)
+                     else {{ run_month_start() }}
+                end
+         from {{ closed }})
+    {%- endif -%}
+{%- endmacro %}

@@ -180,6 +180,39 @@ def test_a_backfill_in_one_run_equals_the_days_one_by_one(warehouse: str) -> Non
     assert rows(warehouse, USAGE) == by_day
 
 
+@pytest.mark.minutes(0.25)
+def test_a_monthly_backfill_in_one_run_equals_the_months_one_by_one(
+    warehouse: str, tmp_path: Path
+) -> None:
+    """October closed, then late usage and a backdated cancellation for it: November's
+    invoices carry the corrections. A backfill of October and November in one run (the
+    monthly asset's single-run policy) bills them there too, although its first month is
+    the closed one (dbt_project/macros/windows.sql, adjustment_month)."""
+    from orchestration.definitions import dbt_resource, monthly_invoice_models
+    from tests.e2e.test_billing_engine import NOV, history, october_story, store, usage, utc
+
+    october_story(warehouse, tmp_path)
+    run_monthly(OCT, finalize=True, quiet=True)
+    store(warehouse, usage(2, utc(2026, 10, 1), utc(2026, 11, 1), "late", 400))
+    history(warehouse, ("s_kwd", "t_kwd", "cancel", utc(2026, 10, 25), None, False))
+    run_monthly(NOV, quiet=True)
+    by_month = rows(warehouse, LINES), rows(warehouse, INVOICES)
+    assert any(line[3] == "adjustment" for line in by_month[0])
+    with psycopg.connect(warehouse) as conn:
+        conn.execute("delete from marts.fct_invoice_lines where period_start >= %s", (NOV,))
+    result = materialize(
+        [monthly_invoice_models],
+        resources={"dbt": dbt_resource},
+        instance=DagsterInstance.ephemeral(),
+        tags={
+            "dagster/asset_partition_range_start": "2026-10-01",
+            "dagster/asset_partition_range_end": "2026-11-01",
+        },
+    )
+    assert result.success
+    assert (rows(warehouse, LINES), rows(warehouse, INVOICES)) == by_month
+
+
 def test_a_monthly_partition_before_any_daily_one(warehouse: str) -> None:
     from orchestration.checks import reconcile_month
 

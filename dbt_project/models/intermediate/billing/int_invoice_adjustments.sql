@@ -5,11 +5,24 @@
     adjustments already frozen on later invoices. Credits are not re-rated: they paid an
     invoice's total, and the adjustment's invoice uses its own.
     It goes on one invoice only: the tenant's for the next open month, the month after the
-    latest closed one. A run of another month bills none (months run out of order put a
-    correction on two drafts, both finalized later). -#}
-with recomputed as (
-    select * from {{ ref('int_invoice_lines_rated') }}
-    where period_start < {{ run_month_start() }}
+    latest closed one, when the run prices it (adjustment_month: a run of several months
+    bills as its months one by one would). A run of another month bills none (months run
+    out of order put a correction on two drafts, both finalized later). -#}
+{%- set billed_on = adjustment_month(ref('int_closed_months')) %}
+
+with rerate as (
+    select * from {{ ref('int_invoice_rerate_months') }}
+),
+
+recomputed as (
+    -- the re-rated months' lines: of a run of several months, a closed month among them is
+    -- priced for every tenant, and re-rated for those in `rerate` alone
+    select rated.*
+    from {{ ref('int_invoice_lines_rated') }} as rated
+    inner join rerate
+        on rerate.tenant_id = rated.tenant_id
+       and rerate.period_start = rated.period_start
+    where rated.period_start < {{ billed_on }}
 ),
 
 frozen_lines as (
@@ -19,10 +32,6 @@ frozen_lines as (
 
 closed as (
     select * from {{ ref('int_closed_months') }}
-),
-
-rerate as (
-    select * from {{ ref('int_invoice_rerate_months') }}
 ),
 
 currencies as (
@@ -82,11 +91,11 @@ next_open as (
 target as (
     select
         deltas.*,
-        {{ run_month_start() }} as period_start
+        {{ billed_on }} as period_start
     from deltas
     cross join next_open
     -- nothing is finalized after the latest closed month, so its invoices are all open
-    where next_open.month_start = {{ run_month_start() }}
+    where next_open.month_start = {{ billed_on }}
 ),
 
 final as (

@@ -1,16 +1,18 @@
 {#- One row per tenant and closed month (one with finalized invoices, within the adjustment
-    lookback before the run's first month) for which something arrived that the month's
+    lookback before the month the run bills adjustments on) for which something arrived that the month's
     close did not price: usage stored in a later arrival batch than its watermark, or a
     subscription change recorded after it that takes effect before the month ends (or ends
     the subscription in its trial, which reaches back to its start) (DECISIONLOG.md, "The
     close"), whether the tenant
     has an invoice that month or not. Those months are re-rated so that the difference can
     be billed as adjustments; one that changed nothing gives no line. -#}
-{#- the closed months a run may re-rate: before its first, within the lookback -#}
+{#- the closed months a run may re-rate: before the month it bills adjustments on (its
+    first, or of several the next open one: adjustment_month), within the lookback -#}
+{%- set billed_on = adjustment_month(ref('int_closed_months')) -%}
 {%- set in_lookback -%}
-    period_start < {{ run_month_start() }}
+    period_start < {{ billed_on }}
       and period_start >= {{ dbt.dateadd('month', -var('adjustment_lookback_months'),
-                                         run_month_start()) }}
+                                         billed_on) }}
 {%- endset %}
 
 with closed as (
