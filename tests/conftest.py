@@ -126,18 +126,26 @@ def api_server_url(server_url: str, pgdata: Path) -> str:
 @pytest.fixture(scope="session")
 def set_up_database(server_url: str) -> str:
     """A database as `billing db up` leaves it (the migrations, dbt's live-usage views), made
-    once for the session: the template of every test's warehouse."""
+    once for the session: the template of every test's warehouse.
+
+    It is set up under the name the tests' databases have (database_copy), then renamed:
+    dbt keeps a parse state per database name (orchestration/dbt_run.py), so the parse of
+    the set-up is the one every test's dbt command finds, instead of a second whole parse of
+    the project in each test process."""
     from billing.cli import warehouse_up
 
-    name = "set_up"  # this process's own server: one name, one dbt parse state kept
+    name, template = f"t_{WORKER}", "set_up"
     with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'drop database if exists "{name}" with (force)')
         conn.execute(f'create database "{name}"')
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("BILLING_DATABASE_URL", with_dbname(server_url, name))
         get_settings.cache_clear()
         warehouse_up()
     get_settings.cache_clear()
-    return name
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'alter database "{name}" rename to "{template}"')
+    return template
 
 
 @pytest.fixture
