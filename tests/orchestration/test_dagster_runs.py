@@ -90,6 +90,23 @@ def execute(instance: DagsterInstance, schedule_name: str, request: RunRequest) 
     assert result.success, request
 
 
+def backfill(assets: Any, first: str, last: str) -> None:
+    """A backfill of the partitions first..last (included) in one run, as the assets'
+    single-run backfill policy runs it."""
+    from orchestration.definitions import dbt_resource
+
+    result = materialize(
+        [assets],
+        resources={"dbt": dbt_resource},
+        instance=DagsterInstance.ephemeral(),
+        tags={
+            "dagster/asset_partition_range_start": first,
+            "dagster/asset_partition_range_end": last,
+        },
+    )
+    assert result.success
+
+
 @pytest.mark.minutes(2)
 def test_the_schedules_alone_bill_a_month_as_billing_run_does(
     warehouse: str, other_warehouse: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -160,23 +177,14 @@ def test_the_schedules_alone_bill_a_month_as_billing_run_does(
 @pytest.mark.minutes(0.25)
 def test_a_backfill_in_one_run_equals_the_days_one_by_one(warehouse: str) -> None:
 
-    from orchestration.definitions import daily_usage_models, dbt_resource
+    from orchestration.definitions import daily_usage_models
 
     load_demo(warehouse)
     run_daily(date(2026, 10, 1), date(2026, 10, 31), quiet=True)
     by_day = rows(warehouse, USAGE)
     with psycopg.connect(warehouse) as conn:
         conn.execute("truncate marts.fct_usage_daily")
-    result = materialize(
-        [daily_usage_models],
-        resources={"dbt": dbt_resource},
-        instance=DagsterInstance.ephemeral(),
-        tags={
-            "dagster/asset_partition_range_start": "2026-10-01",
-            "dagster/asset_partition_range_end": "2026-10-31",
-        },
-    )
-    assert result.success
+    backfill(daily_usage_models, "2026-10-01", "2026-10-31")
     assert rows(warehouse, USAGE) == by_day
 
 
@@ -188,7 +196,7 @@ def test_a_monthly_backfill_in_one_run_equals_the_months_one_by_one(
     invoices carry the corrections. A backfill of October and November in one run (the
     monthly asset's single-run policy) bills them there too, although its first month is
     the closed one (dbt_project/macros/windows.sql, adjustment_month)."""
-    from orchestration.definitions import dbt_resource, monthly_invoice_models
+    from orchestration.definitions import monthly_invoice_models
     from tests.e2e.test_billing_engine import NOV, history, october_story, store, usage, utc
 
     october_story(warehouse, tmp_path)
@@ -200,16 +208,7 @@ def test_a_monthly_backfill_in_one_run_equals_the_months_one_by_one(
     assert any(line[3] == "adjustment" for line in by_month[0])
     with psycopg.connect(warehouse) as conn:
         conn.execute("delete from marts.fct_invoice_lines where period_start >= %s", (NOV,))
-    result = materialize(
-        [monthly_invoice_models],
-        resources={"dbt": dbt_resource},
-        instance=DagsterInstance.ephemeral(),
-        tags={
-            "dagster/asset_partition_range_start": "2026-10-01",
-            "dagster/asset_partition_range_end": "2026-11-01",
-        },
-    )
-    assert result.success
+    backfill(monthly_invoice_models, "2026-10-01", "2026-11-01")
     assert (rows(warehouse, LINES), rows(warehouse, INVOICES)) == by_month
 
 
