@@ -703,6 +703,16 @@ def finalize_month(month: date, through: Watermark, settings: Settings | None = 
             {"ids": [row[0] for row in frozen]},
         )
         _check_credits_used(conn, [row[0] for row in frozen])
+        # the invoices the close leaves out: their month is not re-rated for their tenants
+        # until a later close freezes them (int_invoice_rerate_months)
+        conn.execute(
+            """insert into app.held_invoices (tenant_id, period_start, hold_reason)
+               select tenant_id, period_start, hold_reason
+               from marts.fct_invoices
+               where period_start = %(month)s::date::timestamptz and status = 'held'
+               on conflict do nothing""",
+            {"month": month},
+        )
         # the outbox: each customer's systems hear of the invoice once it is final
         for invoice_id, tenant, currency, start, end, subtotal, tax, total, credits in frozen:
             record_event(

@@ -181,6 +181,50 @@ def test_one_tenants_bad_data_holds_its_invoice_only(warehouse: str, tmp_path: P
         ]
 
 
+@pytest.mark.minutes(0.2)
+def test_a_held_month_is_not_re_rated_until_a_close_freezes_it(
+    warehouse: str, tmp_path: Path
+) -> None:
+    """A close held t_up's October (two subscriptions at once, in October alone); late usage
+    for it then bills no October correction on November's invoice, which the close did not
+    hold: that would bill October there, at the held price, and again once October is
+    fixed and finalized. Fixed and closed again, October bills the late usage itself."""
+    doc = {**DOC, "subscriptions": [s for s in DOC["subscriptions"] if s["tenant_id"] != "t_kwd"]}
+    apply_catalog(doc, tmp_path)
+    with psycopg.connect(warehouse) as conn:
+        copy_events(conn, usage(33, utc(2026, 10, 1), utc(2026, 11, 1), "oct", 300))
+        # a history written before the state machine: a second subscription of t_up
+        record_subscription_event(
+            conn, "s_up_2", "t_up", "start", utc(2026, 10, 5), plan_key="plus"
+        )
+        record_subscription_event(conn, "s_up_2", "t_up", "cancel", utc(2026, 10, 20))
+    run_monthly(OCT, finalize=True, quiet=True)
+    held_alone({row.tenant_id: row for row in list_invoices(month=OCT)}, "t_up", "finalized")
+    late = [e for e in usage(35, utc(2026, 10, 1), utc(2026, 11, 1), "late", 400)]
+    with psycopg.connect(warehouse) as conn:
+        copy_events(conn, late)
+
+    run_monthly(NOV, quiet=True)
+    november = {row.tenant_id: row for row in list_invoices(month=NOV)}
+    assert november["t_up"].status == "draft"
+    corrected = adjustments(warehouse, NOV)
+    assert not [key for key in corrected if key[0] == "t_up"], corrected
+    assert [key for key in corrected if key[0] == "t_end"]  # the others' late usage is billed
+
+    # the data fixed, October closes for t_up with its late usage; nothing is left to
+    # correct on November's invoice
+    with psycopg.connect(warehouse) as conn:
+        record_subscription_event(conn, "s_up_2", "t_up", "cancel", utc(2026, 10, 5))
+    run_monthly(OCT, finalize=True, quiet=True)
+    october = warehouse_invoices(warehouse, OCT)
+    assert october["t_up"].status == "finalized"
+    events, subs = load_raw(warehouse)
+    rated = rate_month(parse_catalog(yaml.safe_dump(doc), "catalog.yaml"), events, subs, OCT)
+    assert october["t_up"].subtotal == rated["t_up"].subtotal
+    run_monthly(NOV, quiet=True)
+    assert not [key for key in adjustments(warehouse, NOV) if key[0] == "t_up"]
+
+
 def test_usage_no_price_can_bill_holds_its_tenants_invoice_only(
     warehouse: str, tmp_path: Path
 ) -> None:

@@ -182,3 +182,40 @@ def test_the_closed_months_keep_each_months_lowest_watermark_before_and_after_00
             with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
                 conn.execute(statement)  # type: ignore[arg-type]
             conn.rollback()
+
+
+def test_0025_takes_the_invoices_held_in_closed_months_from_the_marts(
+    empty_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Invoices held by closes before migration 0025 are those of a closed month that the
+    marts still show held; a held draft of a month not closed is no close's."""
+    from warehouse import migrate
+
+    every = migrate.available()
+    with psycopg.connect(empty_database) as conn:
+        with monkeypatch.context() as before:
+            before.setattr(migrate, "available", lambda: [m for m in every if m.version < "0025"])
+            apply_migrations(conn)
+        conn.execute(
+            """insert into app.finalized_invoices
+                   (invoice_id, tenant_id, currency, period_start, period_end, subtotal_minor,
+                    tax_minor, total_minor)
+               values ('inv_a', 't_a', 'usd', '2026-10-01Z', '2026-11-01Z', 0, 0, 0)"""
+        )
+        conn.execute(  # what the marts' view shows: only the columns 0025 reads
+            """create table marts.fct_invoices as
+               select * from (values
+                   ('t_a', '2026-10-01Z'::timestamptz, 'finalized', null),
+                   ('t_b', '2026-10-01Z'::timestamptz, 'held', 'overlapping_subscriptions'),
+                   ('t_b', '2026-11-01Z'::timestamptz, 'held', 'overlapping_subscriptions'),
+                   ('t_c', '2026-11-01Z'::timestamptz, 'draft', null)
+               ) as v (tenant_id, period_start, status, hold_reason)"""
+        )
+        conn.commit()
+        assert apply_migrations(conn) == ["0025"]
+        held = conn.execute(
+            "select tenant_id, period_start, hold_reason from app.held_invoices"
+        ).fetchall()
+    assert [(t, f"{p:%Y-%m}", r) for t, p, r in held] == [
+        ("t_b", "2026-10", "overlapping_subscriptions")
+    ]

@@ -1,11 +1,12 @@
 {#- One row per tenant and closed month (one with finalized invoices, within the adjustment
-    lookback before the month the run bills adjustments on) for which something arrived that the month's
-    close did not price: usage stored in a later arrival batch than its watermark, or a
-    subscription change recorded after it that takes effect before the month ends (or ends
-    the subscription in its trial, which reaches back to its start) (DECISIONLOG.md, "The
-    close"), whether the tenant
-    has an invoice that month or not. Those months are re-rated so that the difference can
-    be billed as adjustments; one that changed nothing gives no line. -#}
+    lookback before the month the run bills adjustments on) for which something arrived
+    that the month's close did not price: usage stored in a later arrival batch than its
+    watermark, or a subscription change recorded after it that takes effect before the
+    month ends (or ends the subscription in its trial, which reaches back to its start)
+    (DECISIONLOG.md, "The close"), whether the tenant has an invoice that month or not;
+    not a month whose invoice for the tenant a close held and no close has frozen since.
+    Those months are re-rated so that the difference can be billed as adjustments; one that
+    changed nothing gives no line. -#}
 {#- the closed months a run may re-rate: before the month it bills adjustments on (its
     first, or of several the next open one: adjustment_month), within the lookback -#}
 {%- set billed_on = adjustment_month(ref('int_closed_months')) -%}
@@ -73,10 +74,30 @@ late_subscription_changes as (
        )
 ),
 
+held as (
+    -- a tenant's invoice a close held, not frozen since: its month is priced again by its
+    -- own runs, and re-rated once a close freezes it (DECISIONLOG.md, "A held month is not
+    -- re-rated")
+    select held.tenant_id, held.period_start
+    from {{ ref('stg_app__held_invoices') }} as held
+    where {{ preview_tenant('held.tenant_id') }}
+      and not exists (
+          select 1 from {{ ref('stg_app__finalized_invoices') }} as frozen
+          where frozen.tenant_id = held.tenant_id
+            and frozen.period_start = held.period_start
+      )
+),
+
 final as (
     select tenant_id, period_start from late_usage
     union
     select tenant_id, period_start from late_subscription_changes
 )
 
-select tenant_id, period_start from final
+select final.tenant_id, final.period_start
+from final
+where not exists (
+    select 1 from held
+    where held.tenant_id = final.tenant_id
+      and held.period_start = final.period_start
+)
