@@ -6,7 +6,6 @@ invoices through the scheduled runs; a monthly partition needs no daily one befo
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -23,7 +22,6 @@ from ingest.writer import Event, copy_events
 from orchestration.dbt_run import parse_target
 from orchestration.dbt_vars import Window, current_month
 from orchestration.pipeline import DBT_PROJECT_DIR, dbt_env, run_daily, run_monthly, unbuilt_days
-from tests.conftest import database_copy
 from tests.helpers import parse_state_file
 from warehouse.settings import get_settings
 
@@ -44,11 +42,6 @@ USAGE = """select tenant_id, metric, usage_date, quantity, event_count, dimensio
            from marts.fct_usage_daily order by 1, 2, 3, 6"""
 
 
-def use(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("BILLING_DATABASE_URL", url)
-    get_settings.cache_clear()
-
-
 def load_demo(url: str) -> None:
     result = CliRunner().invoke(main, ["catalog", "apply", str(DEMO_CATALOG)])
     assert result.exit_code == 0, result.output
@@ -59,13 +52,6 @@ def load_demo(url: str) -> None:
 def rows(url: str, query: str) -> list[tuple[Any, ...]]:
     with psycopg.connect(url) as conn:
         return conn.execute(query).fetchall()  # type: ignore[arg-type]
-
-
-@pytest.fixture
-def other_warehouse(server_url: str) -> Iterator[str]:
-    """A second empty database on the test server, for the CLI's run on the same data."""
-    with database_copy(server_url, None, name="other") as url:
-        yield url
 
 
 def tick(instance: DagsterInstance, schedule_name: str, at: datetime) -> list[RunRequest]:
@@ -109,7 +95,7 @@ def backfill(assets: Any, first: str, last: str) -> None:
 
 @pytest.mark.minutes(2)
 def test_the_schedules_alone_bill_a_month_as_billing_run_does(
-    warehouse: str, other_warehouse: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    warehouse: str, server_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # a home of its own: the runs' scratch directories are this test's alone to count
     monkeypatch.setenv("BILLING_HOME", str(tmp_path / "home"))
@@ -161,17 +147,22 @@ def test_the_schedules_alone_bill_a_month_as_billing_run_does(
     )
     assert acme_oct_3[0][3] == expected + LATE.amount  # the late event, through the schedules
 
-    # The CLI on the same data, from its own empty warehouse: a month closed with no daily
-    # run before it builds the month's days itself.
-    use(other_warehouse, monkeypatch)
-    load_demo(other_warehouse)
-    with psycopg.connect(other_warehouse) as conn:
+    # The CLI on the same data, from an empty warehouse: this one made again, under the
+    # same name (dbt keeps its parse state per database name: database_copy). A month
+    # closed with no daily run before it builds the month's days itself.
+    lines = rows(warehouse, LINES)
+    name = psycopg.conninfo.conninfo_to_dict(warehouse)["dbname"]
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'drop database "{name}" with (force)')
+        conn.execute(f'create database "{name}"')
+    load_demo(warehouse)
+    with psycopg.connect(warehouse) as conn:
         copy_events(conn, [LATE])
     result = CliRunner().invoke(main, ["run", "monthly", "--month", "2026-10", "--finalize"])
     assert result.exit_code == 0, result.output
-    assert rows(other_warehouse, INVOICES) == invoices
-    assert rows(other_warehouse, LINES) == rows(warehouse, LINES)
-    assert rows(other_warehouse, USAGE) == usage
+    assert rows(warehouse, INVOICES) == invoices
+    assert rows(warehouse, LINES) == lines
+    assert rows(warehouse, USAGE) == usage
 
 
 @pytest.mark.minutes(0.25)
