@@ -4,8 +4,8 @@
 -- after the data is fixed), the month is not re-rated for it: its late usage would
 -- otherwise be billed as adjustments on the next invoice, the held month's whole amount
 -- with it, and again when the held invoice is finalized (DECISIONLOG.md, "A held month
--- is not re-rated"). Append-only: a row stays after the invoice is frozen, which then
--- decides.
+-- is not re-rated"). Nothing removes a row: once the invoice is frozen, the frozen copy
+-- decides (int_invoice_rerate_months reads both).
 create table app.held_invoices (
     tenant_id    text not null,
     period_start timestamptz not null,
