@@ -313,7 +313,9 @@ def run(
                 ]
                 for r in sparks
             ],
-        ),
+        )
+        if sparks
+        else "Not run: `--spark-sizes` gave no size.",
         "",
         "The same dbt models (`billing run daily` over the month, then `monthly`), with "
         "BILLING_DBT_TARGET=spark: a local Spark (2 cores, Parquet) against the embedded "

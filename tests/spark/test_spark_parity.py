@@ -2,10 +2,11 @@
 same invoices as on PostgreSQL: one realistic month and its successor (every pricing model,
 proration, a yearly plan's credit, a three-decimal currency, a finalized month and the late
 usage billed on the next invoice as adjustments), compared row for row, built on Spark by
-Dagster's assets, and the CLI's dbt commands served by the same Spark worker."""
+`billing run daily` and Dagster's monthly asset, both served by one Spark worker."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -17,9 +18,9 @@ import pytest
 from orchestration.dbt_run import PARSE_TARGET_ENV
 from orchestration.pipeline import PipelineError, run_daily, run_dbt, run_monthly
 from tests.e2e.test_billing_engine import NOV, OCT, history, october_story, store, usage, utc
-from tests.helpers import pid_alive, worker_starts
+from tests.helpers import billing, pid_alive, worker_starts
 from warehouse.settings import get_settings
-from warehouse.spark import queries
+from warehouse.spark import end_worker, queries
 
 # a local Spark's JVM, started once by the test's Spark worker and warmed up there: minutes,
 # more beside another test on two cores (the suite's 15-minute cap is for the rest)
@@ -62,19 +63,19 @@ def spark_rows(statements: dict[str, str]) -> dict[str, list[dict[str, Any]]]:
     }
 
 
-@pytest.mark.minutes(4)
+@pytest.mark.minutes(2.5)
 def test_spark_builds_the_same_invoices_through_the_cli_and_dagster(
     warehouse: str, tmp_path: Path, sockets: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """On PostgreSQL: October closed, late usage and a late cancellation, November's draft,
-    each month by `billing run monthly`. On Spark: the days by Dagster's daily asset (one
-    run), October and November by Dagster's monthly asset (one run of both partitions, as a
-    backfill runs them); both marts equal PostgreSQL's row for row. Everything on Spark (the
-    copy, dbt's commands, the queries) runs in one JVM, the Spark worker's. (`billing run`
-    on Spark, in its own processes: the bench smoke's Spark size, tests/bench.)"""
+    each month by `billing run monthly`. On Spark: the days by `billing run daily` in its
+    own process, October and November by Dagster's monthly asset (one run of both
+    partitions, as a backfill runs them); both marts equal PostgreSQL's row for row.
+    Everything on Spark (the copy, the CLI's and Dagster's dbt commands, the queries) runs
+    in one JVM, the Spark worker's, which its caller ends when done with the warehouse."""
     from dagster import DagsterInstance, materialize
 
-    from orchestration.definitions import daily_usage_models, dbt_resource, monthly_invoice_models
+    from orchestration.definitions import dbt_resource, monthly_invoice_models
 
     monkeypatch.setenv("BILLING_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(sockets))  # its workers, ended after the test
@@ -93,31 +94,24 @@ def test_spark_builds_the_same_invoices_through_the_cli_and_dagster(
     get_settings.cache_clear()
     with pytest.raises(PipelineError, match="finalize on the postgres target"):
         run_monthly(OCT, finalize=True, quiet=True)
-    instance = DagsterInstance.ephemeral()
-
-    def materialized(assets: list[Any], **kwargs: Any) -> None:
-        result = materialize(assets, resources={"dbt": dbt_resource}, instance=instance, **kwargs)
-        assert result.success
-
-    materialized(  # copies the sources into Spark first
-        [daily_usage_models],
-        tags={
-            "dagster/asset_partition_range_start": "2026-10-01",
-            "dagster/asset_partition_range_end": "2026-11-01",
-        },
-    )
+    # the CLI's daily run, as a user runs it: it copies the sources into Spark first, and
+    # starts the Spark worker that serves everything below
+    billing("run", "daily", "--from", "2026-10-01", "--to", "2026-11-01", check=True)
     # nothing arrived since the daily run: the monthly run neither copies the sources nor
     # builds the days again (warehouse/spark.py, the sources' stamp)
     daily_runs = "select count(*) from app.pipeline_runs where kind = 'daily'"
     with psycopg.connect(warehouse) as conn:
         before = conn.execute(daily_runs).fetchone()
-    materialized(
+    result = materialize(
         [monthly_invoice_models],
+        resources={"dbt": dbt_resource},
+        instance=DagsterInstance.ephemeral(),
         tags={
             "dagster/asset_partition_range_start": "2026-10-01",
             "dagster/asset_partition_range_end": "2026-11-01",
         },
     )
+    assert result.success
     with psycopg.connect(warehouse) as conn:
         assert conn.execute(daily_runs).fetchone() == before
 
@@ -137,7 +131,7 @@ def test_spark_builds_the_same_invoices_through_the_cli_and_dagster(
     )
     # its warehouse holds copies of the raw events: this user's alone
     assert (tmp_path / "home" / "spark").stat().st_mode & 0o777 == 0o700
-    # one Spark worker (one JVM) served the copy, Dagster's and the CLI's dbt commands, the
+    # one Spark worker (one JVM) served the copy, the CLI's and Dagster's dbt commands, the
     # queries and the unit tests; the runs on PostgreSQL ran in this process
     assert len(worker_starts(sockets)) == 1, worker_starts(sockets)
 
@@ -151,8 +145,16 @@ def test_spark_builds_the_same_invoices_through_the_cli_and_dagster(
     starts = worker_starts(sockets)
     assert len(starts) == 2, starts
     assert [pid_alive(int(line.split()[2])) for line in starts].count(True) == 1, starts
+    # done with this Spark warehouse, its caller ends the worker holding it (and its JVM)
+    # at once rather than after its idle time, as the benchmarks do
+    assert end_worker()
+    deadline = time.monotonic() + 60
+    while any(pid_alive(int(line.split()[2])) for line in starts):
+        assert time.monotonic() < deadline, starts
+        time.sleep(0.2)
     logs = "".join(log.read_text() for log in sockets.glob("billing-dbt-*/*.log"))
-    assert "handed its Spark metastore over: ended" in logs
+    assert logs.count("handed its Spark metastore over: ended") == 2, logs
+    assert not end_worker()  # none left
 
 
 def differences(
