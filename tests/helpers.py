@@ -7,7 +7,8 @@ import socketserver
 import subprocess
 import sys
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from psycopg.conninfo import conninfo_to_dict
@@ -134,3 +135,11 @@ def pid_alive(pid: int) -> bool:
     except (FileNotFoundError, IndexError):
         return False
     return state != "Z"
+
+
+def wait_ended(pids: Sequence[int], timeout: float) -> None:
+    """Wait until none of ``pids`` runs (pid_alive); fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while alive := [pid for pid in pids if pid_alive(pid)]:
+        assert time.monotonic() < deadline, f"still running after {timeout:g} s: {alive}"
+        time.sleep(0.1)

@@ -18,7 +18,7 @@ import pytest
 
 from orchestration.dbt_worker import WORKER_ENV, metastore_holder
 from orchestration.pipeline import DBT_PROJECT_DIR, dbt_env, dbt_executable
-from tests.helpers import pid_alive, worker_starts
+from tests.helpers import wait_ended, worker_starts
 from warehouse.migrate import apply_migrations
 from warehouse.settings import get_settings
 
@@ -100,10 +100,7 @@ def test_commands_share_one_warm_worker_with_their_own_output_and_exit(
     assert len(starts) == 2
     pid = int(starts[-1].split()[2])
     os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 10
-    while pid_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not pid_alive(pid)
+    wait_ended([pid], timeout=10)
 
 
 def test_version_is_answered_without_starting_dbt() -> None:

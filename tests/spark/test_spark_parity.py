@@ -6,7 +6,6 @@ usage billed on the next invoice as adjustments), compared row for row, built on
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -18,7 +17,7 @@ import pytest
 from orchestration.dbt_run import PARSE_TARGET_ENV
 from orchestration.pipeline import PipelineError, run_daily, run_dbt, run_monthly
 from tests.e2e.test_billing_engine import NOV, OCT, history, october_story, store, usage, utc
-from tests.helpers import billing, pid_alive, worker_starts
+from tests.helpers import billing, pid_alive, wait_ended, worker_starts
 from warehouse.settings import get_settings
 from warehouse.spark import end_worker, queries
 
@@ -144,14 +143,12 @@ def test_spark_builds_the_same_invoices_through_the_cli_and_dagster(
     ]
     starts = worker_starts(sockets)
     assert len(starts) == 2, starts
-    assert [pid_alive(int(line.split()[2])) for line in starts].count(True) == 1, starts
+    pids = [int(line.split()[2]) for line in starts]
+    assert [pid_alive(pid) for pid in pids].count(True) == 1, starts
     # done with this Spark warehouse, its caller ends the worker holding it (and its JVM)
     # at once rather than after its idle time, as the benchmarks do
     assert end_worker()
-    deadline = time.monotonic() + 60
-    while any(pid_alive(int(line.split()[2])) for line in starts):
-        assert time.monotonic() < deadline, starts
-        time.sleep(0.2)
+    wait_ended(pids, timeout=60)
     logs = "".join(log.read_text() for log in sockets.glob("billing-dbt-*/*.log"))
     assert logs.count("handed its Spark metastore over: ended") == 2, logs
     assert not end_worker()  # none left
