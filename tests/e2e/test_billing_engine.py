@@ -460,6 +460,56 @@ def test_daily_rerun_gives_the_same_rows(warehouse: str, tmp_path: Path) -> None
     }
 
 
+@pytest.mark.minutes(0.3)
+def test_a_batch_and_the_live_reads_mark_the_same_first_arrivals(
+    warehouse: str, tmp_path: Path
+) -> None:
+    """The daily run's batch and a live read (int_events_pending, before that run) keep the
+    same arrival of each key: the earliest received (by received_at, then event_seq), here
+    against the order the rows were written in, and never a key an earlier batch counted."""
+    apply_catalog(CATALOG, tmp_path)
+
+    def receive(rows: list[tuple[str, int, int]]) -> None:
+        """(key, amount, hours after now it is received), written in this order."""
+        with psycopg.connect(warehouse) as conn:
+            for key, amount, hours in rows:
+                conn.execute(
+                    """insert into raw.events (tenant_id, metric, amount, event_ts,
+                                               idempotency_key, metadata, received_at)
+                       values ('t_kwd', 'api_calls', %s, %s, %s, '{"region": "eu"}',
+                               now() + %s)""",
+                    (amount, utc(2026, 10, 2), key, timedelta(hours=hours)),
+                )
+
+    def firsts(relation: str, batch: bool = False) -> dict[str, int]:
+        newest = "and arrival_batch = (select max(arrival_batch) from {r})" if batch else ""
+        with psycopg.connect(warehouse) as conn:
+            rows = conn.execute(
+                f"""select idempotency_key, amount from {relation}
+                    where tenant_id = 't_kwd' and is_first {newest.format(r=relation)}"""
+            ).fetchall()
+        return {key: int(amount) for key, amount in rows}
+
+    # "a" three times, its earliest received written second; "c" twice at the same moment
+    receive([("a", 1, 2), ("a", 2, 1), ("a", 3, 3), ("b", 10, 0), ("c", 20, 4), ("c", 21, 4)])
+    first_batch = {"a": 2, "b": 10, "c": 20}
+    assert firsts("intermediate.int_events_pending") == first_batch
+    run_daily(date(2026, 10, 2), date(2026, 10, 2), quiet=True)
+    assert firsts("intermediate.int_events_arrivals", batch=True) == first_batch
+
+    # "a" was counted by the first batch; "d" is new, received twice
+    receive([("a", 4, 5), ("d", 31, 7), ("d", 30, 6)])
+    assert firsts("intermediate.int_events_pending") == {"d": 30}
+    run_daily(date(2026, 10, 2), date(2026, 10, 2), quiet=True)
+    assert firsts("intermediate.int_events_arrivals", batch=True) == {"d": 30}
+    with psycopg.connect(warehouse) as conn:
+        day = conn.execute(
+            """select quantity from marts.fct_usage_daily where tenant_id = 't_kwd'
+               and metric = 'api_calls' and usage_date = '2026-10-02'"""
+        ).fetchone()
+    assert day == (2 + 10 + 20 + 30,)
+
+
 def test_a_new_day_is_in_the_event_statistics_after_its_run(warehouse: str, tmp_path: Path) -> None:
     """The day just appended lies past the statistics PostgreSQL had: if they are not
     refreshed, it estimates one row for the day and plans the day's models as nested loops
