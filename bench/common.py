@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import json
 import os
 import re
 import shutil
@@ -14,7 +15,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -223,6 +224,9 @@ class Breakdown:
     executing: float = 0.0
     around: float = 0.0
     rest: float = 0.0
+    # each dbt node's execution time (its name: a model's, a test's), summed over the
+    # commands, from their run_results.json
+    node_seconds: dict[str, float] = field(default_factory=dict)
 
     def parts(self) -> list[tuple[str, float]]:
         """Each part of the wall time, by name."""
@@ -249,9 +253,26 @@ class Breakdown:
         self.around += float(found["around"])
         self.rest += float(found["rest"])
 
+    def slowest(self, count: int) -> list[tuple[str, float]]:
+        """The ``count`` nodes that took longest, the longest first."""
+        return sorted(self.node_seconds.items(), key=lambda item: -item[1])[:count]
+
+    def add_nodes(self, run_results: Path) -> None:
+        """Add the execution time of each node in a dbt command's run_results.json."""
+        for result in json.loads(run_results.read_text())["results"]:
+            # model.billing.<name>, test.billing.<name>.<hash>
+            name = result["unique_id"].split(".")[2]
+            self.node_seconds[name] = self.node_seconds.get(name, 0.0) + result["execution_time"]
+
 
 def timed_billing(env: dict[str, str], args: Sequence[str], breakdown: Breakdown) -> None:
-    """Run `billing run ...` as a user would and add where its seconds went."""
-    started = time.perf_counter()
-    out = billing(env, *args)
-    breakdown.add(out, time.perf_counter() - started)
+    """Run `billing run ...` as a user would and add where its seconds went: the command's
+    dbt artifacts go to a directory of their own (DBT_TARGET_PATH, as the tests' processes
+    have; the parse keeps its state apart), whose run_results.json holds each node's time."""
+    with tempfile.TemporaryDirectory(prefix="billing-bench-target-") as target:
+        started = time.perf_counter()
+        out = billing({**env, "DBT_TARGET_PATH": target}, *args)
+        breakdown.add(out, time.perf_counter() - started)
+        run_results = Path(target) / "run_results.json"
+        if run_results.exists():
+            breakdown.add_nodes(run_results)

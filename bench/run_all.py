@@ -53,6 +53,17 @@ def _breakdown_table(spent: Breakdown) -> str:
     )
 
 
+def _nodes_table(spent: Breakdown, count: int = 8) -> str:
+    total = sum(spent.node_seconds.values())
+    return _table(
+        ["dbt node", "seconds", "share of the nodes' seconds"],
+        [
+            [name, round(seconds, 2), f"{seconds / total:.0%}"]
+            for name, seconds in spent.slowest(count)
+        ],
+    )
+
+
 def _plot(closes: list[month_close_bench.MonthCloseResult], path: Path) -> None:
     import matplotlib
 
@@ -262,9 +273,17 @@ def run(
         "",
         _breakdown_table(biggest.full_breakdown),
         "",
+        "Its slowest dbt nodes, each node's own time from the commands' `run_results.json` "
+        "(a daily run runs two nodes at a time, so the nodes' seconds add up to more than "
+        "the run's):",
+        "",
+        _nodes_table(biggest.full_breakdown),
+        "",
         "And those of the new day:",
         "",
         _breakdown_table(biggest.day_breakdown),
+        "",
+        _nodes_table(biggest.day_breakdown),
         "",
         f"![month close by events]({chart.name})",
         "",
@@ -340,6 +359,10 @@ def run(
         "month. Where our seconds go (the two `billing run` commands, each a process):",
         "",
         _breakdown_table(peer.ours_breakdown),
+        "",
+        "Our slowest dbt nodes there:",
+        "",
+        _nodes_table(peer.ours_breakdown),
         "",
         f"{peer.events:,} events ({peer.tenants} tenants, retries and late events included) on the "
         f"same PostgreSQL. Ours: `POST /v1/events` then `billing run daily` and `monthly`; "

@@ -54,6 +54,9 @@ def test_make_bench_smoke_writes_results_with_the_peer(
     assert "| stolen cores: mean / worst 0.1 s |" in text  # the machine's own noise beside
     assert "| stolen cores: HTTP / COPY |" in text
     assert "| stolen cores: floor / full |" in text
+    # the slowest dbt nodes of the full build, of the new day and of our month beside the
+    # peer, from the commands' run_results
+    assert text.count("| dbt node | seconds | share of the nodes' seconds |") == 3
     # the upcoming invoice of the big tenant, then of a small one on the same connections
     assert "| 2,000 | 20 | 20 | 360 | 20 |" in text
     for batch in ingest_bench.BATCHES:  # ingest at each batch size, beside its bare COPY
