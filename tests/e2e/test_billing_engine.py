@@ -482,11 +482,11 @@ def test_a_batch_and_the_live_reads_mark_the_same_first_arrivals(
                 )
 
     def firsts(relation: str, batch: bool = False) -> dict[str, int]:
-        newest = "and arrival_batch = (select max(arrival_batch) from {r})" if batch else ""
+        newest = f"and arrival_batch = (select max(arrival_batch) from {relation})"
         with psycopg.connect(warehouse) as conn:
             rows = conn.execute(
                 f"""select idempotency_key, amount from {relation}
-                    where tenant_id = 't_kwd' and is_first {newest.format(r=relation)}"""
+                    where tenant_id = 't_kwd' and is_first {newest if batch else ""}"""
             ).fetchall()
         return {key: int(amount) for key, amount in rows}
 
