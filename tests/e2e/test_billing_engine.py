@@ -664,9 +664,10 @@ def test_a_daily_run_replaces_the_indexes_keyed_by_tenant_with_those_keyed_by_da
     warehouse: str, tmp_path: Path
 ) -> None:
     """A warehouse an earlier version built has the arrivals' and partials' read indexes
-    keyed by tenant first, into which every day's batch wrote all over. The next daily run
-    drops them by name and builds those keyed by the UTC day first, and the live reads of
-    one tenant's days go by the new one: its expression is the view's."""
+    keyed by tenant first, and the month values' unique index, into which every day's batch
+    wrote all over. The next daily run drops them by name and builds those keyed by the UTC
+    day (the month) first, and the live reads of one tenant's days go by the new one: its
+    expression is the view's."""
     apply_catalog(CATALOG, tmp_path)
     store(warehouse, usage(11, utc(2026, 10, 1), utc(2026, 10, 2), "a", 500))
     run_daily(date(2026, 10, 1), date(2026, 10, 1), quiet=True)
@@ -675,7 +676,13 @@ def test_a_daily_run_replaces_the_indexes_keyed_by_tenant_with_those_keyed_by_da
         # as the version before 2026-12-04 left them
         conn.execute(
             "drop index intermediate.int_events_arrivals_day_tenant, "
-            "intermediate.int_usage_partials_date_tenant"
+            "intermediate.int_usage_partials_date_tenant, "
+            "intermediate.int_usage_month_values_month_value"
+        )
+        conn.execute(
+            "create unique index int_usage_month_values_value"
+            " on intermediate.int_usage_month_values"
+            " (tenant_id, metric, usage_month, definition, dimensions, property_value)"
         )
         conn.execute(
             "create index int_events_arrivals_usage_day on intermediate.int_events_arrivals "
@@ -697,7 +704,8 @@ def test_a_daily_run_replaces_the_indexes_keyed_by_tenant_with_those_keyed_by_da
             for name, definition in conn.execute(
                 """select indexname, indexdef from pg_indexes
                    where schemaname = 'intermediate'
-                     and tablename in ('int_events_arrivals', 'int_usage_partials')"""
+                     and tablename in ('int_events_arrivals', 'int_usage_partials',
+                                       'int_usage_month_values')"""
             ).fetchall()
         }
         conn.execute("set enable_seqscan = off")
@@ -718,9 +726,14 @@ def test_a_daily_run_replaces_the_indexes_keyed_by_tenant_with_those_keyed_by_da
         "int_events_arrivals_day_tenant",
         "int_usage_partials_batch",
         "int_usage_partials_date_tenant",
+        "int_usage_month_values_batch",
+        "int_usage_month_values_month_value",
     }
     assert indexes["int_events_arrivals_day_tenant"].startswith(
         "btree ((((event_ts AT TIME ZONE 'UTC'::text))::date), tenant_id, metric)"
     )
     assert indexes["int_usage_partials_date_tenant"] == "btree (usage_date, tenant_id, metric)"
+    assert indexes["int_usage_month_values_month_value"] == (
+        "btree (usage_month, tenant_id, metric, definition, dimensions, property_value)"
+    )
     assert "int_events_arrivals_day_tenant" in plan
