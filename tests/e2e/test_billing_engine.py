@@ -673,7 +673,7 @@ def test_a_daily_run_replaces_the_indexes_keyed_by_tenant_with_those_keyed_by_da
     run_daily(date(2026, 10, 1), date(2026, 10, 1), quiet=True)
     day = "((event_ts at time zone 'UTC')::date)"
     with psycopg.connect(warehouse, autocommit=True) as conn:
-        # as the version before 2026-12-04 left them
+        # as the versions before 2026-12-04 (the month values': 2026-12-05) left them
         conn.execute(
             "drop index intermediate.int_events_arrivals_day_tenant, "
             "intermediate.int_usage_partials_date_tenant, "

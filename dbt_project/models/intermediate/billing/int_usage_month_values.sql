@@ -57,7 +57,7 @@ marked as (
     -- it in the batch (the grouping below makes it one row); the events of a value seen
     -- before are counted in the row without a value. One grouping, hashed: a window
     -- marking each value's first row sorted the rows by their six keys first (10M events,
-    -- the first batch's query: 15.8 s, now 6.0). A value seen before is one probe of the
+    -- the first batch's query: 15.8 s, now 5.6-6.0). A value seen before is one probe of the
     -- unique index per new row with a value (join_one): as a NOT EXISTS the planner
     -- hashed every stored month's values instead, a scan that grew with the table's
     -- history (a new day at 10M events: 1.76M rows read for 52k new ones)
