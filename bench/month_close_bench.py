@@ -17,6 +17,7 @@ from datetime import date
 from pathlib import Path
 
 import psycopg
+import yaml
 
 from bench.common import (
     Breakdown,
@@ -26,6 +27,7 @@ from bench.common import (
     stolen_text,
     timed_billing,
 )
+from warehouse.settings import DBT_PROJECT_DIR
 
 MONTH = date(2026, 10, 1)
 METRICS = ("api_calls", "active_users", "storage_gb", "builds", "seats")
@@ -161,6 +163,12 @@ def generate_sql(
     """
 
 
+def session_settings() -> dict[str, str]:
+    """The memory the dbt models' sessions get (dbt_project.yml's vars, macro tune_session)."""
+    project = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text())
+    return {name: project["vars"][name] for name in ("work_mem", "maintenance_work_mem")}
+
+
 def timed(fn: object) -> float:
     started = time.perf_counter()
     fn()  # type: ignore[operator]
@@ -177,8 +185,8 @@ def run(events: int, tenants: int, workdir: Path) -> MonthCloseResult:
             conn.execute("analyze raw.events")  # the catalog's tables: `catalog apply`
 
             # the floor gets the session settings the dbt models get (dbt_project.yml vars)
-            conn.execute("set work_mem = '256MB'")
-            conn.execute("set maintenance_work_mem = '1GB'")
+            for name, value in session_settings().items():
+                conn.execute(f"set {name} = '{value}'")
 
             def floor_dedup() -> None:
                 conn.execute("""create table public.floor_dedup as
