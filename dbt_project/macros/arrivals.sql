@@ -49,8 +49,14 @@ with
 ranked as (
     select
         unstored.*,
+        -- the key's text compared byte by byte (bytewise), which sorts the events faster
+        -- and partitions them the same (10M events: the ranking alone 32-34 s, against
+        -- 39-48 s); then the tenant as it is, which splits no partition but lets a
+        -- reader's condition on the tenant through (below): PostgreSQL pushes a condition
+        -- into a window's input only on a column the window is partitioned by
         row_number() over (
-            partition by tenant_id, idempotency_key order by received_at, event_seq
+            partition by {{ bytewise('tenant_id') }}, {{ bytewise('idempotency_key') }}, tenant_id
+            order by received_at, event_seq
         ) as arrival_rank
     from {{ unstored }} as unstored
 ),

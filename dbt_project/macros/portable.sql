@@ -48,6 +48,18 @@
 {% macro default__ts_infinity() -%}cast('infinity' as timestamptz){%- endmacro %}
 {% macro spark__ts_infinity() -%}cast('9000-01-01 00:00:00' as timestamp){%- endmacro %}
 
+{#- A text column compared byte by byte where only equality matters (a window's partition):
+    PostgreSQL's collation "C". Equality is the same in every collation a database can
+    have as its default (each is deterministic: equal means the same bytes), but only "C"
+    sorts by comparing bytes; any other, the embedded server's C.UTF-8 among them, calls
+    the C library's strcoll for every comparison and cannot sort on abbreviated keys. Spark
+    compares bytes already. -#}
+{% macro bytewise(column) -%}
+    {{ return(adapter.dispatch('bytewise', 'billing')(column)) }}
+{%- endmacro %}
+{% macro default__bytewise(column) -%}{{ column }}{%- endmacro %}
+{% macro postgres__bytewise(column) -%}{{ column }} collate "C"{%- endmacro %}
+
 {#- The text of a top-level key of a JSON object; `key` is an SQL expression. -#}
 {% macro json_text(column, key) -%}
     {{ return(adapter.dispatch('json_text', 'billing')(column, key)) }}

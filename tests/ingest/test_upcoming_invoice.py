@@ -481,9 +481,33 @@ def test_live_reads_find_the_newest_batch_by_its_index(catalog_loaded: str) -> N
     assert "Seq Scan" not in arrivals, arrivals
 
 
+def test_a_live_reads_tenant_reaches_the_events_before_the_ranking(catalog_loaded: str) -> None:
+    """The pending events are ranked per key (pending_arrivals), the keys compared byte by
+    byte (`collate "C"`, an expression PostgreSQL does not take for the column): the window
+    is partitioned by the tenant as it is too, so that a live read's condition on the tenant
+    filters the raw events the window sorts, not its output (every tenant's pending events
+    ranked for each read)."""
+    with psycopg.connect(catalog_loaded, autocommit=True) as conn:
+        [plan] = conn.execute(
+            """explain (format json) select * from intermediate.int_events_pending
+               where tenant_id = 'acme'"""
+        ).fetchone() or (None,)
+    [window] = [node for node in plan_nodes(plan[0]["Plan"]) if node["Node Type"] == "WindowAgg"]
+    [events] = [node for node in plan_nodes(window) if node.get("Relation Name") == "events"]
+    conditions = " ".join(str(events.get(key, "")) for key in ("Filter", "Index Cond"))
+    assert "tenant_id = 'acme'" in conditions, events
+    # the window's input, sorted by the key's bytes
+    sort = next(node for node in plan_nodes(window) if node["Node Type"] == "Sort")
+    assert sort["Sort Key"][0].endswith('COLLATE "C"'), sort["Sort Key"]
+
+
+def plan_nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """An explained plan's (`format json`) nodes, the first node first."""
+    yield node
+    for child in node.get("Plans", ()):
+        yield from plan_nodes(child)
+
+
 def plan_scans(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """The nodes of an explained plan (`format json`) that read a relation."""
-    if "Relation Name" in node:
-        yield node
-    for child in node.get("Plans", ()):
-        yield from plan_scans(child)
+    return (each for each in plan_nodes(node) if "Relation Name" in each)
