@@ -493,7 +493,7 @@ def test_a_live_reads_tenant_reaches_the_events_before_the_ranking(catalog_loade
                where tenant_id = 'acme'"""
         ).fetchone() or (None,)
     [window] = [node for node in plan_nodes(plan[0]["Plan"]) if node["Node Type"] == "WindowAgg"]
-    [events] = [node for node in plan_nodes(window) if node.get("Relation Name") == "events"]
+    [events] = [node for node in plan_scans(window) if node["Relation Name"] == "events"]
     conditions = " ".join(str(events.get(key, "")) for key in ("Filter", "Index Cond"))
     assert "tenant_id = 'acme'" in conditions, events
     # the window's input, sorted by the key's bytes
