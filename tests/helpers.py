@@ -8,9 +8,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
+import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from bench.common import ServerExited, wait_until_healthy
@@ -143,3 +145,24 @@ def wait_ended(pids: Sequence[int], timeout: float) -> None:
     while alive := [pid for pid in pids if pid_alive(pid)]:
         assert time.monotonic() < deadline, f"still running after {timeout:g} s: {alive}"
         time.sleep(0.1)
+
+
+def explained(conn: psycopg.Connection[Any], query: str, analyze: bool = False) -> dict[str, Any]:
+    """The root node of ``query``'s plan (`explain (format json)`), run too when
+    ``analyze``: its nodes' actual rows, loops and blocks."""
+    options = "analyze, format json" if analyze else "format json"
+    row = conn.execute(f"explain ({options}) {query}").fetchone()  # type: ignore[arg-type]
+    assert row is not None
+    return row[0][0]["Plan"]  # type: ignore[no-any-return]
+
+
+def plan_nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """An explained plan's nodes, the first node first."""
+    yield node
+    for child in node.get("Plans", ()):
+        yield from plan_nodes(child)
+
+
+def plan_scans(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The nodes of an explained plan that read a relation."""
+    return (each for each in plan_nodes(node) if "Relation Name" in each)

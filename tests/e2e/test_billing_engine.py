@@ -20,6 +20,7 @@ import yaml
 from ingest.writer import Event, copy_events
 from orchestration.pipeline import PipelineError, run_daily, run_dbt, run_monthly
 from tests.engine_helpers import apply_catalog, assert_matches, load_raw, warehouse_invoices
+from tests.helpers import explained, plan_nodes
 from tests.reference_rater import rate_month
 from warehouse.catalog import parse_catalog
 from warehouse.subscriptions import record_subscription_event
@@ -590,18 +591,13 @@ def test_a_daily_run_summarizes_the_brin_ranges_it_stored(warehouse: str, tmp_pa
         conn.execute("alter table raw.events set (autovacuum_enabled = false)")
         conn.execute("set enable_seqscan = off")
 
-        def lossy(node: dict[str, Any]) -> int:
-            return node.get("Lossy Heap Blocks", 0) + sum(map(lossy, node.get("Plans", [])))
-
         def unsummarized_pages(table: str, column: str) -> int:
             """The pages a read of ``column`` from now on scans (every page of a range the
             index does not summarize): the lossy blocks of its bitmap scan."""
-            row = conn.execute(
-                f"explain (analyze, format json) select count(*) from {table}"
-                f" where {column} > 'infinity'"
-            ).fetchone()
-            assert row is not None
-            return lossy(row[0][0]["Plan"])
+            plan = explained(
+                conn, f"select count(*) from {table} where {column} > 'infinity'", analyze=True
+            )
+            return sum(node.get("Lossy Heap Blocks", 0) for node in plan_nodes(plan))
 
         received = ("raw.events", "received_at")
         days = ("intermediate.int_events_arrivals", "event_ts")

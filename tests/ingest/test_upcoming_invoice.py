@@ -4,7 +4,6 @@ data."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -19,6 +18,7 @@ from billing.cli import main
 from ingest.upcoming import set_preview, upcoming_invoices
 from orchestration.dbt_vars import current_month
 from orchestration.pipeline import PREVIEW_INVOICES, run_daily
+from tests.helpers import explained, plan_nodes, plan_scans
 from tests.ingest.test_subscriptions_and_reads import bearer, tenant_key, with_demo
 
 
@@ -427,13 +427,11 @@ def test_upcoming_invoice_reads_no_other_tenants_closes_or_subscriptions(
         ).fetchall()
         with conn.transaction():
             set_preview(conn, "globex", month)
-            [plan] = conn.execute(
-                f"explain (analyze, format json) execute {name}('globex', '{month}')"
-            ).fetchone() or (None,)
+            plan = explained(conn, f"execute {name}('globex', '{month}')", analyze=True)
 
     rows: dict[str, list[float]] = {}
     lines_read: list[float] = []
-    for node in plan_scans(plan[0]["Plan"]):
+    for node in plan_scans(plan):
         rows.setdefault(node["Relation Name"], []).append(
             node["Actual Rows"] * node["Actual Loops"]
         )
@@ -467,14 +465,12 @@ def test_live_reads_find_the_newest_batch_by_its_index(catalog_loaded: str) -> N
     with psycopg.connect(catalog_loaded, autocommit=True) as conn:
         conn.execute(insert, (month_start, now, month_start, "pending-", 10))
         conn.execute("analyze")
-        [plan] = conn.execute(
-            "explain (analyze, format json) select * from intermediate.int_events_pending"
-        ).fetchone() or (None,)
+        plan = explained(conn, "select * from intermediate.int_events_pending", analyze=True)
         pending = conn.execute("select count(*) from intermediate.int_events_pending").fetchone()
     assert pending == (10,)
     arrivals = [
         node["Node Type"]
-        for node in plan_scans(plan[0]["Plan"])
+        for node in plan_scans(plan)
         if node["Relation Name"] == "int_events_arrivals"
     ]
     assert arrivals, plan  # the arrivals are read, never scanned whole
@@ -488,26 +484,13 @@ def test_a_live_reads_tenant_reaches_the_events_before_the_ranking(catalog_loade
     filters the raw events the window sorts, not its output (every tenant's pending events
     ranked for each read)."""
     with psycopg.connect(catalog_loaded, autocommit=True) as conn:
-        [plan] = conn.execute(
-            """explain (format json) select * from intermediate.int_events_pending
-               where tenant_id = 'acme'"""
-        ).fetchone() or (None,)
-    [window] = [node for node in plan_nodes(plan[0]["Plan"]) if node["Node Type"] == "WindowAgg"]
+        plan = explained(
+            conn, "select * from intermediate.int_events_pending where tenant_id = 'acme'"
+        )
+    [window] = [node for node in plan_nodes(plan) if node["Node Type"] == "WindowAgg"]
     [events] = [node for node in plan_scans(window) if node["Relation Name"] == "events"]
     conditions = " ".join(str(events.get(key, "")) for key in ("Filter", "Index Cond"))
     assert "tenant_id = 'acme'" in conditions, events
     # the window's input, sorted by the key's bytes
     sort = next(node for node in plan_nodes(window) if node["Node Type"] == "Sort")
     assert sort["Sort Key"][0].endswith('COLLATE "C"'), sort["Sort Key"]
-
-
-def plan_nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """An explained plan's (`format json`) nodes, the first node first."""
-    yield node
-    for child in node.get("Plans", ()):
-        yield from plan_nodes(child)
-
-
-def plan_scans(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """The nodes of an explained plan (`format json`) that read a relation."""
-    return (each for each in plan_nodes(node) if "Relation Name" in each)
